@@ -1,0 +1,2 @@
+"""diprocd: the DIstributed PROcess Control Daemon."""
+__version__ = '0.1.0'

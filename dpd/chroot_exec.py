@@ -1,0 +1,38 @@
+"""Launcher for chrooted processes: `python3 -I -S chroot_exec.py FD`.
+
+Runs as root in its own single-threaded interpreter, so the steps `Popen`
+cannot do safely in a threaded worker happen here: chroot, chdir inside the
+new root, drop to the target groups, gid and uid (in that order), umask,
+then exec the program. Its job (paths, ids, argv, environment) comes as JSON
+on file descriptor FD, so no secret ever shows in a command line. It imports
+nothing of diprocd: it must work from any interpreter, in isolated mode.
+"""
+import json
+import os
+import signal
+import sys
+
+
+def main():
+    fd = int(sys.argv[1])
+    with os.fdopen(fd, 'rb') as job_file:
+        job = json.loads(job_file.read())
+    # Python ignores SIGPIPE and SIGXFSZ; an exec'd program must get the defaults
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        os.chroot(job['chroot'])
+        os.chdir(job['cwd'])
+        os.setgroups(job['groups'])
+        os.setgid(job['gid'])
+        os.setuid(job['uid'])
+        os.umask(job['umask'])
+        os.execve(job['run'], job['argv'], job['env'])
+    except OSError as err:
+        os.write(2, ('dpd-workerd: cannot start %s in chroot %s: %s\n'
+                     % (job['run'], job['chroot'], err)).encode())
+        os._exit(127)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,118 @@
+"""Command lines of the three daemons: `dpd-xxx [-f] [-v] [-t] CONFIG`.
+
+`run_daemon` is the start-up order every daemon shares: check the config,
+take the lock, detach, log, serve; each daemon supplies `load`, `check` and
+`serve` (see `workerd.py`, `masterd.py`, `clientd.py`).
+"""
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import ConfigError, lock_path
+from .daemon import Readiness, detach, sd_notify, take_lock, write_pid
+from .logsetup import DaemonLog
+
+EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
+log = logging.getLogger('dpd')
+
+
+def parser(program, description):
+    ap = argparse.ArgumentParser(
+        prog=program, description=description,
+        epilog='Exit status: 0 stopped normally (or already running); 1 runtime failure; '
+               '2 usage error; 78 invalid configuration. Signals: TERM/INT stop, HUP reloads, '
+               'USR1 reopens log files.')
+    ap.add_argument('-f', '--foreground', action='store_true',
+                    help='stay attached; log to stderr (and to log_file too, when set)')
+    ap.add_argument('-v', '--verbose', action='store_true', help='debug-level logging')
+    ap.add_argument('-t', '--check', action='store_true',
+                    help='validate CONFIG, print every problem, exit 0 if valid, 78 if not')
+    ap.add_argument('--version', action='version', version='%s (diprocd) %s'
+                    % (program, __version__))
+    ap.add_argument('config', metavar='CONFIG', help='the JSON configuration file')
+    return ap
+
+
+def run_daemon(daemon, argv=None):
+    args = parser(daemon.program, daemon.description).parse_args(argv)
+    path = os.path.abspath(args.config)
+    if args.check:
+        return _check(daemon, path)
+    try:
+        config = daemon.load(path)
+    except ConfigError as err:
+        _print_errors(daemon.program, err.messages)
+        return EX_CONFIG
+    try:
+        lock_fd = take_lock(lock_path(config))
+    except OSError as err:
+        sys.stderr.write('%s: cannot take the lock %s: %s\n'
+                         % (daemon.program, lock_path(config), err.strerror or err))
+        return EX_FAILURE
+    if lock_fd is None:
+        if args.verbose:
+            sys.stderr.write('%s: already running for %s\n' % (daemon.program, path))
+        return EX_OK
+    readiness = Readiness(None) if args.foreground else detach()
+    write_pid(lock_fd)
+    return _serve(daemon, config, args, readiness)
+
+
+def _serve(daemon, config, args, readiness):
+    daemon_log = DaemonLog(daemon.program, args.verbose)
+    if args.foreground:
+        daemon_log.to_stderr()
+    try:
+        if config.log_file:
+            daemon_log.to_file(config.log_file)
+        elif not args.foreground:
+            daemon_log.to_syslog()
+    except OSError as err:
+        readiness.failed(EX_FAILURE, '%s: cannot open log file %s: %s'
+                         % (daemon.program, config.log_file, err))
+        return EX_FAILURE
+
+    def ready():
+        readiness.ready()
+        sd_notify('READY=1')
+        log.info('ready (pid %d, %s)', os.getpid(), config.path)
+
+    try:
+        code = daemon.serve(config, daemon_log, ready)
+    except Exception as err:
+        log.exception('fatal error')
+        readiness.failed(EX_FAILURE, '%s: %s' % (daemon.program, err))
+        code = EX_FAILURE
+    if config.pid_file:
+        try:
+            os.unlink(config.pid_file)
+        except OSError:
+            pass
+    log.info('exiting with status %d', code)
+    return code
+
+
+def _check(daemon, path):
+    try:
+        warnings = daemon.check(path)
+    except ConfigError as err:
+        _print_errors(daemon.program, err.messages)
+        sys.stderr.write('%s: configuration file %s test failed\n' % (daemon.program, path))
+        return EX_CONFIG
+    for warning in warnings:
+        sys.stderr.write('%s: warning: %s\n' % (daemon.program, warning))
+    sys.stdout.write('%s: configuration file %s test is successful\n' % (daemon.program, path))
+    return EX_OK
+
+
+def _print_errors(program, messages):
+    for message in messages:
+        sys.stderr.write('%s: %s\n' % (program, message))
+
+
+def main_for(daemon_class):
+    def main(argv=None):
+        sys.exit(run_daemon(daemon_class(), argv))
+    return main

@@ -1,0 +1,138 @@
+"""Strict JSON in, canonical JSON out, and files replaced atomically.
+
+Everything diprocd reads is untrusted text (hand-edited configs, state files,
+network messages), so parsing is strict: a duplicate key, NaN or Infinity is an
+error rather than a silently chosen value, and deep nesting or huge numbers
+end in a clean `JsonError`, never in a crash.
+"""
+import os
+import stat
+
+try:  # simplejson is faster where installed; the stdlib json is the fallback
+    import simplejson as _json
+except ImportError:  # pragma: no cover - depends on the machine
+    import json as _json
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+class JsonError(ValueError):
+    """Text that is not strict JSON; `where` is "line L column C" when known."""
+
+    def __init__(self, problem, where=None):
+        super().__init__(problem if where is None else '%s: %s' % (where, problem))
+        self.problem = problem
+        self.where = where
+
+
+def _reject_duplicates(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise JsonError('duplicate key %s' % quote(key))
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name):
+    raise JsonError('%s is not valid JSON' % name)
+
+
+def loads(text):
+    """Parse strict JSON from str or bytes; raise JsonError on anything else."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode('utf-8')
+        except UnicodeDecodeError as err:
+            raise JsonError('not UTF-8 (byte %d)' % err.start) from None
+    try:
+        return _json.loads(text, object_pairs_hook=_reject_duplicates,
+                           parse_constant=_reject_constant)
+    except JsonError:
+        raise
+    except RecursionError:
+        raise JsonError('nested too deeply') from None
+    except ValueError as err:  # json.JSONDecodeError and simplejson's both subclass it
+        lineno, colno = getattr(err, 'lineno', None), getattr(err, 'colno', None)
+        where = 'line %d column %d' % (lineno, colno) if lineno else None
+        problem = getattr(err, 'msg', None) or str(err)
+        raise JsonError('invalid JSON: %s' % problem, where) from None
+
+
+def dumps(obj, indent=None):
+    """Canonical JSON: sorted keys, no spaces unless indented, ASCII only."""
+    if indent is None:
+        return _json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
+    return _json.dumps(obj, sort_keys=True, indent=indent, ensure_ascii=True) + '\n'
+
+
+def quote(text):
+    """A key or name as it should appear in a message: JSON-quoted, escaped."""
+    return _json.dumps(text, ensure_ascii=True)
+
+
+def read_regular(path, limit=MAX_FILE_BYTES):
+    """(content, stat) of a regular file; never blocks on a FIFO or reads a device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JsonError('not a regular file')
+        if info.st_size > limit:
+            raise JsonError('too large (%d bytes, limit %d)' % (info.st_size, limit))
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b''.join(chunks), info
+            size += len(chunk)
+            if size > limit:
+                raise JsonError('too large (more than %d bytes)' % limit)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path, data, mode=0o644, durable=True):
+    """Write `data` to `path` by temp file + rename, so readers see old or new.
+
+    `durable` adds the fsyncs that make the new content survive a power cut;
+    files that only matter while the machine is up can skip them.
+    """
+    directory, base = os.path.split(path)
+    tmp = os.path.join(directory, '.%s.%d.tmp' % (base, os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    if durable:
+        fsync_directory(directory or '.')
+
+
+def fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,44 @@
+"""Process states and the restart limits, as pure arithmetic on `now`.
+
+Times are `time.monotonic()` values handed in by the caller: the limits are
+immune to wall-clock jumps and unit-testable with a fake clock.
+"""
+from collections import deque
+
+STARTING = 'starting'
+RUNNING = 'running'
+BACKOFF = 'backoff'     # waiting for the restart window
+STOPPING = 'stopping'
+STOPPED = 'stopped'
+EXITED = 'exited'       # ended with restart: false
+FAILED = 'failed'       # could not be started; retried later
+
+ACTIVE = frozenset((STARTING, RUNNING, STOPPING))  # a process may exist
+SETTLED_OK = frozenset((RUNNING, EXITED))          # "as desired" for dpd-ctl
+
+MAX_STARTS = 5
+WINDOW_SECONDS = 60.0
+FAILURE_RETRY_FIRST = 1.0
+FAILURE_RETRY_MAX = 60.0
+
+
+class RestartWindow:
+    """At most MAX_STARTS starts in any WINDOW_SECONDS (the first start counts)."""
+
+    def __init__(self, starts=()):
+        self.starts = deque(sorted(starts)[-MAX_STARTS:], maxlen=MAX_STARTS)
+
+    def allows(self, now):
+        return len(self.starts) < MAX_STARTS or now - self.starts[0] >= WINDOW_SECONDS
+
+    def next_allowed(self, now):
+        """The earliest time a start is allowed (now, if it is)."""
+        return now if self.allows(now) else self.starts[0] + WINDOW_SECONDS
+
+    def record(self, now):
+        self.starts.append(now)
+
+
+def failure_retry_delay(failures):
+    """Seconds before retrying a process that could not be started: 1, 2, 4... 60."""
+    return min(FAILURE_RETRY_MAX, FAILURE_RETRY_FIRST * 2 ** max(0, failures - 1))

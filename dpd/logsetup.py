@@ -1,0 +1,121 @@
+"""The daemons' own log: one line per event, ISO-8601 time, level, program.
+
+Targets: stderr in the foreground; `log_file` when set (in the foreground
+too); syslog when detached without a `log_file`. The file is reopened on
+USR1 and when it was moved or deleted (checked at most once a second), so
+logrotate works with or without a postrotate signal.
+"""
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from datetime import datetime
+
+from .safefile import open_log
+
+ROTATION_CHECK_SECONDS = 1.0
+
+
+class Formatter(logging.Formatter):
+    def __init__(self, program, with_time=True):
+        super().__init__()
+        self.program, self.with_time = program, with_time
+
+    def format(self, record):
+        text = '%s %s[%d]: %s' % (record.levelname, self.program, record.process,
+                                  record.getMessage())
+        if record.exc_info:
+            text += '\n' + self.formatException(record.exc_info)
+        if not self.with_time:
+            return text
+        when = datetime.fromtimestamp(record.created).astimezone()
+        return '%s %s' % (when.isoformat(timespec='milliseconds'), text)
+
+
+class ReopeningFileHandler(logging.Handler):
+    """Appends to a file opened root-safely; follows rotation."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.fd = None
+        self.next_check = 0.0
+        self._open()
+
+    def _open(self):
+        self.fd = open_log(self.path, {os.geteuid()}, append=True)
+
+    def reopen(self):
+        with self.lock:
+            self._close()
+            self._open()
+
+    def emit(self, record):
+        try:
+            line = (self.format(record) + '\n').encode('utf-8', 'replace')
+            with self.lock:
+                self._follow_rotation()
+                os.write(self.fd, line)
+        except Exception:
+            self.handleError(record)
+
+    def _follow_rotation(self):
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + ROTATION_CHECK_SECONDS
+        try:
+            on_disk, held = os.stat(self.path), os.fstat(self.fd)
+            if (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino):
+                return
+        except OSError:
+            pass
+        self._close()
+        self._open()
+
+    def _close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def close(self):
+        with self.lock:
+            self._close()
+        super().close()
+
+
+class DaemonLog:
+    """Configures the `dpd` logger for one daemon and reopens its file on demand."""
+
+    def __init__(self, program, verbose):
+        self.program = program
+        self.logger = logging.getLogger('dpd')
+        self.logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+        self.logger.propagate = False
+        self.file_handler = None
+
+    def to_stderr(self):
+        self._add(logging.StreamHandler(sys.stderr), Formatter(self.program))
+
+    def to_file(self, path):
+        self.file_handler = ReopeningFileHandler(path)
+        self._add(self.file_handler, Formatter(self.program))
+
+    def to_syslog(self):
+        if not os.path.exists('/dev/log'):
+            return  # the handler would print a traceback at every line
+        handler = logging.handlers.SysLogHandler(
+            '/dev/log', facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        self._add(handler, Formatter(self.program, with_time=False))
+
+    def _add(self, handler, formatter):
+        handler.setFormatter(formatter)
+        self.logger.addHandler(handler)
+
+    def reopen(self):
+        if self.file_handler is not None:
+            try:
+                self.file_handler.reopen()
+            except OSError as err:
+                self.logger.error('cannot reopen %s: %s', self.file_handler.path, err)

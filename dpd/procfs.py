@@ -1,0 +1,94 @@
+"""What /proc and a few Linux calls say about processes.
+
+A pid alone proves nothing (pids are reused), so a process is identified by
+(pid, start time): field 22 of /proc/PID/stat, in clock ticks since boot, and
+the boot's id, since start times restart at every boot.
+"""
+import ctypes
+import os
+import re
+
+PR_SET_CHILD_SUBREAPER = 36
+_PID_TEXT = re.compile(rb'\s*([0-9]{1,10})\s*\Z')
+
+
+def boot_id():
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            return f.read().strip()
+    except OSError:
+        return ''
+
+
+def start_time(pid):
+    """The start time of `pid` in clock ticks since boot, or None if gone."""
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            data = f.read()
+    except (OSError, ValueError):
+        return None
+    # the command name (field 2) may hold spaces and ')'; fields resume after the last ')'
+    fields = data[data.rfind(b')') + 2:].split()
+    if len(fields) < 20 or fields[0] == b'Z':
+        return None  # a zombie has ended; only its exit status is left
+    return int(fields[19])
+
+
+def is_alive(pid, started):
+    return pid > 1 and started is not None and start_time(pid) == started
+
+
+def parse_pid(data):
+    """A pid from pid-file bytes: digits only, 1 < pid < 2**22; else None."""
+    match = _PID_TEXT.match(data)
+    if not match:
+        return None
+    pid = int(match.group(1))
+    return pid if 1 < pid <= 4194304 else None
+
+
+def read_pid_file(path):
+    try:
+        with open(path, 'rb') as f:
+            return parse_pid(f.read(64))
+    except (OSError, ValueError):
+        return None
+
+
+def pidfd_open(pid):
+    """A pidfd for `pid`, or None when the process is gone."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def set_child_subreaper():
+    """Orphaned descendants (daemons' double forks) become our children."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def group_alive(pgid):
+    """True while any process is left in process group `pgid`."""
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def raise_fd_limit():
+    """Soft RLIMIT_NOFILE up to the hard limit: each child costs a few fds."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass

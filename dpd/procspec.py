@@ -1,0 +1,193 @@
+"""PROCESS: one entry of a worker's `procs` or of a master's node list.
+
+`PROCESS_KEYS` is the single description of the format: validation runs on it
+and the README's reference table is generated from it.
+"""
+import hashlib
+import re
+import signal
+from dataclasses import dataclass, asdict
+
+from . import jsonfile
+from .schema import (REQUIRED, Invalid, Key, absolute_path, boolean, check_object,
+                     json_type, list_of, number, string)
+
+NAME_PATTERN = re.compile(r'[A-Za-z0-9._@:-]{1,128}\Z')
+USER_PATTERN = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?\Z')
+ENV_NAME_PATTERN = re.compile(r'[^=\0]{1,256}\Z')
+CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+
+def _name(value):
+    value = string(value)
+    if not NAME_PATTERN.match(value):
+        raise Invalid('must be 1-128 of A-Z a-z 0-9 . _ - @ :, not %s' % jsonfile.quote(value))
+    return value
+
+
+def account_name(value):
+    value = string(value)
+    if not USER_PATTERN.match(value):
+        raise Invalid('must be a user or group name (a letter or "_" first, at most 32 '
+                      'of A-Z a-z 0-9 _ . -), not %s' % jsonfile.quote(value))
+    return value
+
+
+def _env(value):
+    if not isinstance(value, dict):
+        raise Invalid('must be an object of strings, not %s' % json_type(value))
+    pairs = []
+    for key, item in value.items():
+        if not ENV_NAME_PATTERN.match(key):
+            raise Invalid('has a bad variable name %s (empty, or with "=")' % jsonfile.quote(key))
+        try:
+            pairs.append((key, string(item)))
+        except Invalid as err:
+            raise Invalid('[%s] %s' % (jsonfile.quote(key), err)) from None
+    return tuple(sorted(pairs))
+
+
+def _umask(value):
+    value = string(value)
+    if not re.fullmatch(r'[0-7]{1,4}', value) or int(value, 8) > 0o777:
+        raise Invalid('must be an octal string such as "022", not %s' % jsonfile.quote(value))
+    return int(value, 8)
+
+
+def _signal(value):
+    value = string(value)
+    name = value.upper() if value.upper().startswith('SIG') else 'SIG' + value.upper()
+    try:
+        number_ = signal.Signals[name]
+    except KeyError:
+        raise Invalid('must be a signal name such as "TERM", not %s' % jsonfile.quote(value)) from None
+    if number_ in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+                   signal.SIGCHLD, signal.SIGCONT, signal.SIGWINCH, signal.SIGURG):
+        raise Invalid('%s does not stop a process' % jsonfile.quote(value))
+    return int(number_)
+
+
+def _strings(value):
+    return list_of(string, max_items=4096)(value)
+
+
+PROCESS_KEYS = (
+    Key('name', 'string', REQUIRED, 'unique in the file; 1-128 of `A-Z a-z 0-9 . _ - @ :`', _name),
+    Key('run', 'string', REQUIRED, 'absolute path of the program (inside `chroot`); must exist '
+        'and be executable when started', absolute_path),
+    Key('args', 'list of strings', (), 'passed as argv[1:]; never through a shell', _strings),
+    Key('user', 'string', None, 'a user name; if it does not exist when the process starts, that '
+        'process is `failed`; a non-root worker can only run processes as itself', account_name,
+        default_text='`"nobody"` when the worker is root; else the worker\'s own user'),
+    Key('env', 'object string→string', (), 'the child gets a clean environment: `PATH=%s`, `HOME`, '
+        '`USER`, `LOGNAME`, `SHELL` from the user\'s passwd entry, then `env` on top' % CLEAN_PATH,
+        _env, default_text='`{}`'),
+    Key('chroot', 'string', '/', 'absolute, existing directory; the process is chrooted there '
+        'before it runs', absolute_path),
+    Key('cwd', 'string', '/', 'working directory inside the chroot; a relative value is relative '
+        'to the chroot\'s root (so `"."` is `/`)', string),
+    Key('pid_file', 'string', None, 'absolute, as the worker sees it (outside any `chroot`); '
+        'where the pid is written (`write_pid`) or read (`daemon`)', absolute_path),
+    Key('write_pid', 'bool', True, 'the worker writes `pid_file` when the process starts and '
+        'removes it when it ends', boolean),
+    Key('logs', 'string', None, 'absolute, as the worker sees it; stdout and stderr are appended '
+        'there; none: discarded', absolute_path),
+    Key('daemon', 'bool', False, 'the program forks into the background and writes `pid_file` '
+        'itself; needs `pid_file` and `write_pid: false`', boolean),
+    Key('restart', 'bool', True, 'restart the process whenever it ends, whatever its exit status '
+        '(at most 5 starts in any 60 s)', boolean),
+    Key('group', 'string', None, 'the process also gets the user\'s supplementary groups',
+        account_name, default_text='the user\'s primary group'),
+    Key('umask', 'string, octal', 0o022, 'such as `"027"`', _umask, default_text='`"022"`'),
+    Key('stop_signal', 'string', signal.SIGTERM, 'a signal name, `"TERM"` or `"SIGTERM"`',
+        _signal, default_text='`"TERM"`'),
+    Key('stop_timeout', 'number, seconds', 10.0, 'after it, the whole process group gets `KILL`',
+        number(0, 86400)),
+    Key('depends', 'list of names', (), 'accepted for compatibility with the original\'s files; '
+        'ignored, with a warning', list_of(_name)),
+)
+EXTENSION_KEYS = ('group', 'umask', 'stop_signal', 'stop_timeout', 'depends')
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A validated PROCESS with every default filled in."""
+    name: str
+    run: str
+    args: tuple
+    user: str
+    env: tuple          # sorted (name, value) pairs
+    chroot: str
+    cwd: str
+    pid_file: str
+    write_pid: bool
+    logs: str
+    daemon: bool
+    restart: bool
+    group: str
+    umask: int
+    stop_signal: int
+    stop_timeout: float
+
+    @property
+    def fingerprint(self):
+        """Equal for equal definitions: decides "changed" and adoption."""
+        return hashlib.sha256(jsonfile.dumps(asdict(self)).encode()).hexdigest()
+
+    @property
+    def cwd_in_chroot(self):
+        return self.cwd if self.cwd.startswith('/') else '/' + self.cwd
+
+
+def parse_process(value, path, problems, default_user):
+    """A ProcessSpec, or None after adding every problem to `problems`."""
+    before = len(problems.messages)
+    fields = check_object(value, PROCESS_KEYS, path, problems)
+    if fields is None or len(problems.messages) > before:
+        return None
+    if fields['daemon'] and (fields['pid_file'] is None or fields['write_pid']):
+        problems.add(path, '"daemon": true needs "pid_file" and "write_pid": false '
+                     '(the program writes its own pid file)')
+        return None
+    fields.pop('depends')
+    if fields['user'] is None:
+        fields['user'] = default_user
+    return ProcessSpec(**fields)
+
+
+def process_label(path, value):
+    """`procs[2] ("web")`: the path of an entry, with its name when it has one."""
+    name = value.get('name') if isinstance(value, dict) else None
+    return '%s (%s)' % (path, jsonfile.quote(name)) if isinstance(name, str) else path
+
+
+def parse_process_list(value, path, problems, default_user):
+    """The specs of a `procs` list; names and pid files must be unique."""
+    if not isinstance(value, list):
+        problems.add(path, 'must be a list of processes, not %s' % json_type(value))
+        return ()
+    specs, seen_names, seen_pid_files = [], {}, {}
+    for index, item in enumerate(value):
+        label = process_label('%s[%d]' % (path, index), item)
+        spec = parse_process(item, label, problems, default_user)
+        if spec is None:
+            continue
+        if spec.name in seen_names:
+            problems.add(label, 'duplicate name %s (also %s[%d])'
+                         % (jsonfile.quote(spec.name), path, seen_names[spec.name]))
+        seen_names.setdefault(spec.name, index)
+        if spec.pid_file and spec.pid_file in seen_pid_files:
+            problems.add(label, 'pid_file %s is also the pid file of %s'
+                         % (jsonfile.quote(spec.pid_file), jsonfile.quote(seen_pid_files[spec.pid_file])))
+        if spec.pid_file:
+            seen_pid_files.setdefault(spec.pid_file, spec.name)
+        specs.append(spec)
+    return tuple(specs)
+
+
+def uses_depends(value):
+    """The names of entries that carry the ignored `depends` key (for a warning)."""
+    if not isinstance(value, list):
+        return []
+    return [item.get('name', '?') for item in value
+            if isinstance(item, dict) and item.get('depends')]

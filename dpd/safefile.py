@@ -1,0 +1,143 @@
+"""Pid and log files created by root in directories others may control.
+
+Never follow a symlink (not in the last component, not in a parent), never
+write into a file that belongs to someone else, never truncate: a planted
+link or file is an error, not a write. Directories are walked one component
+at a time with O_NOFOLLOW from a path resolved once, so a swap during the
+walk makes it fail instead of leading elsewhere.
+"""
+import errno
+import os
+import stat
+
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnsafePath(OSError):
+    pass
+
+
+def open_parent(path):
+    """(fd of the directory holding `path`, last component); close the fd after use."""
+    directory, base = os.path.split(path)
+    if not base or base in ('.', '..'):
+        raise UnsafePath('%s: not a file name' % path)
+    real = os.path.realpath(directory or '/')
+    fd = os.open('/', _DIR_FLAGS)
+    try:
+        for part in [p for p in real.split('/') if p]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as err:
+                raise UnsafePath('%s: directory %s: %s'
+                                 % (path, real, err.strerror or err)) from None
+            os.close(fd)
+            fd = next_fd
+        _check_directory(fd, path, real)
+        return fd, base
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_directory(fd, path, real):
+    info = os.fstat(fd)
+    if info.st_mode & 0o002 and not info.st_mode & stat.S_ISVTX and os.geteuid() == 0:
+        raise UnsafePath('%s: refused: directory %s is world-writable and not sticky'
+                         % (path, real))
+
+
+def _refuse_link(dir_fd, base, path):
+    try:
+        info = os.lstat(base, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePath('%s: refused: it is a symbolic link' % path)
+    return info
+
+
+def write_pid_file(path, pid):
+    """Replace `path` with "PID\\n" by temp file and rename: never writes through a link."""
+    dir_fd, base = open_parent(path)
+    try:
+        _refuse_link(dir_fd, base, path)
+        tmp = '.%s.%d.tmp' % (base, pid)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=dir_fd)
+        try:
+            os.write(fd, b'%d\n' % pid)
+        finally:
+            os.close(fd)
+        try:
+            os.rename(tmp, base, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError:
+            os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    finally:
+        os.close(dir_fd)
+
+
+def check_pid_file(path):
+    """Raise UnsafePath now if `write_pid_file(path, ...)` would be refused."""
+    dir_fd, base = open_parent(path)
+    try:
+        _refuse_link(dir_fd, base, path)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_pid_file(path, pid):
+    """Remove `path` if it still names `pid` (a new owner may have replaced it)."""
+    try:
+        dir_fd, base = open_parent(path)
+    except OSError:
+        return
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     dir_fd=dir_fd)
+        try:
+            content = os.read(fd, 64)
+        finally:
+            os.close(fd)
+        if content.strip() == b'%d' % pid:
+            os.unlink(base, dir_fd=dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def open_log(path, owners, append=False):
+    """A write fd on log file `path`, created 0640 if missing.
+
+    The file must be a regular file with one link, owned by one of `owners`
+    (uids): appending to a stranger's file, or to a hard link of one, is how
+    a root daemon gets tricked into writing where it should not. Without
+    `append` the caller places each write itself (the pumps' splice).
+    """
+    dir_fd, base = open_parent(path)
+    try:
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC |
+                     os.O_NOCTTY | os.O_NONBLOCK | (os.O_APPEND if append else 0), 0o640,
+                     dir_fd=dir_fd)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # the last component is a symlink
+            raise UnsafePath('%s: refused: it is a symbolic link' % path) from None
+        raise
+    finally:
+        os.close(dir_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafePath('%s: refused: not a regular file' % path)
+        if info.st_nlink != 1:
+            raise UnsafePath('%s: refused: it has %d hard links' % (path, info.st_nlink))
+        if info.st_uid not in owners:
+            raise UnsafePath('%s: refused: owned by uid %d, not by the worker or the '
+                             'process\'s user' % (path, info.st_uid))
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise

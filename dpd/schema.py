@@ -1,0 +1,173 @@
+"""The small toolkit every config check is written with.
+
+A `Key` describes one JSON key: its type, default and rule, in words (for the
+README's reference tables) and as a checker (for validation). Checkers raise
+`Invalid(problem)`; `check_object` turns that into a message that names the
+JSON path, collects every problem of a document, and adds a "did you mean"
+hint to unknown keys.
+"""
+import difflib
+import os
+from dataclasses import dataclass
+
+from .jsonfile import quote
+
+REQUIRED = object()
+
+
+class Invalid(ValueError):
+    """One problem with one value; the caller knows where the value is."""
+
+
+class Problems:
+    """Every problem found in one document, each as "PATH: PROBLEM"."""
+
+    def __init__(self):
+        self.messages = []
+
+    def add(self, path, problem):
+        self.messages.append('%s: %s' % (path, problem) if path else problem)
+
+    def __bool__(self):
+        return bool(self.messages)
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str          # the type, as the README says it
+    default: object    # REQUIRED, a value, or None for "none"
+    rule: str          # the rule, as the README says it
+    check: object      # check(value) -> normalized value; raises Invalid
+    default_text: str = None  # the README's default, when the value says too little
+
+
+def json_type(value):
+    if value is None:
+        return 'null'
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (int, float)):
+        return 'a number'
+    if isinstance(value, str):
+        return 'a string'
+    if isinstance(value, list):
+        return 'a list'
+    return 'an object'
+
+
+def string(value):
+    if not isinstance(value, str):
+        raise Invalid('must be a string, not %s' % json_type(value))
+    if '\0' in value:
+        raise Invalid('must not contain a NUL character')
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:
+        raise Invalid('is not valid Unicode (a lone surrogate?)') from None
+    return value
+
+
+def boolean(value):
+    if type(value) is not bool:  # isinstance(True, int) is true; 1 is not true here
+        raise Invalid('must be true or false, not %s' % json_type(value))
+    return value
+
+
+def number(low, high):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid('must be a number, not %s' % json_type(value))
+        if not low <= value <= high:
+            raise Invalid('must be between %g and %g, not %g' % (low, high, value))
+        return float(value)
+    return check
+
+
+def absolute_path(value):
+    value = string(value)
+    if not value.startswith('/'):
+        raise Invalid('must be an absolute path (starting with "/"), not %s' % quote(value))
+    return os.path.normpath(value) if value != '/' else value
+
+
+def list_of(check_item, max_items=10000):
+    def check(value):
+        if not isinstance(value, list):
+            raise Invalid('must be a list, not %s' % json_type(value))
+        if len(value) > max_items:
+            raise Invalid('has %d items, more than the limit of %d' % (len(value), max_items))
+        out = []
+        for index, item in enumerate(value):
+            try:
+                out.append(check_item(item))
+            except Invalid as err:
+                raise Invalid('item %d %s' % (index, err)) from None
+        return tuple(out)
+    return check
+
+
+def check_object(value, keys, path, problems, ignore_underscore=False):
+    """Validate a JSON object against `keys`; return {name: normalized value}.
+
+    Missing required keys, unknown keys and bad values each add a problem; a
+    key whose value is bad is left out of the result.
+    """
+    if not isinstance(value, dict):
+        problems.add(path, 'must be an object, not %s' % json_type(value))
+        return None
+    known = {key.name: key for key in keys}
+    out = {}
+    for name, item in value.items():
+        if ignore_underscore and name.startswith('_'):
+            continue
+        key = known.get(name)
+        if key is None:
+            problems.add(path, 'unknown key %s%s' % (quote(name), _hint(name, known)))
+            continue
+        try:
+            out[name] = key.check(item)
+        except Invalid as err:
+            problems.add(_join(path, name), str(err))
+    for key in keys:
+        if key.name not in value:
+            if key.default is REQUIRED:
+                problems.add(path, 'missing required key %s' % quote(key.name))
+            else:
+                out.setdefault(key.name, key.default)
+    return out
+
+
+def _join(path, name):
+    return '%s.%s' % (path, name) if path else name
+
+
+def _hint(name, known):
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return ' (did you mean %s?)' % quote(close[0]) if close else ''
+
+
+def reference_table(keys):
+    """The README's markdown table for `keys`: key, type, default, rule."""
+    rows = ['| key | type | default | rule |', '|---|---|---|---|']
+    for key in keys:
+        if key.default_text is not None:
+            default = key.default_text
+        elif key.default is REQUIRED:
+            default = 'required'
+        elif key.default is None:
+            default = 'none'
+        else:
+            default = '`%s`' % _doc_value(key.default)
+        rows.append('| `%s` | %s | %s | %s |' % (key.name, key.kind, default, key.rule))
+    return '\n'.join(rows)
+
+
+def _doc_value(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, tuple):
+        return '[]' if not value else list(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return quote(value) if isinstance(value, str) else value

@@ -1,0 +1,135 @@
+"""How a ProcessSpec becomes a running child.
+
+Everything is configured through `Popen` keywords (no `preexec_fn`: the
+worker has threads, and arbitrary Python between fork and exec can
+deadlock). `chroot` has no keyword, so a chrooted process goes through a
+tiny launcher (`chroot_exec.py`, its own single-threaded interpreter) that
+chroots, changes directory, drops privileges and execs; every other process
+takes the fast path, which is a vfork when no user switch is needed.
+"""
+import errno
+import grp
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from .procspec import CLEAN_PATH
+
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'chroot_exec.py')
+
+
+class SpawnError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the child runs as: uid, gid and every group, plus its passwd entry."""
+    user: str
+    uid: int
+    gid: int
+    groups: tuple
+    home: str
+    shell: str
+
+    def is_current(self):
+        return (self.uid == os.geteuid() and self.gid == os.getegid()
+                and sorted(self.groups) == sorted(os.getgroups()))
+
+
+def identity(spec):
+    try:
+        entry = pwd.getpwnam(spec.user)
+    except KeyError:
+        raise SpawnError('no such user "%s"' % spec.user) from None
+    if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+        raise SpawnError('cannot run as "%s": a worker that is not root runs processes as '
+                         'itself only' % spec.user)
+    gid = entry.pw_gid
+    if spec.group is not None:
+        try:
+            gid = grp.getgrnam(spec.group).gr_gid
+        except KeyError:
+            raise SpawnError('no such group "%s"' % spec.group) from None
+    # Popen(user=...) alone would keep root's groups: name every group explicitly
+    groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)) | {gid}))
+    return Identity(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir,
+                    entry.pw_shell or '/bin/sh')
+
+
+def environment(spec, who):
+    """The clean environment: nothing of the worker's own leaks into a child."""
+    env = {'PATH': CLEAN_PATH, 'HOME': who.home, 'USER': who.user, 'LOGNAME': who.user,
+           'SHELL': who.shell}
+    env.update(spec.env)
+    return env
+
+
+def check_paths(spec):
+    """Clear errors for the usual mistakes, before anything is started."""
+    if spec.chroot != '/':
+        if os.geteuid() != 0:
+            raise SpawnError('cannot chroot to %s: the worker is not root' % spec.chroot)
+        if not os.path.isdir(spec.chroot):
+            raise SpawnError('chroot %s is not an existing directory' % spec.chroot)
+    inside = _inside(spec.chroot)
+    run = inside(spec.run)
+    try:
+        mode = os.stat(run).st_mode
+    except OSError as err:
+        raise SpawnError('cannot run %s: %s' % (run, err.strerror)) from None
+    if not stat.S_ISREG(mode) or not mode & 0o111:
+        raise SpawnError('cannot run %s: not an executable file' % run)
+    if not os.path.isdir(inside(spec.cwd_in_chroot)):
+        raise SpawnError('cwd %s is not an existing directory' % inside(spec.cwd_in_chroot))
+
+
+def _inside(root):
+    return (lambda path: path) if root == '/' else (lambda path: root + path)
+
+
+def start(spec, who, output_fd):
+    """Start the child; raise SpawnError with the reason when it cannot run."""
+    argv = [spec.run] + list(spec.args)
+    common = dict(stdin=subprocess.DEVNULL, stdout=output_fd, stderr=subprocess.STDOUT,
+                  close_fds=True, start_new_session=True, restore_signals=True)
+    try:
+        if spec.chroot != '/':
+            return _start_chrooted(spec, who, argv, common)
+        if not who.is_current():
+            common.update(user=who.uid, group=who.gid, extra_groups=list(who.groups))
+        return subprocess.Popen(argv, executable=spec.run, cwd=spec.cwd_in_chroot,
+                                env=environment(spec, who), umask=spec.umask, **common)
+    except OSError as err:
+        raise SpawnError(describe_exec_error(spec.run, err)) from None
+    except (ValueError, subprocess.SubprocessError) as err:
+        raise SpawnError('cannot run %s: %s' % (spec.run, err)) from None
+
+
+def _start_chrooted(spec, who, argv, common):
+    """The launcher reads its job from a memfd: no secrets in any argv."""
+    job = json.dumps({'chroot': spec.chroot, 'cwd': spec.cwd_in_chroot, 'uid': who.uid,
+                      'gid': who.gid, 'groups': list(who.groups), 'umask': spec.umask,
+                      'run': spec.run, 'argv': argv, 'env': environment(spec, who)})
+    fd = os.memfd_create('dpd-job', os.MFD_CLOEXEC)
+    try:
+        os.write(fd, job.encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        return subprocess.Popen([sys.executable, '-I', '-S', LAUNCHER, str(fd)],
+                                env={}, pass_fds=(fd,), cwd='/', **common)
+    finally:
+        os.close(fd)
+
+
+def describe_exec_error(run, err):
+    if err.errno == errno.ENOEXEC:
+        return 'cannot run %s: not a program the kernel can run (missing "#!" line?)' % run
+    if err.errno == errno.ENOENT and os.path.exists(run):
+        return 'cannot run %s: its interpreter is missing (check the "#!" line)' % run
+    if err.errno in (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM):
+        return 'cannot start %s now: %s (out of resources)' % (run, err.strerror)
+    return 'cannot run %s: %s' % (run, err.strerror or err)

@@ -1,0 +1,137 @@
+"""The config watcher thread: sees a file's edits and reports them at once.
+
+It watches the file's directory with inotify, so both an edit in place and a
+replacement by rename are seen within milliseconds. A file is read when its
+writer closes it or renames it into place; a write that is never closed is
+read after SETTLE seconds of quiet, so a half-written file is at worst
+rejected, never applied half. Without inotify, or while the directory is
+missing, it falls back to a stat every POLL seconds. It posts a result only
+when it differs from the last one: ConfigLoaded, or ConfigRejected.
+"""
+import os
+import select
+import threading
+import time
+
+from . import inotify
+from .config import ConfigError
+from .events import ConfigLoaded, ConfigRejected, ThreadCrashed
+
+SETTLE = 0.3
+POLL = 0.5
+READ_NOW = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_ATTRIB |
+            inotify.IN_DELETE | inotify.IN_MOVED_FROM)
+READ_LATER = inotify.IN_MODIFY | inotify.IN_CREATE
+DIR_GONE = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_IGNORED
+WATCH_MASK = READ_NOW | READ_LATER | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | \
+    inotify.IN_ONLYDIR
+
+
+class ConfigWatcher(threading.Thread):
+    def __init__(self, path, load, post, known_sha256=None):
+        super().__init__(name='watcher', daemon=True)
+        self.path, self.load, self.post = path, load, post
+        self.directory, self.base = os.path.split(path)
+        self._last = ('ok', known_sha256) if known_sha256 else None
+        self._stamp = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._stopping = False
+
+    def stop(self):
+        self._stopping = True
+        os.write(self._wake_w, b'x')
+        self.join(5)
+
+    def run(self):
+        try:
+            self._watch()
+        except Exception as err:
+            self.post(ThreadCrashed(self.name, repr(err)))
+
+    def _watch(self):
+        try:
+            notify_fd = inotify.init()
+        except OSError:
+            notify_fd = None
+        poller = select.epoll()
+        poller.register(self._wake_r, select.EPOLLIN)
+        if notify_fd is not None:
+            poller.register(notify_fd, select.EPOLLIN)
+        wd = self._add_watch(notify_fd)
+        self._check()
+        settle_at = None
+        while not self._stopping:
+            now = time.monotonic()
+            timeouts = [POLL] if wd is None else []
+            if settle_at is not None:
+                timeouts.append(max(0.0, settle_at - now))
+            ready = poller.poll(min(timeouts) if timeouts else -1)
+            if self._stopping:
+                break
+            if not ready:  # a timeout: settling time over, or a stat poll
+                polling, settle_at = settle_at is None, None
+                if wd is None:
+                    wd = self._add_watch(notify_fd)
+                self._check(only_if_touched=polling)
+                continue
+            for fd, _ in ready:
+                if fd == notify_fd:
+                    read_now, read_later, gone = self._read_events(notify_fd)
+                    wd = None if gone else wd
+                    if read_now:
+                        settle_at = None
+                        self._check()
+                    elif read_later:
+                        settle_at = time.monotonic() + SETTLE
+
+    def _add_watch(self, notify_fd):
+        if notify_fd is None:
+            return None
+        try:
+            return inotify.add_watch(notify_fd, self.directory or '.', WATCH_MASK)
+        except OSError:
+            return None
+
+    def _read_events(self, notify_fd):
+        read_now = read_later = gone = False
+        try:
+            data = os.read(notify_fd, 65536)
+        except BlockingIOError:
+            return False, False, False
+        for _, mask, name in inotify.parse(data):
+            if mask & DIR_GONE:
+                gone = read_now = True
+            elif mask & inotify.IN_Q_OVERFLOW:
+                read_now = True
+            elif name == self.base:
+                read_now |= bool(mask & READ_NOW)
+                read_later |= bool(mask & READ_LATER)
+        return read_now, read_later, gone
+
+    def _check(self, only_if_touched=False):
+        """Load the file; post the result if it is new.
+
+        A stat poll reads the file only when its stamp moved; an inotify event
+        always reads it (two writes in one timestamp tick share a stamp).
+        """
+        stamp = self._file_stamp()
+        if only_if_touched and stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            config = self.load(self.path)
+        except ConfigError as err:
+            result, event = ('bad', tuple(err.messages)), ConfigRejected(tuple(err.messages))
+        else:
+            result, event = ('ok', config.sha256), ConfigLoaded(config)
+        if result != self._last:
+            self._last = result
+            self.post(event)
+
+    def _file_stamp(self):
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode,
+                info.st_uid, info.st_ctime_ns)

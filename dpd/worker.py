@@ -1,0 +1,489 @@
+"""The worker's policy: the processes a file asks for versus those that run.
+
+Pure: `handle(event, now)` returns actions and reads neither clock nor disk,
+so every decision (restart limits, stops, edits, adoption) is tested with a
+fake clock and no processes. `now` is `time.monotonic()`.
+"""
+import heapq
+import itertools
+import logging
+import signal
+
+from . import actions as act
+from . import events as ev
+from . import lifecycle as lc
+from .procspec import ProcessSpec
+
+DAEMON_WAIT = 10.0        # for a `daemon: true` launcher to leave a live pid in its pid file
+DAEMON_POLL = 0.05
+GROUP_POLL = 0.05         # while the leader is gone but its group is not
+KILL_GRACE = 5.0          # after KILL, how long a process may take to vanish
+
+
+class Proc:
+    """The controller's record of one named process."""
+
+    def __init__(self, spec, fingerprint=None):
+        self.spec = spec                  # the definition it runs (or ran) with
+        self.fingerprint = fingerprint or spec.fingerprint
+        self.state = lc.STOPPED
+        self.pid = None
+        self.started = None               # start ticks of `pid`: its identity
+        self.since = None                 # when `state` began
+        self.window = lc.RestartWindow()
+        self.restarts = 0
+        self.last_exit = None
+        self.error = None
+        self.failures = 0                 # spawn failures in a row
+        self.deadline = None
+        self.then = None                  # after the stop: None, 'start' or 'remove'
+        self.next_spec = None             # for 'start': the new definition
+        self.stop_deadline = None
+        self.killed = False
+        self.awaiting_group = False       # stopping: the leader is gone, its group is not
+        self.launcher = None              # daemon: (pid, started) of the program we ran
+        self.daemon_deadline = None
+
+    @property
+    def name(self):
+        return self.spec.name
+
+
+class WorkerPolicy:
+    def __init__(self, config=None):
+        self.procs = {}                   # name -> Proc, in the file's order
+        self.config = config
+        self.config_errors = ()
+        self.shutting_down = False
+        self.dirty = True
+        self._timers = []                 # heap of (deadline, seq, name)
+        self._seq = itertools.count()
+        self._handlers = {
+            ev.PreviousRun: self._on_previous_run,
+            ev.ConfigLoaded: self._on_config_loaded,
+            ev.ConfigRejected: self._on_config_rejected,
+            ev.ProcessStarted: self._on_started,
+            ev.SpawnFailed: self._on_spawn_failed,
+            ev.ProcessExited: self._on_exited,
+            ev.DaemonFound: self._on_daemon_found,
+            ev.DaemonNotFound: self._on_daemon_not_found,
+            ev.GroupChecked: self._on_group_checked,
+            ev.SignalReceived: self._on_signal,
+            ev.ThreadCrashed: self._on_thread_crashed,
+            ev.Tick: self._on_tick,
+        }
+
+    # ------------------------------------------------------------ the loop's API
+
+    def handle(self, event, now):
+        out = []
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, now, out)
+        return out
+
+    def next_deadline(self):
+        while self._timers:
+            deadline, _, name = self._timers[0]
+            proc = self.procs.get(name)
+            if proc is not None and proc.deadline == deadline:
+                return deadline
+            heapq.heappop(self._timers)
+        return None
+
+    def flush(self, now):
+        if not self.dirty:
+            return []
+        self.dirty = False
+        return [act.WriteState(self.snapshot())]
+
+    # ------------------------------------------------------------ config
+
+    def _on_previous_run(self, event, now, out):
+        for record in event.adopted:
+            proc = self._from_record(record)
+            proc.state, proc.pid, proc.started = lc.RUNNING, record['pid'], record['started']
+            self.procs[proc.name] = proc
+            out.append(_log(logging.INFO, '%s: adopted (pid %d), left running by the previous '
+                            'worker' % (proc.name, proc.pid)))
+        for record in event.finished:
+            proc = self._from_record(record)
+            proc.state = lc.EXITED
+            self.procs[proc.name] = proc
+        self.dirty = True
+
+    @staticmethod
+    def _from_record(record):
+        spec = ProcessSpec(**dict(record['definition'], env=()))
+        proc = Proc(spec, record['fingerprint'])
+        proc.window = lc.RestartWindow(record.get('starts') or ())
+        proc.restarts = record.get('restarts', 0)
+        proc.since = record.get('since')
+        proc.last_exit = record.get('last_exit')
+        return proc
+
+    def _on_config_loaded(self, event, now, out):
+        if self.shutting_down:
+            return
+        config = event.config
+        for warning in config.warnings:
+            out.append(_log(logging.WARNING, warning))
+        if self.config_errors:
+            out.append(_log(logging.INFO, '%s: valid again; applying it' % config.path))
+        self.config, self.config_errors, self.dirty = config, (), True
+        wanted = {spec.name: spec for spec in config.procs}
+        for name in [name for name in self.procs if name not in wanted]:
+            self._remove(self.procs[name], now, out)
+        ordered = {}
+        for spec in config.procs:
+            proc = self.procs.get(spec.name)
+            if proc is None:
+                proc = Proc(spec)
+                self.procs[spec.name] = proc
+                self._start(proc, now, out)
+            else:
+                self._apply_definition(proc, spec, now, out)
+            ordered[spec.name] = proc
+        # keep the file's order; processes still stopping for removal go last
+        self.procs = {**ordered, **{n: p for n, p in self.procs.items() if n not in ordered}}
+
+    def _apply_definition(self, proc, spec, now, out):
+        if proc.then == 'remove':            # it was being removed and is back
+            proc.then = None
+        if spec.fingerprint == proc.fingerprint:
+            proc.spec = spec                 # adopted records lack `env`; the file has it
+            if proc.state == lc.FAILED:
+                self._start(proc, now, out)  # a reload is the moment to try again
+            return
+        out.append(_log(logging.INFO, '%s: definition changed' % spec.name))
+        if proc.state in lc.ACTIVE:
+            self._stop(proc, now, out, then='start', next_spec=spec)
+        else:
+            self._renew(proc, spec)
+            self._start(proc, now, out)
+
+    @staticmethod
+    def _renew(proc, spec):
+        """A new definition is a new process: a fresh restart window and counters."""
+        proc.spec, proc.fingerprint = spec, spec.fingerprint
+        proc.window, proc.restarts, proc.failures, proc.error = lc.RestartWindow(), 0, 0, None
+        proc.last_exit = None
+
+    def _on_config_rejected(self, event, now, out):
+        self.config_errors, self.dirty = tuple(event.messages), True
+        running = sum(1 for p in self.procs.values() if p.state in lc.ACTIVE)
+        for message in event.messages:
+            out.append(_log(logging.ERROR, message))
+        out.append(_log(logging.ERROR, 'configuration rejected; the %d running processes are '
+                        'left as they are' % running))
+
+    # ------------------------------------------------------------ starting
+
+    def _start(self, proc, now, out):
+        if self.shutting_down:
+            return
+        if not proc.window.allows(now):
+            wait_until = proc.window.next_allowed(now)
+            if proc.state != lc.BACKOFF:
+                out.append(_log(logging.WARNING, '%s: started %d times in %d s; next start in '
+                                '%.1f s' % (proc.name, lc.MAX_STARTS, lc.WINDOW_SECONDS,
+                                            wait_until - now)))
+            self._move(proc, lc.BACKOFF, now)
+            self._set_deadline(proc, wait_until)
+            return
+        self._move(proc, lc.STARTING, now)
+        self._set_deadline(proc, None)
+        proc.pid = proc.started = proc.launcher = None
+        out.append(act.Spawn(proc.name, proc.spec))
+
+    def _on_started(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None or proc.state != lc.STARTING:
+            return
+        if proc.window.starts:
+            proc.restarts += 1
+        proc.window.record(now)
+        proc.failures, proc.error = 0, None
+        if proc.spec.daemon:
+            proc.launcher = (event.pid, event.started)
+            proc.daemon_deadline = now + DAEMON_WAIT
+            self._set_deadline(proc, now + DAEMON_POLL)
+            out.append(_log(logging.DEBUG, '%s: launched (pid %d); waiting for %s'
+                            % (proc.name, event.pid, proc.spec.pid_file)))
+        else:
+            self._running(proc, event.pid, event.started, now, out)
+        self.dirty = True
+
+    def _running(self, proc, pid, started, now, out):
+        proc.pid, proc.started = pid, started
+        self._move(proc, lc.RUNNING, now)
+        self._set_deadline(proc, None)
+        out.append(_log(logging.INFO, '%s: running (pid %d)' % (proc.name, pid)))
+
+    def _on_spawn_failed(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None or proc.state != lc.STARTING:
+            return
+        proc.failures += 1
+        delay = lc.failure_retry_delay(proc.failures)
+        level = logging.ERROR if event.error != proc.error else logging.DEBUG
+        out.append(_log(level, '%s: cannot start: %s (next try in %g s)'
+                        % (proc.name, event.error, delay)))
+        proc.error = event.error
+        self._move(proc, lc.FAILED, now)
+        self._set_deadline(proc, now + delay)
+
+    def _on_daemon_found(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is not None and proc.state == lc.STARTING and proc.launcher:
+            self._running(proc, event.pid, event.started, now, out)
+
+    def _on_daemon_not_found(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None or proc.state != lc.STARTING or not proc.launcher:
+            return
+        if now < proc.daemon_deadline:
+            self._set_deadline(proc, now + DAEMON_POLL)
+            return
+        proc.error = '%s did not name a live process within %g s (%s)' % (
+            proc.spec.pid_file, DAEMON_WAIT, event.reason)
+        out.append(_log(logging.ERROR, '%s: %s' % (proc.name, proc.error)))
+        launcher_pid = proc.launcher[0]
+        out.append(act.SendSignal(proc.name, launcher_pid, signal.SIGKILL))
+        self._ended(proc, now, out)
+
+    # ------------------------------------------------------------ ending
+
+    def _on_exited(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None:
+            return
+        if proc.launcher and event.pid == proc.launcher[0] and proc.pid is None:
+            self._launcher_exited(proc, event, now, out)
+            return
+        if event.pid != proc.pid or proc.state not in (lc.RUNNING, lc.STOPPING):
+            return
+        proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
+        if proc.state == lc.STOPPING:
+            proc.awaiting_group = True
+            out.append(act.CheckGroup(proc.name, proc.pid))
+            return
+        out.append(_log(logging.WARNING if proc.spec.restart else logging.INFO,
+                        '%s: %s' % (proc.name, describe_exit(event))))
+        self._ended(proc, now, out)
+
+    def _launcher_exited(self, proc, event, now, out):
+        if proc.state == lc.STOPPING:
+            self._stopped(proc, now, out)
+        elif event.code != 0:
+            proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
+            out.append(_log(logging.WARNING, '%s: launcher %s before the daemon was up'
+                            % (proc.name, describe_exit(event))))
+            self._ended(proc, now, out)
+
+    def _ended(self, proc, now, out):
+        """The process ended by itself: restart it, or leave it `exited`."""
+        self._release(proc, out)
+        if proc.spec.restart and not self.shutting_down:
+            self._start(proc, now, out)
+        else:
+            self._move(proc, lc.EXITED, now)
+            self._set_deadline(proc, None)
+
+    def _release(self, proc, out):
+        if proc.spec.write_pid and proc.spec.pid_file and proc.pid:
+            out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid))
+        proc.pid = proc.started = proc.launcher = None
+        self.dirty = True
+
+    # ------------------------------------------------------------ stopping
+
+    def _remove(self, proc, now, out):
+        if proc.state in lc.ACTIVE:
+            self._stop(proc, now, out, then='remove')
+        else:
+            self._forget(proc, out)
+
+    def _forget(self, proc, out):
+        del self.procs[proc.name]
+        out.append(act.CloseOutput(proc.name))
+        out.append(_log(logging.INFO, '%s: removed' % proc.name))
+        self.dirty = True
+
+    def _stop(self, proc, now, out, then=None, next_spec=None):
+        proc.then, proc.next_spec = then, next_spec
+        if proc.state == lc.STOPPING:
+            return
+        target = proc.pid or (proc.launcher and proc.launcher[0])
+        if proc.state == lc.STARTING and not target:
+            self._stopped(proc, now, out)   # the spawn is answered at once; nothing runs yet
+            return
+        out.append(_log(logging.INFO, '%s: stopping (pid %d, %s)'
+                        % (proc.name, target, signal.Signals(proc.spec.stop_signal).name)))
+        out.append(act.SendSignal(proc.name, target, proc.spec.stop_signal))
+        out.append(act.SendSignal(proc.name, target, signal.SIGCONT))
+        proc.pid = target
+        proc.killed = proc.awaiting_group = False
+        proc.stop_deadline = now + proc.spec.stop_timeout
+        self._move(proc, lc.STOPPING, now)
+        self._set_deadline(proc, proc.stop_deadline)
+
+    def _on_group_checked(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None or proc.state != lc.STOPPING or event.pgid != proc.pid:
+            return
+        if event.alive:
+            self._set_deadline(proc, min(proc.stop_deadline, now + GROUP_POLL))
+        else:
+            self._stopped(proc, now, out)
+
+    def _stopped(self, proc, now, out):
+        then, next_spec = proc.then, proc.next_spec
+        proc.then = proc.next_spec = None
+        self._release(proc, out)
+        self._move(proc, lc.STOPPED, now)
+        self._set_deadline(proc, None)
+        out.append(_log(logging.INFO, '%s: stopped' % proc.name))
+        if then == 'remove':
+            self._forget(proc, out)
+        elif then == 'start':
+            self._renew(proc, next_spec)
+            self._start(proc, now, out)
+        self._maybe_exit(out)
+
+    def _on_stop_deadline(self, proc, now, out):
+        if now >= proc.stop_deadline:
+            if proc.killed:
+                out.append(_log(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in the '
+                                'kernel?); no longer waiting for it'
+                                % (proc.name, proc.pid, KILL_GRACE)))
+                self._stopped(proc, now, out)
+                return
+            out.append(_log(logging.WARNING, '%s: still running %g s after %s; sending KILL '
+                            'to its group' % (proc.name, proc.spec.stop_timeout,
+                                              signal.Signals(proc.spec.stop_signal).name)))
+            out.append(act.SendSignal(proc.name, proc.pid, signal.SIGKILL))
+            proc.killed, proc.stop_deadline = True, now + KILL_GRACE
+        if proc.awaiting_group:
+            out.append(act.CheckGroup(proc.name, proc.pid))  # its answer sets the next deadline
+        else:
+            self._set_deadline(proc, proc.stop_deadline)
+
+    # ------------------------------------------------------------ signals, timers
+
+    def _on_signal(self, event, now, out):
+        signum = event.signum
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self._shutdown(now, out)
+        elif signum == signal.SIGQUIT:
+            alive = sum(1 for p in self.procs.values() if p.state in lc.ACTIVE)
+            out.append(_log(logging.INFO, 'QUIT: exiting now, leaving %d processes running '
+                            'for the next worker to adopt' % alive))
+            self.dirty = False
+            out.append(act.WriteState(self.snapshot()))
+            out.append(act.Exit(0, leave_running=True))
+        elif signum == signal.SIGHUP and not self.shutting_down:
+            out.append(_log(logging.INFO, 'HUP: reloading the configuration'))
+            out.append(act.ReloadConfig())
+        elif signum == signal.SIGUSR1:
+            out.append(act.ReopenLogs())
+
+    def _shutdown(self, now, out):
+        if self.shutting_down:
+            out.append(_log(logging.WARNING, 'second stop signal: killing every process now'))
+            for proc in self.procs.values():
+                if proc.state == lc.STOPPING and not proc.killed:
+                    proc.stop_deadline = now
+                    self._set_deadline(proc, now)
+            return
+        self.shutting_down, self.dirty = True, True
+        out.append(act.Notify('STOPPING=1'))
+        active = [p for p in self.procs.values() if p.state in lc.ACTIVE]
+        out.append(_log(logging.INFO, 'stopping %d processes' % len(active)))
+        for proc in active:
+            self._stop(proc, now, out)
+        for proc in self.procs.values():
+            if proc.state in (lc.BACKOFF, lc.FAILED):
+                self._set_deadline(proc, None)
+        self._maybe_exit(out)
+
+    def _maybe_exit(self, out):
+        if self.shutting_down and not any(p.state in lc.ACTIVE for p in self.procs.values()):
+            out.append(_log(logging.INFO, 'every process stopped; exiting'))
+            out.append(act.Exit(0))
+
+    def _on_thread_crashed(self, event, now, out):
+        out.append(_log(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving the '
+                        'processes running for the next worker' % (event.thread, event.error)))
+        out.append(act.WriteState(self.snapshot()))
+        out.append(act.Exit(1, leave_running=True))
+
+    def _on_tick(self, event, now, out):
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _, name = heapq.heappop(self._timers)
+            proc = self.procs.get(name)
+            if proc is None or proc.deadline != deadline:
+                continue
+            proc.deadline = None
+            if proc.state in (lc.BACKOFF, lc.FAILED):
+                self._start(proc, now, out)
+            elif proc.state == lc.STOPPING:
+                self._on_stop_deadline(proc, now, out)
+            elif proc.state == lc.STARTING and proc.launcher:
+                out.append(act.FindDaemon(proc.name, proc.spec.pid_file, proc.launcher[1]))
+
+    # ------------------------------------------------------------ helpers
+
+    def _move(self, proc, state, now):
+        if proc.state != state:
+            proc.state, proc.since, self.dirty = state, now, True
+
+    def _set_deadline(self, proc, deadline):
+        proc.deadline = deadline
+        if deadline is not None:
+            heapq.heappush(self._timers, (deadline, next(self._seq), proc.name))
+
+    def snapshot(self):
+        """Everything the state file shows, and what the next worker needs to adopt."""
+        config = self.config
+        return {
+            'config': {'path': config.path if config else None,
+                       'sha256': config.sha256 if config else None,
+                       'ok': not self.config_errors, 'errors': list(self.config_errors)},
+            'shutting_down': self.shutting_down,
+            'procs': [_proc_record(proc) for proc in self.procs.values()],
+        }
+
+
+def _proc_record(proc):
+    return {
+        'name': proc.name, 'state': proc.state, 'pid': proc.pid, 'started': proc.started,
+        'since': proc.since, 'restarts': proc.restarts, 'last_exit': proc.last_exit,
+        'error': proc.error, 'restart': proc.spec.restart,
+        'next_start': proc.deadline if proc.state in (lc.BACKOFF, lc.FAILED) else None,
+        'fingerprint': proc.fingerprint, 'starts': list(proc.window.starts),
+        'definition': definition_record(proc.spec),
+    }
+
+
+def definition_record(spec):
+    """A definition without `env` (secrets stay out of the state file)."""
+    record = {name: getattr(spec, name) for name in ProcessSpec.__dataclass_fields__}
+    del record['env']
+    record['args'] = list(spec.args)
+    return record
+
+
+def describe_exit(event):
+    if event.signal:
+        try:
+            return 'killed by signal %d (%s)' % (event.signal, signal.Signals(event.signal).name)
+        except ValueError:
+            return 'killed by signal %d' % event.signal
+    if event.code is not None:
+        return 'exited with status %d' % event.code
+    return 'ended (exit status unknown: not our child)'
+
+
+def _log(level, message):
+    return act.Log(level, message)

@@ -1,0 +1,188 @@
+"""The worker's executor: the one place that starts, signals and cleans up.
+
+Each action returns the facts it produced (ProcessStarted, SpawnFailed...),
+which the controller hands straight back to the policy.
+"""
+import logging
+import os
+import pwd
+import signal
+import subprocess
+
+from . import actions as act
+from . import events as ev
+from . import procfs, safefile, spawn, state
+from .config import ConfigError
+from .daemon import sd_notify
+
+log = logging.getLogger('dpd')
+
+
+class WorkerExecutor:
+    def __init__(self, load_config, reaper, outputs, daemon_log, state_file):
+        self.load_config = load_config      # () -> WorkerConfig, raises ConfigError
+        self.reaper, self.outputs, self.daemon_log = reaper, outputs, daemon_log
+        self.state_file = state_file
+        self._groups = {}                   # pid -> its process group, seen while it lived
+        self._table = {
+            act.Spawn: self._spawn,
+            act.FindDaemon: self._find_daemon,
+            act.SendSignal: self._send_signal,
+            act.CheckGroup: self._check_group,
+            act.RemovePidFile: self._remove_pid_file,
+            act.CloseOutput: self._close_output,
+            act.ReloadConfig: self._reload,
+            act.ReopenLogs: self._reopen_logs,
+            act.WriteState: self._write_state,
+            act.Notify: self._notify,
+            act.Log: self._log,
+        }
+
+    def perform(self, action):
+        return self._table[type(action)](action)
+
+    # ------------------------------------------------------------ processes
+
+    def _spawn(self, action):
+        spec = action.spec
+        try:
+            who = spawn.identity(spec)
+            spawn.check_paths(spec)
+            if spec.write_pid and spec.pid_file:
+                safefile.check_pid_file(spec.pid_file)
+            output = self._output_fd(spec, who)
+        except (spawn.SpawnError, OSError) as err:
+            return [ev.SpawnFailed(spec.name, str(err))]
+        try:
+            with self.reaper.spawning():
+                child = spawn.start(spec, who, output)
+                self.reaper.watch_child(spec.name, child)
+        except spawn.SpawnError as err:
+            return [ev.SpawnFailed(spec.name, str(err))]
+        finally:
+            if output != subprocess.DEVNULL:
+                os.close(output)
+        started = procfs.start_time(child.pid)
+        if spec.write_pid and spec.pid_file:
+            try:
+                safefile.write_pid_file(spec.pid_file, child.pid)
+            except OSError as err:
+                _kill_group(child.pid, signal.SIGKILL)
+                return [ev.SpawnFailed(spec.name, 'cannot write pid file: %s' % err)]
+        return [ev.ProcessStarted(spec.name, child.pid, started)]
+
+    def _output_fd(self, spec, who):
+        if spec.logs is None:
+            return subprocess.DEVNULL
+        channel = self.outputs.attach(spec.name, spec.logs, {os.geteuid(), who.uid})
+        return channel.child_fd()
+
+    def _find_daemon(self, action):
+        pid = procfs.read_pid_file(action.pid_file)
+        if pid is None:
+            return [ev.DaemonNotFound(action.name, 'no pid in it yet')]
+        started = procfs.start_time(pid)
+        if started is None:
+            return [ev.DaemonNotFound(action.name, 'pid %d is not running' % pid)]
+        if started < action.not_before:
+            return [ev.DaemonNotFound(action.name, 'pid %d is older than the launch' % pid)]
+        if not self.reaper.watch_process(action.name, pid) or procfs.start_time(pid) != started:
+            return [ev.DaemonNotFound(action.name, 'pid %d ended' % pid)]
+        return [ev.DaemonFound(action.name, pid, started)]
+
+    def _send_signal(self, action):
+        if action.group:
+            _kill_group(self._group_of(action.pid), action.signum)
+        elif action.pid > 1:
+            try:
+                os.kill(action.pid, action.signum)
+            except ProcessLookupError:
+                pass
+
+    def _group_of(self, pid):
+        """The group to signal for `pid`: its own when it leads one; a daemon's is
+        usually led by the launcher's child that called setsid and then exited."""
+        if pid not in self._groups:
+            try:
+                pgid = os.getpgid(pid)
+            except ProcessLookupError:
+                pgid = pid    # the leader is gone; its group may live on
+            self._groups[pid] = pgid if pgid != os.getpgid(0) else -1
+        return self._groups[pid]
+
+    def _check_group(self, action):
+        pgid = self._groups.get(action.pgid, action.pgid)
+        alive = pgid > 1 and procfs.group_alive(pgid)
+        if not alive:
+            self._groups.pop(action.pgid, None)
+        return [ev.GroupChecked(action.name, action.pgid, alive)]
+
+    def _remove_pid_file(self, action):
+        safefile.remove_pid_file(action.path, action.pid)
+
+    def _close_output(self, action):
+        self.outputs.close(action.name)
+
+    def adopt(self, previous):
+        """Watch what the previous worker left running; drop what already ended."""
+        kept = []
+        for record in previous.adopted:
+            if not self.reaper.watch_process(record['name'], record['pid']):
+                continue
+            if procfs.start_time(record['pid']) != record['started']:
+                continue  # it ended between the check and the watch; its pid was reused
+            logs = record['definition']['logs']
+            if logs:
+                try:
+                    self.outputs.attach(record['name'], logs, _owners(record['definition']),
+                                        via_pid=record['pid'])
+                except OSError as err:
+                    log.error('%s: cannot reattach its output to %s: %s',
+                              record['name'], logs, err)
+            kept.append(record)
+        return ev.PreviousRun(tuple(kept), previous.finished)
+
+    # ------------------------------------------------------------ the daemon
+
+    def _reload(self, action):
+        try:
+            return [ev.ConfigLoaded(self.load_config())]
+        except ConfigError as err:
+            return [ev.ConfigRejected(tuple(err.messages))]
+
+    def _reopen_logs(self, action):
+        self.daemon_log.reopen()
+        self.outputs.reopen_all()
+        log.info('USR1: log files reopened')
+
+    def _write_state(self, action):
+        try:
+            state.write(self.state_file, 'dpd-workerd', state.worker_body(action.snapshot))
+        except OSError as err:
+            log.error('cannot write the state file %s: %s', self.state_file, err)
+
+    @staticmethod
+    def _notify(action):
+        sd_notify(action.text)
+
+    @staticmethod
+    def _log(action):
+        log.log(action.level, action.message)
+
+
+def _owners(definition):
+    owners = {os.geteuid()}
+    try:
+        owners.add(pwd.getpwnam(definition['user']).pw_uid)
+    except KeyError:
+        pass
+    return owners
+
+
+def _kill_group(pgid, signum):
+    if pgid <= 1:
+        return  # killpg(0) is our own group, killpg(1) everything init leads
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,96 @@
+"""dpd-workerd: supervises the processes of one JSON file.
+
+Threads: the signal thread (signals, deaths), the config watcher, one output
+pump per process with `logs`. The main thread runs the controller.
+"""
+import os
+import pwd
+import queue
+from functools import partial
+
+from . import adoption, procfs, spawn
+from .cli import main_for
+from .config import ConfigError, load_worker
+from .events import ConfigLoaded, ThreadCrashed
+from .logpump import Outputs
+from .loop import Controller
+from .reaper import Reaper
+from .watcher import ConfigWatcher
+from .worker import WorkerPolicy
+from .worker_executor import WorkerExecutor
+
+DRAIN_SECONDS = 2.0
+
+
+def default_user():
+    """`nobody` for a root worker, else the worker's own user (SPEC 2.2)."""
+    if os.geteuid() == 0:
+        return 'nobody'
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def fifo_dir(config):
+    """Where the children's output FIFOs live: private, beside the state file."""
+    base = config.state_file[:-len('.json')] if config.state_file.endswith('.json') \
+        else config.state_file
+    return base + '.fifos'
+
+
+class WorkerDaemon:
+    program = 'dpd-workerd'
+    description = 'Supervise the processes listed in one JSON file; apply its edits at once.'
+
+    def load(self, path):
+        return load_worker(path, default_user(), refuse_unsafe=os.geteuid() == 0)
+
+    def check(self, path):
+        """Validate; warn about what would fail at start on this machine."""
+        config = self.load(path)
+        warnings = list(config.warnings)
+        for spec in config.procs:
+            try:
+                spawn.identity(spec)
+                spawn.check_paths(spec)
+            except spawn.SpawnError as err:
+                warnings.append('%s: %s: would fail to start: %s' % (path, spec.name, err))
+        return warnings
+
+    def serve(self, config, daemon_log, ready):
+        events = queue.SimpleQueue()
+        reaper = Reaper(events.put)          # installs the signal handlers: main thread, first
+        procfs.set_child_subreaper()
+        procfs.raise_fd_limit()
+        outputs = Outputs(_private_dir(fifo_dir(config)),
+                          on_crash=lambda name, error: events.put(ThreadCrashed(name, error)))
+        load = partial(self.load, config.path)
+        executor = WorkerExecutor(load, reaper, outputs, daemon_log, config.state_file)
+        controller = Controller(WorkerPolicy(), executor, events)
+        previous = executor.adopt(adoption.previous_run(config.state_file))
+        reaper.start()
+        controller.dispatch(previous)
+        controller.dispatch(ConfigLoaded(config))
+        controller.flush()
+        watcher = ConfigWatcher(config.path, self.load, events.put, known_sha256=config.sha256)
+        watcher.start()
+        ready()
+        finish = controller.run()
+        watcher.stop()
+        if not finish.leave_running:
+            outputs.drain(DRAIN_SECONDS)
+        reaper.stop()
+        return finish.code
+
+
+def _private_dir(path):
+    os.makedirs(path, 0o700, exist_ok=True)
+    info = os.lstat(path)
+    if info.st_uid != os.geteuid() or not os.path.isdir(path) or os.path.islink(path):
+        raise ConfigError(['%s: refused: not a directory owned by the worker' % path])
+    os.chmod(path, 0o700)
+    return path
+
+
+main = main_for(WorkerDaemon)
+
+if __name__ == '__main__':
+    main()

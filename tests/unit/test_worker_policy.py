@@ -1,0 +1,257 @@
+"""The worker's decisions, driven by scripted facts and a fake clock."""
+import signal
+
+import pytest
+
+from dpd import actions as act
+from dpd import events as ev
+from dpd import lifecycle as lc
+from dpd.config import parse_worker
+from dpd.worker import WorkerPolicy, definition_record
+
+
+def config(*procs):
+    return parse_worker({'procs': list(procs)}, '/w.json', 'nobody')
+
+
+def proc(name, **keys):
+    return dict({'name': name, 'run': '/bin/sleep', 'args': ['100']}, **keys)
+
+
+def of(kind, actions):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+class World:
+    """A policy plus the pids it was given; answers spawns like an executor would."""
+
+    def __init__(self, *procs):
+        self.policy = WorkerPolicy()
+        self.next_pid = 1000
+        self.pids = {}
+        self.out = self.handle(ev.ConfigLoaded(config(*procs)), 0.0)
+
+    def handle(self, event, now):
+        actions = self.policy.handle(event, now)
+        for spawn in of(act.Spawn, actions):
+            self.next_pid += 1
+            self.pids[spawn.name] = self.next_pid
+            actions += self.policy.handle(ev.ProcessStarted(spawn.name, self.next_pid, 1), now)
+        return actions
+
+    def state(self, name):
+        return self.policy.procs[name].state
+
+    def crash(self, name, now):
+        return self.handle(ev.ProcessExited(name, self.pids[name], 1, None), now)
+
+    def tick(self, now):
+        return self.handle(ev.Tick(), now)
+
+
+def test_new_processes_start():
+    world = World(proc('a'), proc('b'))
+    assert [s.name for s in of(act.Spawn, world.out)] == ['a', 'b']
+    assert world.state('a') == world.state('b') == lc.RUNNING
+
+
+def test_restart_at_once_then_backoff_after_five_starts_in_a_minute():
+    world = World(proc('a'))
+    for i in range(4):  # the first start counts: 4 more are allowed at once
+        out = world.crash('a', 1.0 + i)
+        assert of(act.Spawn, out), 'restart %d should be immediate' % i
+    out = world.crash('a', 5.0)
+    assert not of(act.Spawn, out)
+    assert world.state('a') == lc.BACKOFF
+    assert world.policy.next_deadline() == pytest.approx(60.0)  # first start + 60 s
+    assert not of(act.Spawn, world.tick(59.9))
+    assert of(act.Spawn, world.tick(60.0))
+    assert world.state('a') == lc.RUNNING
+
+
+def test_backoff_never_gives_up():
+    world = World(proc('a'))
+    now = 0.0
+    for _ in range(30):
+        now += 1.0
+        world.crash('a', now)
+        if world.state('a') == lc.BACKOFF:
+            now = world.policy.next_deadline()
+            world.tick(now)
+        assert world.state('a') == lc.RUNNING
+    assert world.policy.procs['a'].restarts == 30
+
+
+def test_restart_false_goes_to_exited_and_stays():
+    world = World(proc('a', restart=False))
+    out = world.handle(ev.ProcessExited('a', world.pids['a'], 0, None), 3.0)
+    assert not of(act.Spawn, out)
+    assert world.state('a') == lc.EXITED
+    assert world.policy.next_deadline() is None
+
+
+def test_unchanged_edit_touches_nothing_and_changed_entry_restarts_alone():
+    world = World(proc('a'), proc('b'))
+    same = world.handle(ev.ConfigLoaded(config(proc('a'), proc('b'))), 1.0)
+    assert not of(act.Spawn, same) and not of(act.SendSignal, same)
+    edited = world.handle(ev.ConfigLoaded(config(proc('a'), proc('b', args=['200']))), 2.0)
+    signals = of(act.SendSignal, edited)
+    assert {s.name for s in signals} == {'b'}
+    assert signals[0].signum == signal.SIGTERM and signals[0].group
+    assert world.state('b') == lc.STOPPING and world.state('a') == lc.RUNNING
+    # its group is gone once it exits; then the new definition starts
+    out = world.handle(ev.ProcessExited('b', world.pids['b'], None, 15), 2.1)
+    assert of(act.CheckGroup, out)
+    out = world.handle(ev.GroupChecked('b', world.pids['b'], False), 2.1)
+    assert [s.spec.args for s in of(act.Spawn, out)] == [('200',)]
+    assert world.state('b') == lc.RUNNING
+
+
+def test_removed_entry_is_stopped_then_forgotten():
+    world = World(proc('a'), proc('b'))
+    world.handle(ev.ConfigLoaded(config(proc('a'))), 1.0)
+    assert world.state('b') == lc.STOPPING
+    world.handle(ev.ProcessExited('b', world.pids['b'], 0, None), 1.5)
+    out = world.handle(ev.GroupChecked('b', world.pids['b'], False), 1.5)
+    assert 'b' not in world.policy.procs
+    assert of(act.CloseOutput, out)
+
+
+def test_stop_timeout_sends_kill_to_the_group():
+    world = World(proc('a', stop_timeout=3))
+    world.handle(ev.ConfigLoaded(config()), 10.0)
+    assert world.policy.next_deadline() == 13.0
+    out = world.tick(13.0)
+    kill = of(act.SendSignal, out)
+    assert kill and kill[0].signum == signal.SIGKILL and kill[0].group
+
+
+def test_leader_gone_but_group_alive_waits_then_kills():
+    world = World(proc('a', stop_timeout=2))
+    world.handle(ev.SignalReceived(signal.SIGTERM), 0.0)
+    world.handle(ev.ProcessExited('a', world.pids['a'], None, 15), 0.5)
+    world.handle(ev.GroupChecked('a', world.pids['a'], True), 0.5)
+    assert world.state('a') == lc.STOPPING
+    assert of(act.CheckGroup, world.tick(0.55))
+    world.handle(ev.GroupChecked('a', world.pids['a'], True), 0.55)
+    out = world.tick(2.0)
+    assert [s.signum for s in of(act.SendSignal, out)] == [signal.SIGKILL]
+    out = world.handle(ev.GroupChecked('a', world.pids['a'], False), 2.01)
+    assert world.state('a') == lc.STOPPED
+    assert of(act.Exit, out)
+
+
+def test_term_stops_everything_in_parallel_and_exits_when_all_are_gone():
+    world = World(proc('a'), proc('b'), proc('c', restart=False))
+    world.handle(ev.ProcessExited('c', world.pids['c'], 0, None), 0.5)
+    out = world.handle(ev.SignalReceived(signal.SIGTERM), 1.0)
+    assert {s.name for s in of(act.SendSignal, out) if s.signum == signal.SIGTERM} == {'a', 'b'}
+    assert not of(act.Exit, out)
+    for name in ('a', 'b'):
+        world.handle(ev.ProcessExited(name, world.pids[name], None, 15), 1.1)
+        out = world.handle(ev.GroupChecked(name, world.pids[name], False), 1.1)
+    assert of(act.Exit, out) and of(act.Exit, out)[0].code == 0
+    assert not of(act.Spawn, out)
+
+
+def test_quit_exits_at_once_leaving_processes_running():
+    world = World(proc('a'))
+    out = world.handle(ev.SignalReceived(signal.SIGQUIT), 1.0)
+    assert not of(act.SendSignal, out)
+    assert of(act.WriteState, out)
+    assert of(act.Exit, out)[0].leave_running
+
+
+def test_spawn_failure_retries_with_growing_delay():
+    world = World()
+    out = world.policy.handle(ev.ConfigLoaded(config(proc('a'))), 0.0)
+    assert of(act.Spawn, out)
+    world.policy.handle(ev.SpawnFailed('a', 'no such user "x"'), 0.0)
+    assert world.state('a') == lc.FAILED
+    assert world.policy.next_deadline() == 1.0
+    out = world.policy.handle(ev.Tick(), 1.0)
+    assert of(act.Spawn, out)
+    world.policy.handle(ev.SpawnFailed('a', 'no such user "x"'), 1.0)
+    assert world.policy.next_deadline() == 3.0
+
+
+def test_rejected_config_changes_nothing():
+    world = World(proc('a'))
+    out = world.handle(ev.ConfigRejected(('/w.json: procs[0]: bad',)), 1.0)
+    assert not of(act.SendSignal, out) and not of(act.Spawn, out)
+    assert world.policy.snapshot()['config']['ok'] is False
+    world.handle(ev.ConfigLoaded(config(proc('a'))), 2.0)
+    assert world.policy.snapshot()['config']['ok'] is True
+
+
+def test_adopted_process_is_kept_when_its_definition_is_unchanged():
+    spec = config(proc('a')).procs[0]
+    record = {'name': 'a', 'pid': 4242, 'started': 77, 'fingerprint': spec.fingerprint,
+              'definition': definition_record(spec), 'starts': [0.0], 'restarts': 0}
+    policy = WorkerPolicy()
+    policy.handle(ev.PreviousRun((record,), ()), 5.0)
+    out = policy.handle(ev.ConfigLoaded(config(proc('a'))), 5.0)
+    assert not of(act.Spawn, out) and not of(act.SendSignal, out)
+    assert policy.procs['a'].pid == 4242 and policy.procs['a'].state == lc.RUNNING
+
+
+def test_adopted_process_with_changed_definition_is_restarted_and_removed_one_stopped():
+    spec_a = config(proc('a')).procs[0]
+    spec_b = config(proc('b')).procs[0]
+    records = tuple({'name': s.name, 'pid': pid, 'started': 1, 'fingerprint': s.fingerprint,
+                     'definition': definition_record(s)}
+                    for s, pid in ((spec_a, 501), (spec_b, 502)))
+    policy = WorkerPolicy()
+    policy.handle(ev.PreviousRun(records, ()), 0.0)
+    out = policy.handle(ev.ConfigLoaded(config(proc('a', args=['5']), proc('c'))), 0.0)
+    assert {(s.name, s.pid) for s in of(act.SendSignal, out) if s.signum == signal.SIGTERM} == \
+        {('a', 501), ('b', 502)}
+    assert [s.name for s in of(act.Spawn, out)] == ['c']
+
+
+def test_finished_restart_false_process_is_not_run_again_on_the_same_boot():
+    spec = config(proc('a', restart=False)).procs[0]
+    record = {'name': 'a', 'pid': None, 'started': None, 'fingerprint': spec.fingerprint,
+              'definition': definition_record(spec), 'state': 'exited'}
+    policy = WorkerPolicy()
+    policy.handle(ev.PreviousRun((), (record,)), 0.0)
+    out = policy.handle(ev.ConfigLoaded(config(proc('a', restart=False))), 0.0)
+    assert not of(act.Spawn, out)
+    assert policy.procs['a'].state == lc.EXITED
+
+
+def test_daemon_waits_for_its_pid_file_then_runs_the_found_pid():
+    daemon = proc('d', daemon=True, pid_file='/run/d.pid', write_pid=False)
+    policy = WorkerPolicy()
+    policy.handle(ev.ConfigLoaded(config(daemon)), 0.0)
+    policy.handle(ev.ProcessStarted('d', 700, 50), 0.0)
+    assert policy.procs['d'].state == lc.STARTING
+    policy.handle(ev.ProcessExited('d', 700, 0, None), 0.01)
+    out = policy.handle(ev.Tick(), policy.next_deadline())
+    find = of(act.FindDaemon, out)
+    assert find and find[0].not_before == 50
+    policy.handle(ev.DaemonFound('d', 705, 51), 0.1)
+    assert policy.procs['d'].state == lc.RUNNING and policy.procs['d'].pid == 705
+
+
+def test_daemon_that_never_writes_its_pid_file_counts_as_a_failed_start():
+    daemon = proc('d', daemon=True, pid_file='/run/d.pid', write_pid=False)
+    policy = WorkerPolicy()
+    policy.handle(ev.ConfigLoaded(config(daemon)), 0.0)
+    policy.handle(ev.ProcessStarted('d', 700, 50), 0.0)
+    out = policy.handle(ev.DaemonNotFound('d', 'no pid in it yet'), 10.5)
+    assert of(act.Spawn, out), 'restart: true starts it again'
+    assert 'did not name a live process' in policy.procs['d'].error
+
+
+def test_window_arithmetic():
+    window = lc.RestartWindow()
+    for t in (0, 1, 2, 3, 4):
+        assert window.allows(t)
+        window.record(t)
+    assert not window.allows(59.99)
+    assert window.next_allowed(30) == 60
+    assert window.allows(60)
+    window.record(60)
+    assert window.next_allowed(60.5) == 61
+    assert lc.failure_retry_delay(1) == 1 and lc.failure_retry_delay(20) == 60
