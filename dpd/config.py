@@ -49,8 +49,8 @@ class WorkerConfig:
 def _daemon_keys(extra=()):
     return (Key('pid_file', 'string', None, 'absolute path; the daemon\'s pid, and its lock',
                 absolute_path),
-            Key('log_file', 'string', None, 'absolute path; the daemon\'s own log when detached '
-                '(none: syslog)', absolute_path),
+            Key('log_file', 'string', None, 'absolute path; the daemon\'s own log (in the '
+                'foreground too); none: syslog when detached', absolute_path),
             Key('state_file', 'string', None, 'absolute path where the daemon publishes its state',
                 absolute_path, default_text='CONFIG with `.json` replaced by `.state.json`'),
             ) + tuple(extra)

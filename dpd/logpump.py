@@ -5,8 +5,8 @@ writes never fail with EPIPE or SIGPIPE while no worker reads; the next
 worker re-opens the FIFO by path and reads what waited (SPEC 3.5). Why
 splice and not read+write: data leaves the FIFO only as it lands in the log
 file, so a worker killed at any instant loses nothing. splice refuses
-O_APPEND files, so each chunk is placed at the file's current end (fstat),
-which also makes logrotate's copytruncate work.
+O_APPEND files, so each chunk is placed at the file's current end (fstat,
+taken once data is waiting), which also makes logrotate's copytruncate work.
 
 The worker keeps a write end of its own (the keeper) so the pump never sees
 EOF between two runs of the process; closing the keeper once the process is
@@ -16,6 +16,7 @@ import errno
 import fcntl
 import logging
 import os
+import select
 import stat
 import threading
 import time
@@ -53,6 +54,8 @@ class Pump(threading.Thread):
         self.dropped = 0                   # bytes lost since the last good write
         self._pending = None               # (path, fd) from retarget()
         self._lock = threading.Lock()
+        self._readable = select.poll()
+        self._readable.register(reader, select.POLLIN)
 
     def retarget(self, log_path, log_fd):
         """Write to another file from the next chunk on (the definition changed)."""
@@ -76,15 +79,19 @@ class Pump(threading.Thread):
                     os.close(self._pending[1])
 
     def _move_chunk(self):
+        # wait for data first: the file's end is taken after the wait, right
+        # before the write, or a truncate during the wait would leave a hole
+        self._readable.poll()
         self._take_pending()
         self._follow_rotation()
         if self.log_fd is None:
             return self._discard()
         try:
             moved = os.splice(self.reader, self.log_fd, CHUNK,
-                              offset_dst=os.fstat(self.log_fd).st_size)
+                              offset_dst=os.fstat(self.log_fd).st_size,
+                              flags=os.SPLICE_F_NONBLOCK)
         except OSError as err:
-            if err.errno == errno.EINTR:
+            if err.errno in (errno.EINTR, errno.EAGAIN):
                 return True
             if err.errno not in DISK_ERRORS:
                 raise

@@ -99,6 +99,7 @@ class DaemonLog:
         self._add(logging.StreamHandler(sys.stderr), Formatter(self.program))
 
     def to_file(self, path):
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
         self.file_handler = ReopeningFileHandler(path)
         self._add(self.file_handler, Formatter(self.program))
 
