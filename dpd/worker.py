@@ -35,6 +35,7 @@ class Proc:
         self.last_exit = None
         self.error = None
         self.failures = 0                 # spawn failures in a row
+        self.counted = True               # this start counts toward the restart limit
         self.deadline = None
         self.then = None                  # after the stop: None, 'start' or 'remove'
         self.next_spec = None             # for 'start': the new definition
@@ -179,10 +180,12 @@ class WorkerPolicy:
 
     # ------------------------------------------------------------ starting
 
-    def _start(self, proc, now, out):
+    def _start(self, proc, now, out, counted=True):
+        """Start now, unless a counted start would break the restart limit."""
         if self.shutting_down:
             return
-        if not proc.window.allows(now):
+        proc.counted = counted
+        if counted and not proc.window.allows(now):
             wait_until = proc.window.next_allowed(now)
             if proc.state != lc.BACKOFF:
                 out.append(_log(logging.WARNING, '%s: started %d times in %d s; next start in '
@@ -200,9 +203,10 @@ class WorkerPolicy:
         proc = self.procs.get(event.name)
         if proc is None or proc.state != lc.STARTING:
             return
-        if proc.window.starts:
+        if proc.window.starts or proc.restarts:
             proc.restarts += 1
-        proc.window.record(now)
+        if proc.counted:
+            proc.window.record(now)
         proc.failures, proc.error = 0, None
         if proc.spec.daemon:
             proc.launcher = (event.pid, event.started)
@@ -270,7 +274,7 @@ class WorkerPolicy:
             return
         out.append(_log(logging.WARNING if proc.spec.restart else logging.INFO,
                         '%s: %s' % (proc.name, describe_exit(event))))
-        self._ended(proc, now, out)
+        self._ended(proc, now, out, crashed=lc.is_crash(event.code, event.signal))
 
     def _launcher_exited(self, proc, event, now, out):
         if proc.state == lc.STOPPING:
@@ -281,11 +285,11 @@ class WorkerPolicy:
                             % (proc.name, describe_exit(event))))
             self._ended(proc, now, out)
 
-    def _ended(self, proc, now, out):
-        """The process ended by itself: restart it, or leave it `exited`."""
+    def _ended(self, proc, now, out, crashed=True):
+        """The process ended without being asked to: restart it, or leave it `exited`."""
         self._release(proc, out)
         if proc.spec.restart and not self.shutting_down:
-            self._start(proc, now, out)
+            self._start(proc, now, out, counted=crashed)
         else:
             self._move(proc, lc.EXITED, now)
             self._set_deadline(proc, None)

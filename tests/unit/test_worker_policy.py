@@ -255,3 +255,24 @@ def test_window_arithmetic():
     window.record(60)
     assert window.next_allowed(60.5) == 61
     assert lc.failure_retry_delay(1) == 1 and lc.failure_retry_delay(20) == 60
+
+
+def test_a_process_killed_from_outside_comes_back_at_once_every_time():
+    world = World(proc('a'))
+    for i in range(30):
+        out = world.handle(ev.ProcessExited('a', world.pids['a'], None, signal.SIGKILL),
+                           1.0 + i * 0.1)
+        assert of(act.Spawn, out), 'kill %d: restarted at once' % i
+    assert world.policy.procs['a'].restarts == 30
+    # ...but crashes still count: five starts in the window (the first one and four
+    # after crashes) and the fifth crash waits
+    for i in range(4):
+        assert of(act.Spawn, world.crash('a', 5.0 + i))
+    assert not of(act.Spawn, world.crash('a', 9.5))
+    assert world.state('a') == lc.BACKOFF
+
+
+def test_fault_signals_are_crashes():
+    assert lc.is_crash(1, None) and lc.is_crash(0, None)
+    assert lc.is_crash(None, signal.SIGSEGV) and lc.is_crash(None, signal.SIGABRT)
+    assert not lc.is_crash(None, signal.SIGKILL) and not lc.is_crash(None, signal.SIGTERM)
