@@ -279,7 +279,13 @@ def _check_root_safe(path, info):
         raise ConfigError(['%s: refused: the file is group- or world-writable (mode %04o); '
                            'whoever can write it could run anything as root'
                            % (path, stat.S_IMODE(info.st_mode))])
-    directory = os.path.dirname(path) or '/'
+    # the directory of the link and of the file it leads to: either one lets its
+    # writers swap the file
+    for directory in sorted({os.path.dirname(path), os.path.dirname(os.path.realpath(path))}):
+        _check_root_safe_directory(path, directory or '/', info.st_uid)
+
+
+def _check_root_safe_directory(path, directory, owner):
     try:
         dir_info = os.stat(directory)
     except OSError as err:
@@ -287,7 +293,7 @@ def _check_root_safe(path, info):
     if dir_info.st_mode & stat.S_ISVTX:
         return
     others_write = dir_info.st_mode & 0o022
-    stranger_owns = dir_info.st_uid not in (0, info.st_uid) and dir_info.st_mode & 0o200
+    stranger_owns = dir_info.st_uid not in (0, owner) and dir_info.st_mode & 0o200
     if others_write or stranger_owns:
         raise ConfigError(['%s: refused: its directory %s is writable by users other than the '
                            'file\'s owner and root (mode %04o, owner uid %d) and not sticky'

@@ -42,7 +42,7 @@ def loads(text):
     """Parse strict JSON from str or bytes; raise JsonError on anything else."""
     if isinstance(text, bytes):
         try:
-            text = text.decode('utf-8')
+            text = text.decode('utf-8-sig')  # a BOM from a Windows editor is harmless
         except UnicodeDecodeError as err:
             raise JsonError('not UTF-8 (byte %d)' % err.start) from None
     try:

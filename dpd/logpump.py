@@ -151,8 +151,8 @@ def _same_file(fd, path):
 class OutputChannel:
     """The FIFO of one process name, its keeper fd and its pump."""
 
-    def __init__(self, fifo_path, pump, keeper):
-        self.fifo_path, self.pump, self.keeper = fifo_path, pump, keeper
+    def __init__(self, fifo_path, log_path, pump, keeper):
+        self.fifo_path, self.log_path, self.pump, self.keeper = fifo_path, log_path, pump, keeper
 
     def child_fd(self):
         """A read-write fd on the FIFO for the child's stdout and stderr."""
@@ -176,14 +176,18 @@ class Outputs:
     def attach(self, name, log_path, owners, via_pid=None):
         """The channel for `name` writing to `log_path`, created if needed.
 
-        The log file is opened here, so a bad path fails the start with a
-        clear error. `via_pid`: an adopted process whose FIFO may have been
-        replaced on disk; its own fd 1 leads to the right pipe.
+        A new or changed log file is opened here, so a bad path fails the start
+        with a clear error; an unchanged one stays with its pump. `via_pid`: an
+        adopted process whose FIFO may have been replaced on disk; its own fd 1
+        leads to the right pipe.
         """
-        log_fd = open_log(log_path, owners)
         channel = self.channels.get(name)
+        if channel is not None and channel.pump.is_alive() and channel.log_path == log_path:
+            return channel
+        log_fd = open_log(log_path, owners)
         if channel is not None and channel.pump.is_alive():
             channel.pump.retarget(log_path, log_fd)
+            channel.log_path = log_path
             return channel
         try:
             channel = self._open(name, log_path, log_fd, owners, via_pid)
@@ -208,7 +212,7 @@ class Outputs:
             pass  # over the per-user pipe budget: a smaller buffer still works
         pump = Pump(name, reader, log_path, log_fd, owners, self.reopen, self.on_crash)
         pump.start()
-        return OutputChannel(fifo, pump, keeper)
+        return OutputChannel(fifo, log_path, pump, keeper)
 
     def close(self, name):
         channel = self.channels.pop(name, None)

@@ -5,6 +5,7 @@ A pid alone proves nothing (pids are reused), so a process is identified by
 the boot's id, since start times restart at every boot.
 """
 import ctypes
+import functools
 import os
 import re
 
@@ -12,7 +13,9 @@ PR_SET_CHILD_SUBREAPER = 36
 _PID_TEXT = re.compile(rb'\s*([0-9]{1,10})\s*\Z')
 
 
+@functools.lru_cache(maxsize=1)
 def boot_id():
+    """This boot's id (constant while we run; read once)."""
     try:
         with open('/proc/sys/kernel/random/boot_id') as f:
             return f.read().strip()

@@ -3,6 +3,7 @@
 `PROCESS_KEYS` is the single description of the format: validation runs on it
 and the README's reference table is generated from it.
 """
+import functools
 import hashlib
 import re
 import signal
@@ -40,6 +41,7 @@ def _env(value):
     for key, item in value.items():
         if not ENV_NAME_PATTERN.match(key):
             raise Invalid('has a bad variable name %s (empty, or with "=")' % jsonfile.quote(key))
+        string(key)  # names reach execve too: a lone surrogate must fail here, not there
         try:
             pairs.append((key, string(item)))
         except Invalid as err:
@@ -129,7 +131,7 @@ class ProcessSpec:
     stop_signal: int
     stop_timeout: float
 
-    @property
+    @functools.cached_property
     def fingerprint(self):
         """Equal for equal definitions: decides "changed" and adoption."""
         return hashlib.sha256(jsonfile.dumps(asdict(self)).encode()).hexdigest()

@@ -57,34 +57,48 @@ def _refuse_link(dir_fd, base, path):
     return info
 
 
-def write_pid_file(path, pid):
-    """Replace `path` with "PID\\n" by temp file and rename: never writes through a link."""
-    dir_fd, base = open_parent(path)
-    try:
-        _refuse_link(dir_fd, base, path)
-        tmp = '.%s.%d.tmp' % (base, pid)
+class PidFileSlot:
+    """The place of a pid file, checked before the process starts, written after.
+
+    The directory is walked once; the write replaces the file by temp file and
+    rename, so it never writes through a link or into someone else's file.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.dir_fd, self.base = open_parent(path)
+        try:
+            _refuse_link(self.dir_fd, self.base, path)
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, pid):
+        tmp = '.%s.%d.tmp' % (self.base, pid)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=dir_fd)
+                     0o644, dir_fd=self.dir_fd)
         try:
             os.write(fd, b'%d\n' % pid)
         finally:
             os.close(fd)
         try:
-            os.rename(tmp, base, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.rename(tmp, self.base, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         except OSError:
-            os.unlink(tmp, dir_fd=dir_fd)
+            os.unlink(tmp, dir_fd=self.dir_fd)
             raise
-    finally:
-        os.close(dir_fd)
+
+    def close(self):
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_fd = None
 
 
-def check_pid_file(path):
-    """Raise UnsafePath now if `write_pid_file(path, ...)` would be refused."""
-    dir_fd, base = open_parent(path)
+def write_pid_file(path, pid):
+    slot = PidFileSlot(path)
     try:
-        _refuse_link(dir_fd, base, path)
+        slot.write(pid)
     finally:
-        os.close(dir_fd)
+        slot.close()
 
 
 def remove_pid_file(path, pid):

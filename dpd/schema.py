@@ -79,9 +79,16 @@ def number(low, high):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise Invalid('must be a number, not %s' % json_type(value))
         if not low <= value <= high:
-            raise Invalid('must be between %g and %g, not %g' % (low, high, value))
+            raise Invalid('must be between %s and %s, not %s' % (low, high, _brief(value)))
         return float(value)
     return check
+
+
+def _brief(value):
+    """A number as the user wrote it, cut short: %g would round 86400.0000001 to
+    86400 and overflow on a 400-digit integer."""
+    text = repr(value)
+    return text if len(text) <= 24 else '%s... (%d digits)' % (text[:12], len(text))
 
 
 def absolute_path(value):

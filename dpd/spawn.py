@@ -37,8 +37,10 @@ class Identity:
     shell: str
 
     def is_current(self):
+        """True when no switch is needed (the fast vfork path); the primary gid may
+        or may not be listed among a process's groups, so it is added to both."""
         return (self.uid == os.geteuid() and self.gid == os.getegid()
-                and sorted(self.groups) == sorted(os.getgroups()))
+                and set(self.groups) | {self.gid} == set(os.getgroups()) | {os.getegid()})
 
 
 def identity(spec):

@@ -32,7 +32,7 @@ def write(path, program, body):
     doc = {'schema': SCHEMA, 'program': program, 'version': __version__, 'pid': os.getpid(),
            'boot_id': procfs.boot_id(), 'updated': round(time.time(), 3)}
     doc.update(body)
-    jsonfile.replace_file(path, jsonfile.dumps(doc, indent=1).encode(), mode=0o644,
+    jsonfile.replace_file(path, jsonfile.dumps(doc).encode(), mode=0o644,
                           durable=False)
 
 

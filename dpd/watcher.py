@@ -103,6 +103,8 @@ class ConfigWatcher(threading.Thread):
                 gone = read_now = True
             elif mask & inotify.IN_Q_OVERFLOW:
                 read_now = True
+            elif not name and mask & inotify.IN_ATTRIB:
+                read_now = True  # the directory's own mode: part of a root worker's check
             elif name == self.base:
                 read_now |= bool(mask & READ_NOW)
                 read_later |= bool(mask & READ_LATER)

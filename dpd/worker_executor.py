@@ -44,32 +44,35 @@ class WorkerExecutor:
     # ------------------------------------------------------------ processes
 
     def _spawn(self, action):
-        spec = action.spec
+        spec, pid_slot, output = action.spec, None, subprocess.DEVNULL
         try:
             who = spawn.identity(spec)
             spawn.check_paths(spec)
             if spec.write_pid and spec.pid_file:
-                safefile.check_pid_file(spec.pid_file)
+                pid_slot = safefile.PidFileSlot(spec.pid_file)
             output = self._output_fd(spec, who)
-        except (spawn.SpawnError, OSError) as err:
-            return [ev.SpawnFailed(spec.name, str(err))]
-        try:
             with self.reaper.spawning():
                 child = spawn.start(spec, who, output)
                 self.reaper.watch_child(spec.name, child)
-        except spawn.SpawnError as err:
-            return [ev.SpawnFailed(spec.name, str(err))]
+            if pid_slot is not None:
+                self._write_pid(pid_slot, child.pid)
+        except (spawn.SpawnError, OSError) as err:
+            return [ev.SpawnFailed(spec.name, reason(err))]
         finally:
             if output != subprocess.DEVNULL:
                 os.close(output)
-        started = procfs.start_time(child.pid)
-        if spec.write_pid and spec.pid_file:
-            try:
-                safefile.write_pid_file(spec.pid_file, child.pid)
-            except OSError as err:
-                _kill_group(child.pid, signal.SIGKILL)
-                return [ev.SpawnFailed(spec.name, 'cannot write pid file: %s' % err)]
-        return [ev.ProcessStarted(spec.name, child.pid, started)]
+            if pid_slot is not None:
+                pid_slot.close()
+        return [ev.ProcessStarted(spec.name, child.pid, procfs.start_time(child.pid))]
+
+    @staticmethod
+    def _write_pid(slot, pid):
+        try:
+            slot.write(pid)
+        except OSError as err:
+            _kill_group(pid, signal.SIGKILL)  # it must not run unrecorded; the reaper reaps it
+            raise spawn.SpawnError('cannot write pid file %s: %s' % (slot.path, reason(err))) \
+                from None
 
     def _output_fd(self, spec, who):
         if spec.logs is None:
@@ -168,6 +171,13 @@ class WorkerExecutor:
     @staticmethod
     def _log(action):
         log.log(action.level, action.message)
+
+
+def reason(err):
+    """An error as a person wants to read it: "PATH: Permission denied"."""
+    if isinstance(err, OSError) and err.strerror:
+        return '%s: %s' % (err.filename, err.strerror) if err.filename else err.strerror
+    return str(err)
 
 
 def _owners(definition):
