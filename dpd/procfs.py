@@ -76,14 +76,32 @@ def set_child_subreaper():
 
 
 def group_alive(pgid):
-    """True while any process is left in process group `pgid`."""
+    """True while a live (not zombie) process is left in process group `pgid`.
+
+    A zombie stays in its group until its parent reaps it; an adopted process's
+    parent is not us, so its zombie may linger. killpg answers the common case
+    in one call; /proc is read only when it says the group still exists.
+    """
     try:
         os.killpg(pgid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    for entry in os.listdir('/proc'):
+        if entry.isdigit() and _live_member(entry, pgid):
+            return True
+    return False
+
+
+def _live_member(pid, pgid):
+    try:
+        with open('/proc/%s/stat' % pid, 'rb') as f:
+            data = f.read()
+    except OSError:
+        return False
+    fields = data[data.rfind(b')') + 2:].split()
+    return len(fields) > 2 and fields[2] == b'%d' % pgid and fields[0] != b'Z'
 
 
 def raise_fd_limit():

@@ -132,10 +132,12 @@ class Daemon:
     def __init__(self, program, config, extra=(), env=None):
         self.program, self.config, self.extra, self.env = program, config, list(extra), env
         self.log_path = config + '.%s.log' % program
+        self.log_offset = 0
         self.proc = None
 
     def start(self, wait_ready=True, timeout=TIMEOUT):
         with open(self.log_path, 'ab') as log:
+            self.log_offset = log.tell()      # log() shows this run only
             self.proc = subprocess.Popen(
                 command(self.program) + ['-f', '-v'] + self.extra + [self.config],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -151,6 +153,7 @@ class Daemon:
     def log(self):
         try:
             with open(self.log_path, errors='replace') as f:
+                f.seek(self.log_offset)
                 return f.read()
         except OSError:
             return ''
