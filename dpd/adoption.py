@@ -1,9 +1,9 @@
 """What a previous worker on the same config left behind (SPEC 3.5).
 
-Its state file lists every process with pid, start time and definition. A
-process is adopted only if the boot is the same and the pid still belongs to
-a process with the recorded start time: a recycled pid is never adopted, so
-never signalled. `restart: false` processes that already ran on this boot are
+Its state file lists every process with pid, identity (start time and
+session) and definition. A process is adopted only if the boot is the same
+and the pid still belongs to a process with the recorded identity: a
+recycled pid is never adopted, so never signalled. `restart: false` processes that already ran on this boot are
 remembered, so they are not run again.
 """
 import logging
@@ -40,6 +40,13 @@ def previous_run(state_path):
     return PreviousRun(tuple(adopted), tuple(finished))
 
 
+def _identity(value):
+    """A state file's [start ticks, session] as procfs.identity's tuple, or None."""
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        return tuple(value)
+    return None
+
+
 def _checked(record):
     """The record with monotonic times and a valid definition, or None."""
     try:
@@ -55,7 +62,7 @@ def _checked(record):
         return {
             'name': str(record['name']), 'state': str(record['state']),
             'pid': pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-            'started': started if isinstance(started, int) else None,
+            'started': _identity(started),
             'fingerprint': str(record['fingerprint']), 'definition': definition,
             'starts': [float(t) for t in record.get('starts') or ()][-lc.MAX_STARTS:],
             'restarts': int(record.get('restarts') or 0),

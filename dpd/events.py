@@ -37,7 +37,7 @@ class ConfigRejected:
 class ProcessStarted:
     name: str
     pid: int
-    started: int            # start time in clock ticks since boot (identity)
+    started: tuple          # procfs.identity: (start ticks, session); None if gone
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class ProcessExited:
 class DaemonFound:
     name: str
     pid: int
-    started: int
+    started: tuple
 
 
 @dataclass(frozen=True)

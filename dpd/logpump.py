@@ -1,4 +1,4 @@
-"""Children's output: a named FIFO per process, drained by one thread each.
+"""Children's output: a named FIFO per process, moved into its log by one thread.
 
 Why a FIFO and not a pipe: the child holds its end open read-write, so its
 writes never fail with EPIPE or SIGPIPE while no worker reads; the next
@@ -8,14 +8,22 @@ file, so a worker killed at any instant loses nothing. splice refuses
 O_APPEND files, so each chunk is placed at the file's current end (fstat,
 taken once data is waiting), which also makes logrotate's copytruncate work.
 
-The worker keeps a write end of its own (the keeper) so the pump never sees
-EOF between two runs of the process; closing the keeper once the process is
-gone for good lets the pump drain to EOF and end.
+Why one thread for all FIFOs (epoll) and not one per process: a thread costs
+16 KiB of memory and a start-up; a thousand children would cost 16 MiB and a
+slower cold start. The price: a log file on a filesystem that hangs delays
+the other logs too (a local disk's page cache never does).
+
+The worker keeps a write end of its own on each FIFO (the keeper) so the
+pump never sees EOF between two runs of a process; closing the keeper once
+the process is gone for good lets the pump drain that FIFO to EOF.
+Only the pump thread closes a FIFO's or a log's fd: other threads send it
+commands, so no fd is ever closed under a running splice.
 """
 import errno
 import fcntl
 import logging
 import os
+import queue
 import select
 import stat
 import threading
@@ -24,6 +32,7 @@ import time
 from .safefile import open_log
 
 CHUNK = 1 << 20
+ROUND_BYTES = 4 << 20       # per FIFO per wake-up: a busy writer cannot starve the others
 PIPE_SIZE = 1 << 20
 ROTATION_CHECK_SECONDS = 1.0
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
@@ -31,113 +40,166 @@ DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
 log = logging.getLogger('dpd.logpump')
 
 
-class Reopen:
-    """A generation number bumped on USR1; each pump compares it with its own."""
+class Channel:
+    """One FIFO and the log file it drains into; owned by the pump thread."""
 
-    def __init__(self):
+    def __init__(self, name, reader, log_path, log_fd, owners):
+        self.name, self.reader = name, reader
+        self.log_path, self.log_fd, self.owners = log_path, log_fd, owners
         self.generation = 0
+        self.next_check = time.monotonic() + ROTATION_CHECK_SECONDS
+        self.dropped = 0                    # bytes lost since the last good write
 
 
 class Pump(threading.Thread):
-    """Moves one FIFO's bytes into one log file until EOF.
+    def __init__(self, on_crash):
+        super().__init__(name='outputs', daemon=True)
+        self.on_crash = on_crash
+        self.generation = 0                 # bumped on USR1
+        self._channels = {}                 # reader fd -> Channel
+        self._commands = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll = select.epoll()
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._idle = threading.Condition()
+        self._stopping = False
+        self._handlers = {'retarget': self._retarget}
 
-    Only this thread opens and closes its log fd: `retarget` hands it a new one
-    to switch to, so no fd is ever closed under a running splice.
-    """
+    # ------------------------------------------------------------ other threads
 
-    def __init__(self, name, reader, log_path, log_fd, owners, reopen, on_crash):
-        super().__init__(name='pump:%s' % name, daemon=True)
-        self.reader, self.log_path, self.log_fd = reader, log_path, log_fd
-        self.owners, self.reopen, self.on_crash = owners, reopen, on_crash
-        self.generation = reopen.generation
-        self.next_check = time.monotonic() + ROTATION_CHECK_SECONDS
-        self.dropped = 0                   # bytes lost since the last good write
-        self._pending = None               # (path, fd) from retarget()
-        self._lock = threading.Lock()
-        self._readable = select.poll()
-        self._readable.register(reader, select.POLLIN)
+    def add(self, channel):
+        """Start draining `channel` (epoll_ctl is thread-safe: no wake-up needed)."""
+        channel.generation = self.generation
+        with self._idle:
+            self._channels[channel.reader] = channel
+        self._epoll.register(channel.reader, select.EPOLLIN)
 
-    def retarget(self, log_path, log_fd):
-        """Write to another file from the next chunk on (the definition changed)."""
-        with self._lock:
-            if self._pending is not None:
-                os.close(self._pending[1])
-            self._pending = (log_path, log_fd)
+    def command(self, *command):
+        self._commands.put(command)
+        os.write(self._wake_w, b'x')
+
+    def wait_drained(self, timeout):
+        """Wait until every channel has reached EOF (after their keepers closed)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._channels and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+
+    def stop(self):
+        self._stopping = True
+        os.write(self._wake_w, b'x')
+        self.join(5)
+
+    # ------------------------------------------------------------ this thread
 
     def run(self):
         try:
-            while self._move_chunk():
-                pass
-        except Exception as err:  # a dead pump would freeze its child: say so loudly
-            log.exception('%s: crashed', self.name)
+            while not self._stopping:
+                for fd, _ in self._epoll.poll():
+                    if fd == self._wake_r:
+                        self._run_commands()
+                    elif fd in self._channels:
+                        self._drain(self._channels[fd])
+        except Exception as err:  # a dead pump would freeze every child: say so loudly
+            log.exception('the output thread crashed')
             self.on_crash(self.name, repr(err))
-        finally:
-            os.close(self.reader)
-            self._close_log()
-            with self._lock:
-                if self._pending is not None:
-                    os.close(self._pending[1])
 
-    def _move_chunk(self):
-        # wait for data first: the file's end is taken after the wait, right
-        # before the write, or a truncate during the wait would leave a hole
-        self._readable.poll()
-        self._take_pending()
-        self._follow_rotation()
-        if self.log_fd is None:
-            return self._discard()
+    def _run_commands(self):
         try:
-            moved = os.splice(self.reader, self.log_fd, CHUNK,
-                              offset_dst=os.fstat(self.log_fd).st_size,
+            os.read(self._wake_r, 65536)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                command, *args = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self._handlers[command](*args)
+
+    def _retarget(self, reader, log_path, log_fd):
+        channel = self._channels.get(reader)
+        if channel is None:
+            os.close(log_fd)
+            return
+        _close(channel.log_fd)
+        channel.log_path, channel.log_fd = log_path, log_fd
+
+    def _drain(self, channel):
+        moved = 0
+        while moved < ROUND_BYTES:
+            count = self._move(channel)
+            if count is None:       # the FIFO is empty for now
+                return
+            if count == 0:          # EOF: every writer is gone, the keeper too
+                self._finish(channel)
+                return
+            moved += count
+
+    def _move(self, channel):
+        self._follow_rotation(channel)
+        if channel.log_fd is None:
+            return self._discard(channel)
+        try:
+            count = os.splice(channel.reader, channel.log_fd, CHUNK,
+                              offset_dst=os.fstat(channel.log_fd).st_size,
                               flags=os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            return None
         except OSError as err:
-            if err.errno in (errno.EINTR, errno.EAGAIN):
-                return True
+            if err.errno == errno.EINTR:
+                return self._move(channel)
             if err.errno not in DISK_ERRORS:
                 raise
-            self._failing('cannot write %s: %s' % (self.log_path, err.strerror))
-            return self._discard()
-        if moved and self.dropped:
+            _failing(channel, 'cannot write %s: %s' % (channel.log_path, err.strerror))
+            return self._discard(channel)
+        if count and channel.dropped:
             log.warning('%s: writing to %s again; %d bytes were dropped',
-                        self.name, self.log_path, self.dropped)
-            self.dropped = 0
-        return moved > 0
+                        channel.name, channel.log_path, channel.dropped)
+            channel.dropped = 0
+        return count
 
-    def _take_pending(self):
-        with self._lock:
-            pending, self._pending = self._pending, None
-        if pending is not None:
-            self._close_log()
-            self.log_path, self.log_fd = pending
+    def _discard(self, channel):
+        try:
+            data = os.read(channel.reader, CHUNK)
+        except BlockingIOError:
+            return None
+        channel.dropped += len(data)
+        return len(data)
 
-    def _follow_rotation(self):
+    def _follow_rotation(self, channel):
         """Reopen on USR1, or when the file was moved or deleted (checked each second)."""
         now = time.monotonic()
-        asked = self.generation != self.reopen.generation
-        if not asked and now < self.next_check:
+        asked = channel.generation != self.generation
+        if not asked and now < channel.next_check:
             return
-        self.generation, self.next_check = self.reopen.generation, now + ROTATION_CHECK_SECONDS
-        if not asked and self.log_fd is not None and _same_file(self.log_fd, self.log_path):
+        channel.generation, channel.next_check = self.generation, now + ROTATION_CHECK_SECONDS
+        if not asked and channel.log_fd is not None and _same_file(channel.log_fd,
+                                                                   channel.log_path):
             return
-        self._close_log()
+        _close(channel.log_fd)
+        channel.log_fd = None
         try:
-            self.log_fd = open_log(self.log_path, self.owners)
+            channel.log_fd = open_log(channel.log_path, channel.owners)
         except OSError as err:
-            self._failing('cannot open %s: %s' % (self.log_path, err))
+            _failing(channel, 'cannot open %s: %s' % (channel.log_path, err))
 
-    def _failing(self, problem):
-        if not self.dropped:
-            log.error('%s: %s; dropping output until it works again', self.name, problem)
+    def _finish(self, channel):
+        self._epoll.unregister(channel.reader)
+        os.close(channel.reader)
+        _close(channel.log_fd)
+        with self._idle:
+            del self._channels[channel.reader]
+            self._idle.notify_all()
 
-    def _discard(self):
-        data = os.read(self.reader, CHUNK)
-        self.dropped += len(data)
-        return bool(data)
 
-    def _close_log(self):
-        if self.log_fd is not None:
-            os.close(self.log_fd)
-            self.log_fd = None
+def _failing(channel, problem):
+    if not channel.dropped:
+        log.error('%s: %s; dropping output until it works again', channel.name, problem)
+
+
+def _close(fd):
+    if fd is not None:
+        os.close(fd)
 
 
 def _same_file(fd, path):
@@ -149,44 +211,40 @@ def _same_file(fd, path):
 
 
 class OutputChannel:
-    """The FIFO of one process name, its keeper fd and its pump."""
+    """The executor's handle on one process name's FIFO: its path and keeper."""
 
-    def __init__(self, fifo_path, log_path, pump, keeper):
-        self.fifo_path, self.log_path, self.pump, self.keeper = fifo_path, log_path, pump, keeper
+    def __init__(self, fifo_path, log_path, reader, keeper):
+        self.fifo_path, self.log_path, self.reader, self.keeper = \
+            fifo_path, log_path, reader, keeper
 
     def child_fd(self):
         """A read-write fd on the FIFO for the child's stdout and stderr."""
         return os.open(self.fifo_path, os.O_RDWR | os.O_CLOEXEC)
-
-    def close(self):
-        """The process is gone for good: let the pump drain to EOF and end."""
-        if self.keeper is not None:
-            os.close(self.keeper)
-            self.keeper = None
 
 
 class Outputs:
     """Every process's output channel, by name; used by the executor only."""
 
     def __init__(self, fifo_dir, on_crash):
-        self.fifo_dir, self.on_crash = fifo_dir, on_crash
-        self.reopen = Reopen()
+        self.fifo_dir = fifo_dir
+        self.pump = Pump(on_crash)
+        self.pump.start()
         self.channels = {}
 
     def attach(self, name, log_path, owners, via_pid=None):
         """The channel for `name` writing to `log_path`, created if needed.
 
         A new or changed log file is opened here, so a bad path fails the start
-        with a clear error; an unchanged one stays with its pump. `via_pid`: an
+        with a clear error; an unchanged one stays as it is. `via_pid`: an
         adopted process whose FIFO may have been replaced on disk; its own fd 1
         leads to the right pipe.
         """
         channel = self.channels.get(name)
-        if channel is not None and channel.pump.is_alive() and channel.log_path == log_path:
+        if channel is not None and channel.log_path == log_path:
             return channel
         log_fd = open_log(log_path, owners)
-        if channel is not None and channel.pump.is_alive():
-            channel.pump.retarget(log_path, log_fd)
+        if channel is not None:
+            self.pump.command('retarget', channel.reader, log_path, log_fd)
             channel.log_path = log_path
             return channel
         try:
@@ -205,30 +263,29 @@ class Outputs:
             os.close(reader)
             reader = os.open('/proc/%d/fd/1' % via_pid, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         keeper = os.open('/proc/self/fd/%d' % reader, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        os.set_blocking(reader, True)
         try:
             fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass  # over the per-user pipe budget: a smaller buffer still works
-        pump = Pump(name, reader, log_path, log_fd, owners, self.reopen, self.on_crash)
-        pump.start()
-        return OutputChannel(fifo, log_path, pump, keeper)
+        self.pump.add(Channel(name, reader, log_path, log_fd, owners))
+        return OutputChannel(fifo, log_path, reader, keeper)
 
     def close(self, name):
+        """The process is gone for good: the pump drains its FIFO to EOF and ends it."""
         channel = self.channels.pop(name, None)
         if channel is not None:
-            channel.close()
+            os.close(channel.keeper)
 
     def reopen_all(self):
-        self.reopen.generation += 1
+        """USR1: every log is reopened before its next write."""
+        self.pump.generation += 1
 
     def drain(self, timeout):
-        """Close every channel and wait (up to `timeout`) for the pumps to finish."""
-        deadline = time.monotonic() + timeout
+        """Close every channel and wait (up to `timeout`) for the pump to finish them."""
         for name in list(self.channels):
-            channel = self.channels.pop(name)
-            channel.close()
-            channel.pump.join(max(0.0, deadline - time.monotonic()))
+            self.close(name)
+        self.pump.wait_drained(timeout)
+        self.pump.stop()
 
 
 def _ensure_fifo(path):

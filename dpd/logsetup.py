@@ -10,7 +10,6 @@ import logging.handlers
 import os
 import sys
 import time
-from datetime import datetime
 
 from .safefile import open_log
 
@@ -29,8 +28,17 @@ class Formatter(logging.Formatter):
             text += '\n' + self.formatException(record.exc_info)
         if not self.with_time:
             return text
-        when = datetime.fromtimestamp(record.created).astimezone()
-        return '%s %s' % (when.isoformat(timespec='milliseconds'), text)
+        return '%s %s' % (iso_time(record.created), text)
+
+
+def iso_time(when):
+    """ISO-8601 local time with milliseconds and offset: 2026-11-28T10:00:01.250+01:00."""
+    local = time.localtime(when)
+    offset = local.tm_gmtoff
+    sign = '-' if offset < 0 else '+'
+    return '%s.%03d%s%02d:%02d' % (time.strftime('%Y-%m-%dT%H:%M:%S', local),
+                                   int(when % 1 * 1000), sign, abs(offset) // 3600,
+                                   abs(offset) // 60 % 60)
 
 
 class ReopeningFileHandler(logging.Handler):

@@ -1,8 +1,12 @@
 """What /proc and a few Linux calls say about processes.
 
 A pid alone proves nothing (pids are reused), so a process is identified by
-(pid, start time): field 22 of /proc/PID/stat, in clock ticks since boot, and
-the boot's id, since start times restart at every boot.
+its pid and its `identity`: (start time, session). The start time (field 22
+of /proc/PID/stat, in clock ticks since boot) has a 10 ms grain, so a pid
+reused within the same tick would pass on it alone; the session id (field 6)
+closes that gap: our children lead their own session and can never leave it,
+and a session's id stays taken while any of its members lives. The boot's id
+is kept beside, since start times restart at every boot.
 """
 import ctypes
 import functools
@@ -23,8 +27,8 @@ def boot_id():
         return ''
 
 
-def start_time(pid):
-    """The start time of `pid` in clock ticks since boot, or None if gone."""
+def identity(pid):
+    """(start ticks, session id) of `pid`, or None if it is gone."""
     try:
         with open('/proc/%d/stat' % pid, 'rb') as f:
             data = f.read()
@@ -34,11 +38,12 @@ def start_time(pid):
     fields = data[data.rfind(b')') + 2:].split()
     if len(fields) < 20 or fields[0] == b'Z':
         return None  # a zombie has ended; only its exit status is left
-    return int(fields[19])
+    return int(fields[19]), int(fields[3])
 
 
-def is_alive(pid, started):
-    return pid > 1 and started is not None and start_time(pid) == started
+def is_alive(pid, known):
+    """True if `pid` still is the process whose identity was `known`."""
+    return pid > 1 and known is not None and identity(pid) == tuple(known)
 
 
 def parse_pid(data):

@@ -7,7 +7,7 @@ import functools
 import hashlib
 import re
 import signal
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, fields as dataclass_fields
 
 from . import jsonfile
 from .schema import (REQUIRED, Invalid, Key, absolute_path, boolean, check_object,
@@ -134,11 +134,15 @@ class ProcessSpec:
     @functools.cached_property
     def fingerprint(self):
         """Equal for equal definitions: decides "changed" and adoption."""
-        return hashlib.sha256(jsonfile.dumps(asdict(self)).encode()).hexdigest()
+        fields = {name: getattr(self, name) for name in SPEC_FIELDS}
+        return hashlib.sha256(jsonfile.dumps(fields).encode()).hexdigest()
 
     @property
     def cwd_in_chroot(self):
         return self.cwd if self.cwd.startswith('/') else '/' + self.cwd
+
+
+SPEC_FIELDS = tuple(field.name for field in dataclass_fields(ProcessSpec))
 
 
 def parse_process(value, path, problems, default_user):

@@ -1,8 +1,8 @@
 """Pid and log files created by root in directories others may control.
 
 Never follow a symlink (not in the last component, not in a parent), never
-write into a file that belongs to someone else, never truncate: a planted
-link or file is an error, not a write. Directories are walked one component
+write into or truncate a file that belongs to someone else or has other
+links: a planted link or file is an error, not a write. Directories are walked one component
 at a time with O_NOFOLLOW from a path resolved once, so a swap during the
 walk makes it fail instead of leading elsewhere.
 """
@@ -18,26 +18,50 @@ class UnsafePath(OSError):
 
 
 def open_parent(path):
-    """(fd of the directory holding `path`, last component); close the fd after use."""
+    """(fd of the directory holding `path`, last component); close the fd after use.
+
+    The path as written is walked first; only when a component is a symlink
+    (say /var/run -> /run) is it resolved once and the result walked instead.
+    """
     directory, base = os.path.split(path)
     if not base or base in ('.', '..'):
         raise UnsafePath('%s: not a file name' % path)
-    real = os.path.realpath(directory or '/')
-    fd = os.open('/', _DIR_FLAGS)
+    directory = directory or '/'
     try:
-        for part in [p for p in real.split('/') if p]:
-            try:
-                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError as err:
-                raise UnsafePath('%s: directory %s: %s'
-                                 % (path, real, err.strerror or err)) from None
-            os.close(fd)
-            fd = next_fd
-        _check_directory(fd, path, real)
-        return fd, base
+        fd = _walk(directory)
+    except NotADirectoryError:
+        directory = os.path.realpath(directory)
+        fd = _walk_or_explain(directory, path)
+    except OSError as err:
+        raise UnsafePath('%s: directory %s: %s' % (path, directory, err.strerror)) from None
+    try:
+        _check_directory(fd, path, directory)
     except BaseException:
         os.close(fd)
         raise
+    return fd, base
+
+
+def _walk(directory):
+    """An O_PATH fd on `directory`, reached without following any symlink."""
+    fd = os.open('/', _DIR_FLAGS)
+    try:
+        for part in directory.split('/'):
+            if part:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _walk_or_explain(directory, path):
+    try:
+        return _walk(directory)
+    except OSError as err:
+        raise UnsafePath('%s: directory %s: %s' % (path, directory, err.strerror)) from None
 
 
 def _check_directory(fd, path, real):
@@ -60,8 +84,11 @@ def _refuse_link(dir_fd, base, path):
 class PidFileSlot:
     """The place of a pid file, checked before the process starts, written after.
 
-    The directory is walked once; the write replaces the file by temp file and
-    rename, so it never writes through a link or into someone else's file.
+    The directory is walked once. The file is opened without following a link
+    and rewritten in place only if it is a regular file of ours with one link:
+    a planted link or a stranger's file is an error, never a write. The new
+    pid is written before the old tail is cut, so a reader never sees an
+    empty file.
     """
 
     def __init__(self, path):
@@ -74,23 +101,36 @@ class PidFileSlot:
             raise
 
     def write(self, pid):
-        tmp = '.%s.%d.tmp' % (self.base, pid)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=self.dir_fd)
         try:
-            os.write(fd, b'%d\n' % pid)
+            fd = os.open(self.base, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC |
+                         os.O_NONBLOCK, 0o644, dir_fd=self.dir_fd)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise UnsafePath('%s: refused: it is a symbolic link' % self.path) from None
+            raise
+        try:
+            _check_own_file(fd, self.path, {os.geteuid()})
+            data = b'%d\n' % pid
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
-        try:
-            os.rename(tmp, self.base, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
-        except OSError:
-            os.unlink(tmp, dir_fd=self.dir_fd)
-            raise
 
     def close(self):
         if self.dir_fd is not None:
             os.close(self.dir_fd)
             self.dir_fd = None
+
+
+def _check_own_file(fd, path, owners):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafePath('%s: refused: not a regular file' % path)
+    if info.st_nlink != 1:
+        raise UnsafePath('%s: refused: it has %d hard links' % (path, info.st_nlink))
+    if info.st_uid not in owners:
+        raise UnsafePath('%s: refused: owned by uid %d, not by the worker or the '
+                         'process\'s user' % (path, info.st_uid))
 
 
 def write_pid_file(path, pid):
@@ -142,14 +182,7 @@ def open_log(path, owners, append=False):
     finally:
         os.close(dir_fd)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafePath('%s: refused: not a regular file' % path)
-        if info.st_nlink != 1:
-            raise UnsafePath('%s: refused: it has %d hard links' % (path, info.st_nlink))
-        if info.st_uid not in owners:
-            raise UnsafePath('%s: refused: owned by uid %d, not by the worker or the '
-                             'process\'s user' % (path, info.st_uid))
+        _check_own_file(fd, path, owners)
         os.set_blocking(fd, True)
         return fd
     except BaseException:

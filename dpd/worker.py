@@ -28,7 +28,7 @@ class Proc:
         self.fingerprint = fingerprint or spec.fingerprint
         self.state = lc.STOPPED
         self.pid = None
-        self.started = None               # start ticks of `pid`: its identity
+        self.started = None               # procfs.identity of `pid`
         self.since = None                 # when `state` began
         self.window = lc.RestartWindow()
         self.restarts = 0
@@ -57,6 +57,7 @@ class WorkerPolicy:
         self.config_errors = ()
         self.shutting_down = False
         self.dirty = True
+        self._active = 0                  # processes in an ACTIVE state (counted by _move)
         self._timers = []                 # heap of (deadline, seq, name)
         self._seq = itertools.count()
         self._handlers = {
@@ -103,13 +104,14 @@ class WorkerPolicy:
     def _on_previous_run(self, event, now, out):
         for record in event.adopted:
             proc = self._from_record(record)
-            proc.state, proc.pid, proc.started = lc.RUNNING, record['pid'], record['started']
+            proc.pid, proc.started = record['pid'], record['started']
+            self._move(proc, lc.RUNNING, proc.since)
             self.procs[proc.name] = proc
             out.append(_log(logging.INFO, '%s: adopted (pid %d), left running by the previous '
                             'worker' % (proc.name, proc.pid)))
         for record in event.finished:
             proc = self._from_record(record)
-            proc.state = lc.EXITED
+            self._move(proc, lc.EXITED, proc.since)
             self.procs[proc.name] = proc
         self.dirty = True
 
@@ -412,7 +414,7 @@ class WorkerPolicy:
         self._maybe_exit(out)
 
     def _maybe_exit(self, out):
-        if self.shutting_down and not any(p.state in lc.ACTIVE for p in self.procs.values()):
+        if self.shutting_down and not self._active:
             out.append(_log(logging.INFO, 'every process stopped; exiting'))
             out.append(act.Exit(0))
 
@@ -434,12 +436,14 @@ class WorkerPolicy:
             elif proc.state == lc.STOPPING:
                 self._on_stop_deadline(proc, now, out)
             elif proc.state == lc.STARTING and proc.launcher:
-                out.append(act.FindDaemon(proc.name, proc.spec.pid_file, proc.launcher[1]))
+                out.append(act.FindDaemon(proc.name, proc.spec.pid_file,
+                                          (proc.launcher[1] or (0, 0))[0]))
 
     # ------------------------------------------------------------ helpers
 
     def _move(self, proc, state, now):
         if proc.state != state:
+            self._active += (state in lc.ACTIVE) - (proc.state in lc.ACTIVE)
             proc.state, proc.since, self.dirty = state, now, True
 
     def _set_deadline(self, proc, deadline):

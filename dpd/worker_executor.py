@@ -63,7 +63,7 @@ class WorkerExecutor:
                 os.close(output)
             if pid_slot is not None:
                 pid_slot.close()
-        return [ev.ProcessStarted(spec.name, child.pid, procfs.start_time(child.pid))]
+        return [ev.ProcessStarted(spec.name, child.pid, procfs.identity(child.pid))]
 
     @staticmethod
     def _write_pid(slot, pid):
@@ -84,12 +84,12 @@ class WorkerExecutor:
         pid = procfs.read_pid_file(action.pid_file)
         if pid is None:
             return [ev.DaemonNotFound(action.name, 'no pid in it yet')]
-        started = procfs.start_time(pid)
+        started = procfs.identity(pid)
         if started is None:
             return [ev.DaemonNotFound(action.name, 'pid %d is not running' % pid)]
-        if started < action.not_before:
+        if started[0] < action.not_before:
             return [ev.DaemonNotFound(action.name, 'pid %d is older than the launch' % pid)]
-        if not self.reaper.watch_process(action.name, pid) or procfs.start_time(pid) != started:
+        if not self.reaper.watch_process(action.name, pid) or procfs.identity(pid) != started:
             return [ev.DaemonNotFound(action.name, 'pid %d ended' % pid)]
         return [ev.DaemonFound(action.name, pid, started)]
 
@@ -132,7 +132,7 @@ class WorkerExecutor:
         for record in previous.adopted:
             if not self.reaper.watch_process(record['name'], record['pid']):
                 continue
-            if procfs.start_time(record['pid']) != record['started']:
+            if not procfs.is_alive(record['pid'], record['started']):
                 continue  # it ended between the check and the watch; its pid was reused
             logs = record['definition']['logs']
             if logs:

@@ -6,7 +6,7 @@ Modes:
   dump PATH               write what it sees of itself as JSON to PATH, then sleep
   chatty COUNT [SLEEP]    write COUNT numbered lines fast (0 = forever; SLEEP
                           seconds between lines), then sleep
-  ignore-term             ignore SIGTERM, then sleep
+  ignore-term [READY]     ignore SIGTERM, write READY (when given), then sleep
   grandchild PIDFILE      start a grandchild in its own group, write its pid, sleep
   daemonize PIDFILE [D]   double fork; after D seconds the daemon writes PIDFILE
   exit CODE               exit at once with CODE
@@ -112,6 +112,8 @@ def main():
         chatty(int(rest[0]), float(rest[1]) if len(rest) > 1 else 0.0)
     elif mode == 'ignore-term':
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if rest:
+            open(rest[0], 'w').close()
         sleep_forever()
     elif mode == 'grandchild':
         grandchild(rest[0])

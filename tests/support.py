@@ -25,13 +25,16 @@ def command(program):
 
 
 def wait_until(predicate, timeout=TIMEOUT, interval=0.01, message=None):
-    """Poll `predicate` until it returns something true; fail after `timeout`."""
+    """Poll `predicate` until it returns something true; fail after `timeout`.
+    `message` may be a function, called only on failure (e.g. to show a log)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
+            if callable(message):
+                message = message()
             raise AssertionError('timed out after %gs: %s' % (timeout, message or predicate))
         time.sleep(interval)
 

@@ -200,7 +200,8 @@ with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
     f.write(str(old - 1))
 impostor = subprocess.Popen(['/bin/sleep', '1002'])
 worker = Daemon('dpd-workerd', config).start()
-new = wait_until(lambda: (read_pid(app['pid_file']) or old) != old and read_pid(app['pid_file']))
+new = wait_until(lambda: (read_pid(app['pid_file']) or old) != old and read_pid(app['pid_file']),
+                 message=lambda: 'a fresh app; worker log:\n' + worker.log())
 log = worker.log()
 alive = pid_alive(impostor.pid)
 worker.stop()

@@ -95,10 +95,12 @@ def test_added_and_removed_entries(workdir):
 
 def test_term_leaves_no_process_of_any_group(workdir):
     grand = workdir.join('grand.pid')
-    stubborn = workdir.actor('stubborn', 'ignore-term', stop_timeout=1)
+    ready = workdir.join('stubborn.ready')
+    stubborn = workdir.actor('stubborn', 'ignore-term', ready, stop_timeout=1)
     worker = start_worker(workdir, workdir.actor('parent', 'grandchild', grand), stubborn,
                           workdir.actor('plain', 'sleep'))
     grandchild = wait_until(lambda: read_pid(grand))
+    wait_until(lambda: os.path.exists(ready), message='TERM ignored from now on')
     wait_until(lambda: len(pids_with(workdir.marker)) == 4)
     assert worker.stop() == 0
     assert not pid_alive(grandchild)

@@ -22,7 +22,7 @@ def record(name, state, pid=None, started=None, restart=True):
 
 
 def me():
-    return os.getpid(), procfs.start_time(os.getpid())
+    return os.getpid(), list(procfs.identity(os.getpid()))
 
 
 def test_live_process_with_matching_start_time_is_adopted(tmp_path):
@@ -32,10 +32,11 @@ def test_live_process_with_matching_start_time_is_adopted(tmp_path):
     assert [r['pid'] for r in previous.adopted] == [pid]
 
 
-def test_pid_with_another_start_time_is_not_adopted(tmp_path):
-    pid, started = me()
-    path = state_file(tmp_path, procfs.boot_id(), [record('a', 'running', pid, started + 1)])
-    assert adoption.previous_run(path).adopted == ()
+def test_pid_with_another_start_time_or_session_is_not_adopted(tmp_path):
+    pid, (ticks, session) = me()
+    for other in ([ticks + 1, session], [ticks, session + 1], ticks, None):
+        path = state_file(tmp_path, procfs.boot_id(), [record('a', 'running', pid, other)])
+        assert adoption.previous_run(path).adopted == ()
 
 
 def test_after_a_reboot_nothing_is_adopted_and_finished_processes_run_again(tmp_path):

@@ -36,7 +36,8 @@ class World:
         for spawn in of(act.Spawn, actions):
             self.next_pid += 1
             self.pids[spawn.name] = self.next_pid
-            actions += self.policy.handle(ev.ProcessStarted(spawn.name, self.next_pid, 1), now)
+            actions += self.policy.handle(
+                ev.ProcessStarted(spawn.name, self.next_pid, (1, self.next_pid)), now)
         return actions
 
     def state(self, name):
@@ -224,13 +225,13 @@ def test_daemon_waits_for_its_pid_file_then_runs_the_found_pid():
     daemon = proc('d', daemon=True, pid_file='/run/d.pid', write_pid=False)
     policy = WorkerPolicy()
     policy.handle(ev.ConfigLoaded(config(daemon)), 0.0)
-    policy.handle(ev.ProcessStarted('d', 700, 50), 0.0)
+    policy.handle(ev.ProcessStarted('d', 700, (50, 700)), 0.0)
     assert policy.procs['d'].state == lc.STARTING
     policy.handle(ev.ProcessExited('d', 700, 0, None), 0.01)
     out = policy.handle(ev.Tick(), policy.next_deadline())
     find = of(act.FindDaemon, out)
     assert find and find[0].not_before == 50
-    policy.handle(ev.DaemonFound('d', 705, 51), 0.1)
+    policy.handle(ev.DaemonFound('d', 705, (51, 701)), 0.1)
     assert policy.procs['d'].state == lc.RUNNING and policy.procs['d'].pid == 705
 
 
@@ -238,7 +239,7 @@ def test_daemon_that_never_writes_its_pid_file_counts_as_a_failed_start():
     daemon = proc('d', daemon=True, pid_file='/run/d.pid', write_pid=False)
     policy = WorkerPolicy()
     policy.handle(ev.ConfigLoaded(config(daemon)), 0.0)
-    policy.handle(ev.ProcessStarted('d', 700, 50), 0.0)
+    policy.handle(ev.ProcessStarted('d', 700, (50, 700)), 0.0)
     out = policy.handle(ev.DaemonNotFound('d', 'no pid in it yet'), 10.5)
     assert of(act.Spawn, out), 'restart: true starts it again'
     assert 'did not name a live process' in policy.procs['d'].error

@@ -1,0 +1,218 @@
+"""The wire format between dpd-masterd and dpd-clientd (pure; see PROTOCOL in README).
+
+Two endpoints, each with one job:
+
+  master_updates  master XPUB -> client SUB, topics `N:<node>\\0` and `H\\0`
+      [N:<node>\\0, NOTIFY, hdr]   the node's list changed: {v, node, gen, sha256, epoch}
+      [H\\0, HUGZ, hdr]            heartbeat every 2 s: {v, epoch, hseq, hugz_ivl, report_ivl}
+  master_stats    client DEALER <-> master ROUTER
+      [HELLO, json]   client: {v, node, boot, version, applied: {gen, sha256} | null}
+      [REPORT, json]  client: HELLO's fields + last_rejected, worker, processes, reason
+      [STATE, hdr, body]  master: the node's whole list, only to that node;
+                      hdr {v, node, gen, sha256, len, epoch}; body = canonical JSON list
+      [ACK, json]        master: {v, node, gen, sha256, epoch, report_ivl}: you are in sync
+      [UNMANAGED, json]  master: {v, node, epoch}: not in the master file; keep your list
+      [ERROR, json]      master: {v, code, text}
+
+No list body ever travels on the updates socket (PUB cannot choose its
+readers), so a node never receives another node's list or secrets. Every
+frame is bounded, frame counts are exact, JSON is strict; anything else is a
+ProtocolError, which the receiver logs and drops.
+"""
+import hashlib
+import re
+from dataclasses import dataclass
+
+from . import jsonfile
+
+VERSION = 1
+MAX_FRAME_BYTES = 4 * 1024 * 1024          # a STATE body: a node's whole list
+MAX_JSON_BYTES = 1024 * 1024               # a REPORT with a thousand processes
+MAX_HEADER_BYTES = 4096
+HUGZ_TOPIC = b'H\0'
+NODE_PATTERN = re.compile(r'[A-Za-z0-9._@:-]{1,253}\Z')
+SHA256_PATTERN = re.compile(r'[0-9a-f]{64}\Z')
+MAX_GEN = 2 ** 63 - 1
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str
+    fields: dict
+    body: bytes = None
+
+
+def node_topic(node):
+    return b'N:' + node.encode() + b'\0'
+
+
+def body_of(entries):
+    """The canonical bytes of a node's list, and their sha256."""
+    body = jsonfile.dumps(list(entries)).encode()
+    return body, hashlib.sha256(body).hexdigest()
+
+
+def _json(fields):
+    return jsonfile.dumps(dict(fields, v=VERSION)).encode()
+
+
+# ------------------------------------------------------------------ encoders
+
+def notify(node, gen, sha256, epoch):
+    return [node_topic(node), b'NOTIFY', _json({'node': node, 'gen': gen, 'sha256': sha256,
+                                                'epoch': epoch})]
+
+
+def hugz(epoch, hseq, hugz_ivl, report_ivl):
+    return [HUGZ_TOPIC, b'HUGZ', _json({'epoch': epoch, 'hseq': hseq, 'hugz_ivl': hugz_ivl,
+                                        'report_ivl': report_ivl})]
+
+
+def state(node, gen, sha256, body, epoch):
+    return [b'STATE', _json({'node': node, 'gen': gen, 'sha256': sha256, 'len': len(body),
+                             'epoch': epoch}), body]
+
+
+def ack(node, gen, sha256, epoch, report_ivl):
+    return [b'ACK', _json({'node': node, 'gen': gen, 'sha256': sha256, 'epoch': epoch,
+                           'report_ivl': report_ivl})]
+
+
+def unmanaged(node, epoch):
+    return [b'UNMANAGED', _json({'node': node, 'epoch': epoch})]
+
+
+def error(code, text):
+    return [b'ERROR', _json({'code': code, 'text': text[:1000]})]
+
+
+def hello(node, boot, version, applied):
+    return [b'HELLO', _json({'node': node, 'boot': boot, 'version': version,
+                             'applied': applied})]
+
+
+def report(node, boot, version, applied, **more):
+    return [b'REPORT', _json(dict(more, node=node, boot=boot, version=version,
+                                  applied=applied))]
+
+
+# ------------------------------------------------------------------ decoders
+
+def _node(value):
+    return isinstance(value, str) and NODE_PATTERN.match(value) is not None
+
+
+def _sha(value):
+    return isinstance(value, str) and SHA256_PATTERN.match(value) is not None
+
+
+def _gen(value):
+    return type(value) is int and 0 <= value <= MAX_GEN
+
+
+def _text(value):
+    return isinstance(value, str) and len(value) <= 256
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 86400
+
+
+def _version_stamp(value):
+    """{gen, sha256} or null: what a client has applied."""
+    return value is None or (isinstance(value, dict) and _gen(value.get('gen'))
+                             and _sha(value.get('sha256')))
+
+
+# kind -> (frames after the type frame, {key: check}); keys not listed pass through
+SCHEMAS = {
+    'NOTIFY': (1, {'node': _node, 'gen': _gen, 'sha256': _sha, 'epoch': _text}),
+    'HUGZ': (1, {'epoch': _text, 'hseq': _gen, 'hugz_ivl': _number, 'report_ivl': _number}),
+    'STATE': (2, {'node': _node, 'gen': _gen, 'sha256': _sha, 'len': _gen, 'epoch': _text}),
+    'ACK': (1, {'node': _node, 'gen': _gen, 'sha256': _sha, 'epoch': _text,
+                'report_ivl': _number}),
+    'UNMANAGED': (1, {'node': _node, 'epoch': _text}),
+    'ERROR': (1, {'code': _text, 'text': lambda v: isinstance(v, str)}),
+    'HELLO': (1, {'node': _node, 'boot': _text, 'version': _text, 'applied': _version_stamp}),
+    'REPORT': (1, {'node': _node, 'boot': _text, 'version': _text,
+                   'applied': _version_stamp}),
+}
+UPDATES = ('NOTIFY', 'HUGZ')
+REPLIES = ('STATE', 'ACK', 'UNMANAGED', 'ERROR')
+REQUESTS = ('HELLO', 'REPORT')
+
+
+def decode_update(frames):
+    """[topic, type, hdr] from the SUB socket."""
+    if len(frames) < 2:
+        raise ProtocolError('%d frames, expected 3' % len(frames))
+    message = _decode(frames[1:], UPDATES)
+    expected = HUGZ_TOPIC if message.kind == 'HUGZ' else node_topic(message.fields['node'])
+    if frames[0] != expected:
+        raise ProtocolError('%s on topic %r' % (message.kind, bytes(frames[0][:64])))
+    return message
+
+
+def decode_reply(frames):
+    """[type, ...] from the DEALER socket."""
+    return _decode(frames, REPLIES)
+
+
+def decode_request(frames):
+    """[type, json] from the ROUTER socket, without the routing id."""
+    return _decode(frames, REQUESTS)
+
+
+def _decode(frames, allowed):
+    if not frames:
+        raise ProtocolError('empty message')
+    kind = bytes(frames[0][:16]).decode('ascii', 'replace')
+    if kind not in allowed:
+        raise ProtocolError('unexpected message type %r' % kind)
+    count, checks = SCHEMAS[kind]
+    if len(frames) != count + 1:
+        raise ProtocolError('%s with %d frames, expected %d' % (kind, len(frames), count + 1))
+    limit = MAX_HEADER_BYTES if kind in ('STATE', 'NOTIFY', 'HUGZ') else MAX_JSON_BYTES
+    fields = _strict_object(frames[1], limit, kind)
+    if fields.get('v') != VERSION:
+        raise ProtocolError('%s of protocol version %r; this end speaks %d'
+                            % (kind, fields.get('v'), VERSION))
+    for key, check in checks.items():
+        if not check(fields.get(key)):
+            raise ProtocolError('%s: bad or missing %r' % (kind, key))
+    body = None
+    if kind == 'STATE':
+        body = bytes(frames[2])
+        if len(body) != fields['len'] or len(body) > MAX_FRAME_BYTES:
+            raise ProtocolError('STATE body of %d bytes, header says %d' % (len(body),
+                                                                              fields['len']))
+        if hashlib.sha256(body).hexdigest() != fields['sha256']:
+            raise ProtocolError('STATE body does not match its sha256')
+    return Message(kind, fields, body)
+
+
+def _strict_object(frame, limit, kind):
+    if len(frame) > limit:
+        raise ProtocolError('%s header of %d bytes (limit %d)' % (kind, len(frame), limit))
+    try:
+        value = jsonfile.loads(bytes(frame))
+    except jsonfile.JsonError as err:
+        raise ProtocolError('%s: %s' % (kind, err)) from None
+    if not isinstance(value, dict):
+        raise ProtocolError('%s: not a JSON object' % kind)
+    return value
+
+
+def decode_body(body):
+    """The node's list from a STATE body: a JSON list (its entries checked later)."""
+    try:
+        entries = jsonfile.loads(body)
+    except jsonfile.JsonError as err:
+        raise ProtocolError('STATE body: %s' % err) from None
+    if not isinstance(entries, list):
+        raise ProtocolError('STATE body is not a list')
+    return entries
