@@ -75,3 +75,23 @@ class RemovePidFile:
 class CloseOutput:
     """The process is gone for good: drain its output channel and close it."""
     name: str
+
+
+# ------------------------------------------------------------- network
+
+@dataclass(frozen=True)
+class Send:
+    socket: str
+    frames: tuple
+
+
+@dataclass(frozen=True)
+class RebuildLink:
+    """Close and re-create the sockets (long silence: maybe a wedged connection)."""
+
+
+@dataclass(frozen=True)
+class WriteWorkerFile:
+    """Replace the worker file's `procs` (and `_diprocd` record), atomically."""
+    entries: list
+    record: dict            # {gen, sha256, epoch}

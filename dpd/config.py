@@ -33,6 +33,20 @@ def lock_path(config):
     return config.pid_file or config.path + '.lock'
 
 
+def daemon_files(config_path):
+    """(lock path, state path) of the daemon of a config, read leniently: even a
+    broken file, which the daemon rejected, still names its pid and state files."""
+    pid_file = state_file = None
+    try:
+        doc = jsonfile.loads(jsonfile.read_regular(config_path)[0])
+        if isinstance(doc, dict):
+            pid_file, state_file = doc.get('pid_file'), doc.get('state_file')
+    except (OSError, ValueError):
+        pass
+    lock = pid_file if isinstance(pid_file, str) else config_path + '.lock'
+    return lock, state_file if isinstance(state_file, str) else default_state_file(config_path)
+
+
 # ------------------------------------------------------------------ worker
 
 @dataclass(frozen=True)
@@ -129,6 +143,7 @@ class ClientConfig:
     master_public_key: str = None
     secret_key: str = None
     allowed_users: tuple = None
+    sha256: str = ''
 
 
 CLIENT_KEYS = _daemon_keys((
@@ -149,7 +164,7 @@ CLIENT_KEYS = _daemon_keys((
 ))
 
 
-def parse_client(doc, path):
+def parse_client(doc, path, sha256=''):
     problems = Problems()
     fields = check_object(doc, CLIENT_KEYS, '', problems, ignore_underscore=True)
     if fields is not None:
@@ -157,12 +172,13 @@ def parse_client(doc, path):
     if problems:
         raise ConfigError(problems.messages)
     fields['state_file'] = fields['state_file'] or default_state_file(path)
-    return ClientConfig(path=path, **fields)
+    return ClientConfig(path=path, sha256=sha256, **fields)
 
 
 def load_client(path):
     data, _ = _read(path)
-    return _with_file(path, lambda: parse_client(_decode(data), path))
+    return _with_file(path, lambda: parse_client(_decode(data), path,
+                                                 hashlib.sha256(data).hexdigest()))
 
 
 def _both_or_neither(fields, first, second, problems):

@@ -10,25 +10,11 @@ import sys
 import time
 
 from . import __version__, jsonfile, state
-from .config import default_state_file
+from .config import daemon_files
 from .daemon import is_locked
 from .lifecycle import SETTLED_OK
 
 EX_OK, EX_NOT_RUNNING, EX_UNKNOWN, EX_DEGRADED = 0, 3, 4, 150
-
-
-def daemon_files(config_path):
-    """(lock path, state path) from a config, read leniently: even a broken file
-    that the daemon rejected still names its pid and state files."""
-    pid_file = state_file = None
-    try:
-        doc = jsonfile.loads(jsonfile.read_regular(config_path)[0])
-        if isinstance(doc, dict):
-            pid_file, state_file = doc.get('pid_file'), doc.get('state_file')
-    except (OSError, ValueError):
-        pass
-    lock = pid_file if isinstance(pid_file, str) else config_path + '.lock'
-    return lock, state_file if isinstance(state_file, str) else default_state_file(config_path)
 
 
 def load_running_state(config_path, program):
@@ -128,27 +114,118 @@ def _emit(out, as_json, doc, lines):
         out.write(''.join(line + '\n' for line in lines))
 
 
+# ------------------------------------------------------------------ cluster
+
+NODE_NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
+
+
+def node_as_desired(node):
+    return (node['state'] not in NODE_NOT_AS_DESIRED and not node.get('errors')
+            and all(as_desired(p) for p in node.get('processes') or []))
+
+
+def cluster(config_path, as_json, only_node=None, out=sys.stdout):
+    code, doc, message = load_running_state(config_path, 'dpd-masterd')
+    if doc is None:
+        _emit(out, as_json, {'schema': 1, 'running': code != EX_NOT_RUNNING, 'status': code,
+                             'error': message}, [message])
+        return code
+    nodes, config = doc.get('nodes', []), doc.get('config', {})
+    if only_node is not None:
+        nodes = [n for n in nodes if n['node'] == only_node]
+        if not nodes:
+            _emit(out, as_json, {'schema': 1, 'running': True, 'status': EX_UNKNOWN,
+                                 'error': 'no node %s' % only_node},
+                  ['dpd-ctl: no node %s in %s' % (only_node, config_path)])
+            return EX_UNKNOWN
+    healthy = config.get('ok', True) and all(node_as_desired(n) for n in nodes
+                                             if n['state'] != 'unmanaged')
+    code = EX_OK if healthy else EX_DEGRADED
+    if only_node is not None:
+        node = nodes[0]
+        lines = _table([(node['node'], node['state'].upper(), describe_node(node))])
+        lines += ['  ' + line for line in _table(
+            [(p['name'], p['state'].upper(), describe(p)) for p in node.get('processes') or []])]
+    else:
+        lines = _table([(n['node'], n['state'].upper(), describe_node(n)) for n in nodes])
+        if not nodes:
+            lines.append('no nodes')
+    if not config.get('ok', True):
+        lines.append('master file rejected; every node keeps its list:')
+        lines.extend('  ' + error for error in config.get('errors', []))
+    _emit(out, as_json, {'schema': 1, 'running': True, 'status': code, 'pid': doc.get('pid'),
+                         'updated': doc.get('updated'), 'config': config, 'nodes': nodes}, lines)
+    return code
+
+
+def describe_node(node, now=None):
+    now = time.time() if now is None else now
+    parts = []
+    desired, applied = node.get('desired'), node.get('applied')
+    if desired:
+        parts.append('version %d (%d processes)' % (desired['gen'], desired['processes']))
+    if applied and desired and applied.get('sha256') != desired['sha256']:
+        parts.append('applied %d' % applied.get('gen', 0))
+    processes = node.get('processes') or []
+    if processes:
+        running = sum(1 for p in processes if p.get('state') == 'running')
+        parts.append('%d/%d running' % (running, len(processes)))
+    if node.get('last_seen'):
+        parts.append('seen %s ago' % uptime(max(0, now - node['last_seen'])))
+    if node.get('clients', 0) > 1:
+        parts.append('%d clients claim this node' % node['clients'])
+    rejected = node.get('last_rejected') or {}
+    if node['state'] == 'rejected' and rejected.get('reason'):
+        parts.append('refused: %s' % rejected['reason'])
+    for error in node.get('errors') or []:
+        parts.append('master file: %s' % error)
+    return ', '.join(parts)
+
+
+# ------------------------------------------------------------------ keygen
+
+def keygen(directory, name, out=sys.stdout):
+    from .keys import KeyProblem, keygen as make_keys
+    try:
+        public, secret = make_keys(directory, name)
+    except (KeyProblem, OSError) as err:
+        sys.stderr.write('dpd-ctl: %s\n' % err)
+        return 1
+    out.write('%s (public, 0644)\n%s (secret, 0600: keep it on %s only)\n'
+              % (public, secret, name))
+    return 0
+
+
 # ------------------------------------------------------------------ command line
 
 def build_parser():
     ap = argparse.ArgumentParser(
         prog='dpd-ctl', description='Status of a diprocd worker or cluster; key generation.',
         epilog='Exit status: 0 all as desired; 3 daemon not running; 4 state unknown; '
-               '150 running but something is not as desired; 2 usage error.')
+               '150 running but something is not as desired; 2 usage error. keygen: 0 or 1.')
     ap.add_argument('--version', action='version', version='dpd-ctl (diprocd) %s' % __version__)
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
     p = sub.add_parser('status', help='one line per process of a worker')
     p.add_argument('--json', action='store_true', help='print one JSON object, nothing else')
     p.add_argument('config', metavar='WORKER_CONFIG')
-    return ap, sub
+    p = sub.add_parser('cluster', help='one line per node of a master, or per process of one')
+    p.add_argument('--json', action='store_true', help='print one JSON object, nothing else')
+    p.add_argument('--node', metavar='NODE', help='the processes of this node')
+    p.add_argument('config', metavar='MASTER_CONFIG')
+    p = sub.add_parser('keygen', help='write DIR/NAME.key and DIR/NAME.key_secret (CURVE)')
+    p.add_argument('directory', metavar='DIR')
+    p.add_argument('name', metavar='NAME', help='a node name, or e.g. "master"')
+    return ap
 
 
 def main(argv=None):
-    ap, _ = build_parser()
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.command == 'keygen':
+        sys.exit(keygen(args.directory, args.name))
     path = os.path.abspath(args.config)
     if args.command == 'status':
         sys.exit(status(path, args.json))
+    sys.exit(cluster(path, args.json, args.node))
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ class ThreadCrashed:
 @dataclass(frozen=True)
 class ConfigLoaded:
     config: object          # a WorkerConfig, ClientConfig or MasterConfig
+    wall: float = None      # when it was read, wall clock (the master's versions use it)
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,40 @@ class PreviousRun:
     """What the last worker on this config left: live processes, finished ones."""
     adopted: tuple          # of dicts: the state-file records, verified alive
     finished: tuple         # of dicts: `exited` records of this boot
+
+
+# ------------------------------------------------------------- network
+
+@dataclass(frozen=True)
+class LinkMessage:
+    socket: str             # the socket's name in the daemon's plan
+    frames: tuple           # bytes; on a ROUTER the first is the peer's routing id
+    user_id: str = None     # the ZAP User-Id (the node name) when keys are in use
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    socket: str
+    kind: str               # connected, disconnected, handshake-ok, handshake-*, denied
+    detail: str = ''
+
+
+# ------------------------------------------------------------- the client's worker file
+
+@dataclass(frozen=True)
+class WorkerObserved:
+    """What the local worker file holds and what its worker says about it."""
+    applied: dict = None    # {gen, sha256} the file really holds (gen 0: edited by hand)
+    worker: dict = None     # {running, pid, config_ok, errors}
+    processes: tuple = ()   # per-process states from the worker's state file
+
+
+@dataclass(frozen=True)
+class WorkerFileWritten:
+    gen: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WorkerFileRefused:
+    reason: str

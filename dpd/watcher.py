@@ -1,12 +1,13 @@
-"""The config watcher thread: sees a file's edits and reports them at once.
+"""File watcher threads: see a file's edits and report them at once.
 
 It watches the file's directory with inotify, so both an edit in place and a
 replacement by rename are seen within milliseconds. A file is read when its
 writer closes it or renames it into place; a write that is never closed is
 read after SETTLE seconds of quiet, so a half-written file is at worst
 rejected, never applied half. Without inotify, or while the directory is
-missing, it falls back to a stat every POLL seconds. It posts a result only
-when it differs from the last one: ConfigLoaded, or ConfigRejected.
+missing, it falls back to a stat every POLL seconds. The config watcher posts
+a result only when it differs from the last one: ConfigLoaded, or
+ConfigRejected.
 """
 import os
 import select
@@ -27,12 +28,13 @@ WATCH_MASK = READ_NOW | READ_LATER | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SE
     inotify.IN_ONLYDIR
 
 
-class ConfigWatcher(threading.Thread):
-    def __init__(self, path, load, post, known_sha256=None):
-        super().__init__(name='watcher', daemon=True)
-        self.path, self.load, self.post = path, load, post
+class FileWatcher(threading.Thread):
+    """Calls `changed()` (in this thread) whenever the file may have changed."""
+
+    def __init__(self, path, post, name='watcher'):
+        super().__init__(name=name, daemon=True)
+        self.path, self.post = path, post
         self.directory, self.base = os.path.split(path)
-        self._last = ('ok', known_sha256) if known_sha256 else None
         self._stamp = None
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopping = False
@@ -111,24 +113,16 @@ class ConfigWatcher(threading.Thread):
         return read_now, read_later, gone
 
     def _check(self, only_if_touched=False):
-        """Load the file; post the result if it is new.
-
-        A stat poll reads the file only when its stamp moved; an inotify event
-        always reads it (two writes in one timestamp tick share a stamp).
-        """
+        """A stat poll looks closer only when the file's stamp moved; an inotify
+        event always does (two writes in one timestamp tick share a stamp)."""
         stamp = self._file_stamp()
         if only_if_touched and stamp == self._stamp:
             return
         self._stamp = stamp
-        try:
-            config = self.load(self.path)
-        except ConfigError as err:
-            result, event = ('bad', tuple(err.messages)), ConfigRejected(tuple(err.messages))
-        else:
-            result, event = ('ok', config.sha256), ConfigLoaded(config)
-        if result != self._last:
-            self._last = result
-            self.post(event)
+        self.changed()
+
+    def changed(self):
+        raise NotImplementedError
 
     def _file_stamp(self):
         try:
@@ -137,3 +131,23 @@ class ConfigWatcher(threading.Thread):
             return None
         return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode,
                 info.st_uid, info.st_ctime_ns)
+
+
+class ConfigWatcher(FileWatcher):
+    """Posts ConfigLoaded or ConfigRejected when the result differs from the last."""
+
+    def __init__(self, path, load, post, known_sha256=None):
+        super().__init__(path, post)
+        self.load = load
+        self._last = ('ok', known_sha256) if known_sha256 else None
+
+    def changed(self):
+        try:
+            config = self.load(self.path)
+        except ConfigError as err:
+            result, event = ('bad', tuple(err.messages)), ConfigRejected(tuple(err.messages))
+        else:
+            result, event = ('ok', config.sha256), ConfigLoaded(config, time.time())
+        if result != self._last:
+            self._last = result
+            self.post(event)

@@ -1,8 +1,4 @@
-"""The worker's executor: the one place that starts, signals and cleans up.
-
-Each action returns the facts it produced (ProcessStarted, SpawnFailed...),
-which the controller hands straight back to the policy.
-"""
+"""The worker's executor: the one place that starts, signals and cleans up."""
 import logging
 import os
 import pwd
@@ -12,34 +8,29 @@ import subprocess
 from . import actions as act
 from . import events as ev
 from . import procfs, safefile, spawn, state
-from .config import ConfigError
-from .daemon import sd_notify
+from .executor import DaemonExecutor
 
 log = logging.getLogger('dpd')
 
 
-class WorkerExecutor:
+class WorkerExecutor(DaemonExecutor):
+    program = 'dpd-workerd'
+
     def __init__(self, load_config, reaper, outputs, daemon_log, state_file):
-        self.load_config = load_config      # () -> WorkerConfig, raises ConfigError
-        self.reaper, self.outputs, self.daemon_log = reaper, outputs, daemon_log
-        self.state_file = state_file
+        super().__init__(load_config, daemon_log, state_file)
+        self.reaper, self.outputs = reaper, outputs
         self._groups = {}                   # pid -> its process group, seen while it lived
-        self._table = {
+        self.handles({
             act.Spawn: self._spawn,
             act.FindDaemon: self._find_daemon,
             act.SendSignal: self._send_signal,
             act.CheckGroup: self._check_group,
             act.RemovePidFile: self._remove_pid_file,
             act.CloseOutput: self._close_output,
-            act.ReloadConfig: self._reload,
-            act.ReopenLogs: self._reopen_logs,
-            act.WriteState: self._write_state,
-            act.Notify: self._notify,
-            act.Log: self._log,
-        }
+        })
 
-    def perform(self, action):
-        return self._table[type(action)](action)
+    def state_body(self, snapshot):
+        return state.worker_body(snapshot)
 
     # ------------------------------------------------------------ processes
 
@@ -145,32 +136,9 @@ class WorkerExecutor:
             kept.append(record)
         return ev.PreviousRun(tuple(kept), previous.finished)
 
-    # ------------------------------------------------------------ the daemon
-
-    def _reload(self, action):
-        try:
-            return [ev.ConfigLoaded(self.load_config())]
-        except ConfigError as err:
-            return [ev.ConfigRejected(tuple(err.messages))]
-
     def _reopen_logs(self, action):
-        self.daemon_log.reopen()
         self.outputs.reopen_all()
-        log.info('USR1: log files reopened')
-
-    def _write_state(self, action):
-        try:
-            state.write(self.state_file, 'dpd-workerd', state.worker_body(action.snapshot))
-        except OSError as err:
-            log.error('cannot write the state file %s: %s', self.state_file, err)
-
-    @staticmethod
-    def _notify(action):
-        sd_notify(action.text)
-
-    @staticmethod
-    def _log(action):
-        log.log(action.level, action.message)
+        super()._reopen_logs(action)
 
 
 def reason(err):

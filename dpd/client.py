@@ -1,0 +1,343 @@
+"""The client's policy: keep the local worker file equal to the master's list.
+
+Pure: `handle(event, now)` returns actions. Fail static: nothing the client
+does when the master is silent or gone changes the worker file; only a
+valid, newer list for this very node does, after the worker's own rules and
+the local `allowed_users` policy accepted it.
+
+"applied" is what the worker file really holds: the (gen, sha256) recorded
+in its `_diprocd` key when its `procs` still hash to that sha256; a file
+edited by hand since holds an unknown gen, so the master's list replaces it.
+"""
+import logging
+import random
+import signal
+
+from . import __version__
+from . import actions as act
+from . import events as ev
+from . import protocol
+from .master import HUGZ_IVL, REPORT_IVL
+from .procspec import parse_process_list
+from .ratelimit import LogLimiter
+from .schema import Problems
+
+HELLO_RETRY = 2.0          # until the master answers
+SILENCE_REBUILD = 30.0     # no message at all that long: re-create the sockets
+REPORT_SOON = 1.0          # a local change is reported within this delay
+UPDATES, STATS = 'updates', 'stats'
+
+
+def accepted_users_problems(entries, allowed_users):
+    """The local policy: which users (and groups) this node runs for the master."""
+    problems = []
+    allowed = set(allowed_users) if allowed_users is not None else None
+    for index, entry in enumerate(entries):
+        for key in ('user', 'group'):
+            account = entry.get(key, 'nobody' if key == 'user' else None)
+            if account is None:
+                continue
+            if allowed is None and account == 'root':
+                problems.append('procs[%d] ("%s").%s: root is accepted only when this node\'s '
+                                'allowed_users lists it' % (index, entry.get('name'), key))
+            elif allowed is not None and account not in allowed:
+                problems.append('procs[%d] ("%s").%s: %s is not in this node\'s allowed_users'
+                                % (index, entry.get('name'), key, account))
+    return problems
+
+
+class ClientPolicy:
+    def __init__(self, config, node, boot, rng=None):
+        self.config, self.node, self.boot = config, node, boot
+        self.rng = rng or random.Random()
+        self.applied = None            # {gen, sha256} the worker file holds
+        self.worker = {}               # what the worker's state file says
+        self.processes = []
+        self.last_rejected = None      # {gen, sha256, reason}
+        self.status = 'connecting'
+        self.epoch = None              # the master's, from its last message
+        self.heard_at = None           # last message from the master, any socket
+        self.answered = False          # the stats socket has answered since the last HELLO
+        self.writing = None            # (gen, sha256) being written
+        self.hello_at = self.report_at = self.rebuild_at = None
+        self.started_at = None
+        self.dirty = True
+        self.limiter = LogLimiter()
+        self._messages = {'HUGZ': self._on_hugz, 'NOTIFY': self._on_notify, 'ACK': self._on_ack,
+                          'STATE': self._on_state, 'UNMANAGED': self._on_unmanaged,
+                          'ERROR': self._on_error}
+        self._handlers = {
+            ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
+            ev.WorkerObserved: self._on_worker, ev.WorkerFileWritten: self._on_written,
+            ev.WorkerFileRefused: self._on_refused, ev.ConfigLoaded: self._on_config,
+            ev.ConfigRejected: self._on_config_rejected, ev.SignalReceived: self._on_signal,
+            ev.ThreadCrashed: self._on_thread_crashed, ev.Tick: self._on_tick,
+        }
+
+    # ------------------------------------------------------------ the loop's API
+
+    def handle(self, event, now):
+        out = []
+        if self.started_at is None:
+            self.started_at = now
+            self.hello_at, self.rebuild_at = now, now + SILENCE_REBUILD
+            self.report_at = now + self._report_interval()
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, now, out)
+        return out
+
+    def next_deadline(self):
+        deadlines = [d for d in (self.hello_at, self.report_at, self.rebuild_at) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def flush(self, now):
+        if not self.dirty:
+            return []
+        self.dirty = False
+        return [act.WriteState(self.snapshot(now))]
+
+    # ------------------------------------------------------------ from the master
+
+    def _on_message(self, event, now, out):
+        decode = protocol.decode_update if event.socket == UPDATES else protocol.decode_reply
+        try:
+            message = decode(event.frames)
+        except protocol.ProtocolError as err:
+            self._limited(out, 'bad:' + event.socket, 'dropped a bad message from the master '
+                          '(%s): %s' % (event.socket, err), now)
+            return
+        if message.fields.get('node', self.node) != self.node:
+            self._limited(out, 'other-node', 'dropped a %s for node %s (this is %s)'
+                          % (message.kind, message.fields['node'], self.node), now, logging.ERROR)
+            return
+        self._heard(message.fields.get('epoch'), now, out)
+        if event.socket == STATS:
+            self.answered = True
+            self.hello_at = None
+        self._messages[message.kind](message, now, out)
+
+    def _heard(self, epoch, now, out):
+        if self.status == 'unreachable':
+            out.append(_log(logging.INFO, 'the master answers again'))
+            self.status, self.dirty = 'connecting', True
+        self.heard_at, self.rebuild_at = now, now + SILENCE_REBUILD
+        if epoch and epoch != self.epoch:
+            if self.epoch is not None:
+                out.append(_log(logging.INFO, 'the master restarted (epoch %s); saying hello'
+                                % epoch))
+                self.hello_at = now
+            self.epoch = epoch
+
+    def _on_hugz(self, message, now, out):
+        pass  # liveness and epoch: handled by _heard
+
+    def _on_notify(self, message, now, out):
+        gen, sha256 = message.fields['gen'], message.fields['sha256']
+        if self._holds(sha256) or self._refused(gen, sha256):
+            return
+        self.hello_at = now   # a newer list exists: ask for it
+
+    def _on_ack(self, message, now, out):
+        if self._holds(message.fields['sha256']):
+            self._set_status('in-sync', out)
+
+    def _on_unmanaged(self, message, now, out):
+        self._set_status('unmanaged', out, 'not in the master file: keeping the current '
+                         'worker file')
+
+    def _on_error(self, message, now, out):
+        self._limited(out, 'error:' + message.fields['code'], 'the master says: %s (%s)'
+                      % (message.fields['text'], message.fields['code']), now, logging.ERROR)
+        self._set_status('master-error', out)
+
+    def _on_state(self, message, now, out):
+        gen, sha256 = message.fields['gen'], message.fields['sha256']
+        applied = self.applied or {}
+        if self._holds(sha256):
+            self._set_status('in-sync', out)
+            return
+        if self._refused(gen, sha256) or self.writing == (gen, sha256):
+            return
+        if applied.get('gen', 0) and gen <= applied['gen']:
+            self._limited(out, 'old-gen', 'ignored list version %d: version %d is applied'
+                          % (gen, applied['gen']), now)
+            self._report_soon(now)
+            return
+        problems = self._check(message.body)
+        if problems:
+            self._reject(gen, sha256, problems, now, out)
+            return
+        self.writing = (gen, sha256)
+        out.append(act.WriteWorkerFile(protocol.decode_body(message.body),
+                                       {'gen': gen, 'sha256': sha256, 'epoch': self.epoch}))
+
+    def _check(self, body):
+        """Every reason to refuse a list: the worker's rules, then the local policy."""
+        try:
+            entries = protocol.decode_body(body)
+        except protocol.ProtocolError as err:
+            return [str(err)]
+        problems = Problems()
+        parse_process_list(entries, 'procs', problems, 'nobody')
+        if problems:
+            return problems.messages
+        return accepted_users_problems(entries, self.config.allowed_users)
+
+    def _reject(self, gen, sha256, problems, now, out):
+        reason = problems[0] + (' (and %d more)' % (len(problems) - 1) if len(problems) > 1
+                                else '')
+        self.last_rejected = {'gen': gen, 'sha256': sha256, 'reason': reason}
+        for problem in problems:
+            out.append(_log(logging.ERROR, 'list version %d refused: %s' % (gen, problem)))
+        out.append(_log(logging.ERROR, 'the worker file is left as it is'))
+        self._set_status('rejected', out)
+        self._report_soon(now)
+
+    def _holds(self, sha256):
+        return (self.applied or {}).get('sha256') == sha256
+
+    def _refused(self, gen, sha256):
+        rejected = self.last_rejected or {}
+        return rejected.get('sha256') == sha256 and rejected.get('gen') == gen
+
+    # ------------------------------------------------------------ the worker file
+
+    def _on_written(self, event, now, out):
+        self.writing = None
+        self.applied = {'gen': event.gen, 'sha256': event.sha256}
+        out.append(_log(logging.INFO, 'applied list version %d to %s'
+                        % (event.gen, self.config.conf_file)))
+        self._set_status('in-sync', out)
+        self._report_soon(now, at_once=True)
+
+    def _on_refused(self, event, now, out):
+        gen, sha256 = self.writing or (None, None)
+        self.writing = None
+        self._reject(gen, sha256, ['cannot write %s: %s' % (self.config.conf_file,
+                                                            event.reason)], now, out)
+
+    def _on_worker(self, event, now, out):
+        applied = event.applied
+        if applied != self.applied:
+            if self.applied is not None and applied and applied.get('gen') == 0:
+                out.append(_log(logging.WARNING, '%s was edited by hand; the master\'s list '
+                                'will replace it' % self.config.conf_file))
+            self.applied = applied
+            self._report_soon(now)
+        if (event.worker, event.processes) != (self.worker, self.processes):
+            self.worker, self.processes = event.worker, event.processes
+            self._report_soon(now)
+        self.dirty = True
+
+    # ------------------------------------------------------------ timers, signals
+
+    def _on_tick(self, event, now, out):
+        if self.hello_at is not None and now >= self.hello_at:
+            self._send(out, protocol.hello(self.node, self.boot, __version__, self._stamp()))
+            self.hello_at = now + HELLO_RETRY
+        if self.report_at is not None and now >= self.report_at:
+            self._send(out, self._report())
+            self.report_at = now + self._report_interval()
+        if now >= self.rebuild_at:
+            self._silent_for_long(now, out)
+        elif self.heard_at is not None and now - self.heard_at > 3 * HUGZ_IVL:
+            self._set_status('unreachable', out, 'no word from the master for %d s; the worker '
+                             'file stays as it is' % (now - self.heard_at))
+
+    def _silent_for_long(self, now, out):
+        self._limited(out, 'silence', 'no word from the master for %d s: re-creating the '
+                      'connections' % SILENCE_REBUILD, now)
+        out.append(act.RebuildLink())
+        self.rebuild_at, self.hello_at = now + SILENCE_REBUILD, now
+        if self.heard_at is None:
+            self._set_status('unreachable', out)
+
+    def _report(self):
+        return protocol.report(self.node, self.boot, __version__, self._stamp(),
+                               last_rejected=self.last_rejected, worker=self.worker,
+                               processes=self.processes, reason=self.status)
+
+    def _stamp(self):
+        return {'gen': self.applied['gen'], 'sha256': self.applied['sha256']} \
+            if self.applied else None
+
+    def _report_interval(self):
+        return REPORT_IVL * self.rng.uniform(0.8, 1.2)
+
+    def _report_soon(self, now, at_once=False):
+        soon = now if at_once else now + REPORT_SOON
+        self.report_at = min(self.report_at or soon, soon)
+
+    def _send(self, out, frames):
+        out.append(act.Send(STATS, tuple(frames)))
+
+    def _on_link_event(self, event, now, out):
+        if event.kind in ('handshake-ok', 'connected') and event.socket == STATS and \
+                not self.answered:
+            self.hello_at = now
+        message = LINK_PROBLEMS.get(event.kind)
+        if message:
+            self._limited(out, event.kind + event.socket, message % {
+                'socket': event.socket, 'detail': event.detail.strip()}, now, logging.ERROR)
+        if event.kind == 'rebuilt':
+            self.answered = False
+
+    def _on_config(self, event, now, out):
+        self.config, self.dirty = event.config, True
+        self.hello_at = now   # allowed_users may have changed: ask again
+
+    def _on_config_rejected(self, event, now, out):
+        for message in event.messages:
+            out.append(_log(logging.ERROR, message))
+        out.append(_log(logging.ERROR, 'client configuration rejected; keeping the current one'))
+
+    def _on_signal(self, event, now, out):
+        if event.signum in (signal.SIGTERM, signal.SIGINT):
+            out.append(act.Notify('STOPPING=1'))
+            out.append(act.WriteState(self.snapshot(now)))
+            out.append(act.Exit(0))
+        elif event.signum == signal.SIGHUP:
+            out.append(act.ReloadConfig())
+        elif event.signum == signal.SIGUSR1:
+            out.append(act.ReopenLogs())
+
+    def _on_thread_crashed(self, event, now, out):
+        out.append(_log(logging.CRITICAL, 'thread %s crashed: %s; exiting (the worker file '
+                        'stays as it is)' % (event.thread, event.error)))
+        out.append(act.Exit(1))
+
+    def _set_status(self, status, out, message=None):
+        if status != self.status:
+            if message:
+                out.append(_log(logging.WARNING, message))
+            self.status, self.dirty = status, True
+
+    def _limited(self, out, key, message, now, level=logging.WARNING):
+        text = self.limiter.admit(key, message, now)
+        if text is not None:
+            out.append(_log(level, text))
+
+    def snapshot(self, now):
+        return {
+            'node': self.node, 'status': self.status, 'applied': self.applied,
+            'last_rejected': self.last_rejected, 'master_epoch': self.epoch,
+            'heard_ago': None if self.heard_at is None else round(now - self.heard_at, 3),
+            'conf_file': self.config.conf_file, 'master_stats': self.config.master_stats,
+            'master_updates': self.config.master_updates,
+        }
+
+
+LINK_PROBLEMS = {
+    'handshake-protocol': 'the handshake with the master failed on %(socket)s (%(detail)s): '
+                          'keys are configured on one side only',
+    'handshake-denied': 'the master refused this node\'s key on %(socket)s: is this node\'s '
+                        'NODE.key in the master\'s authorized_keys, named after the node?',
+    'handshake-failed': 'the handshake with the master failed on %(socket)s (%(detail)s): is '
+                        'master_public_key the master\'s key?',
+}
+
+
+def _log(level, message):
+    return act.Log(level, message)
+

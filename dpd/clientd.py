@@ -1,0 +1,131 @@
+"""dpd-clientd: keeps the local worker file equal to the master's list for this node.
+
+Threads: signals, the client-file watcher, the worker observer (the worker's
+state file), the zmq thread. The main thread runs the controller with
+ClientPolicy.
+"""
+import logging
+import os
+import queue
+import signal
+import socket
+import time
+
+from . import actions as act
+from . import events as ev
+from . import net, workerfile
+from .cli import main_for
+from .client import ClientPolicy
+from .config import ConfigError, daemon_files, load_client
+from .executor import DaemonExecutor
+from .loop import Controller
+from .protocol import NODE_PATTERN
+from .reaper import Reaper
+from .watcher import ConfigWatcher, FileWatcher
+from .zmqlink import ZmqLink
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+log = logging.getLogger('dpd')
+
+
+def node_name(config):
+    """`%H` anywhere in node_name becomes the host's name, as `hostname` prints it."""
+    node = config.node_name.replace('%H', socket.gethostname())
+    if not NODE_PATTERN.match(node):
+        raise ConfigError(['%s: node_name: "%s" is not a valid node name' % (config.path, node)])
+    return node
+
+
+class WorkerObserver(FileWatcher):
+    """Watches the worker's state file; posts what the worker file and worker say."""
+
+    def __init__(self, conf_file, post):
+        _, state_path = daemon_files(conf_file)
+        super().__init__(state_path, post, name='worker-observer')
+        self.conf_file = conf_file
+        self._last = None
+
+    def changed(self):
+        seen = workerfile.observe(self.conf_file)
+        if seen != self._last:
+            self._last = seen
+            self.post(seen)
+
+
+class ClientExecutor(DaemonExecutor):
+    program = 'dpd-clientd'
+
+    def __init__(self, load_config, daemon_log, state_file, link, conf_file):
+        super().__init__(load_config, daemon_log, state_file)
+        self.link, self.conf_file = link, conf_file
+        self.handles({act.Send: self._send, act.RebuildLink: self._rebuild,
+                      act.WriteWorkerFile: self._write_worker_file})
+
+    def _send(self, action):
+        self.link.send(action.socket, action.frames)
+
+    def _rebuild(self, action):
+        self.link.rebuild()
+
+    def _write_worker_file(self, action):
+        try:
+            workerfile.write(self.conf_file, action.entries, action.record)
+        except workerfile.Refused as err:
+            return [ev.WorkerFileRefused(str(err))]
+        return [ev.WorkerFileWritten(action.record['gen'], action.record['sha256'])]
+
+    def state_body(self, snapshot):
+        ago = snapshot.pop('heard_ago')
+        snapshot['last_heard'] = None if ago is None else round(time.time() - ago, 3)
+        return snapshot
+
+
+class ClientDaemon:
+    program = 'dpd-clientd'
+    description = 'Keep the local worker file equal to what the master wants for this node.'
+
+    def load(self, path):
+        config = load_client(path)
+        net.client_curve(config)         # a bad key file is a configuration error
+        node_name(config)
+        return config
+
+    def check(self, path):
+        self.load(path)
+        return []
+
+    def serve(self, config, daemon_log, ready):
+        events = queue.SimpleQueue()
+        reaper = Reaper(events.put, SIGNALS)
+        node = node_name(config)
+        curve = net.client_curve(config)
+        net.warn_if_open(config, curve, 'pose as the master and run anything as root here')
+        workerfile.default_conf(config.conf_file)
+        link = ZmqLink(events.put, net.client_plans(config, node, curve))
+        executor = ClientExecutor(lambda: self.load(config.path), daemon_log,
+                                  config.state_file, link, config.conf_file)
+        policy = ClientPolicy(config, node, os.urandom(8).hex())
+        controller = Controller(policy, executor, events)
+        controller.dispatch(workerfile.observe(config.conf_file))
+        link.start()
+        link.wait_ready()
+        reaper.start()
+        watchers = [ConfigWatcher(config.path, self.load, events.put, config.sha256),
+                    WorkerObserver(config.conf_file, events.put)]
+        for watcher in watchers:
+            watcher.start()
+        log.info('node %s; master %s and %s%s', node, config.master_stats,
+                 config.master_updates, ' (CURVE)' if curve else '')
+        ready()
+        finish = controller.run()
+        for watcher in watchers:
+            watcher.stop()
+        link.stop()
+        reaper.stop()
+        return finish.code
+
+
+main = main_for(ClientDaemon)
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,61 @@
+"""What every daemon's executor does the same way; each daemon adds its own actions.
+
+The executor is the only place where actions touch the world. `perform`
+returns the facts an action produced, which the controller hands straight
+back to the policy.
+"""
+import logging
+import time
+
+from . import actions as act
+from . import events as ev
+from . import state
+from .config import ConfigError
+from .daemon import sd_notify
+
+log = logging.getLogger('dpd')
+
+
+class DaemonExecutor:
+    program = None
+
+    def __init__(self, load_config, daemon_log, state_file):
+        self.load_config = load_config      # () -> config; raises ConfigError
+        self.daemon_log, self.state_file = daemon_log, state_file
+        self._table = {act.Log: self._log, act.Notify: self._notify,
+                       act.ReopenLogs: self._reopen_logs, act.WriteState: self._write_state,
+                       act.ReloadConfig: self._reload}
+
+    def perform(self, action):
+        return self._table[type(action)](action)
+
+    def handles(self, table):
+        self._table.update(table)
+
+    def state_body(self, snapshot):
+        """The state file's content for a policy snapshot (times already usable)."""
+        return snapshot
+
+    def _reload(self, action):
+        try:
+            return [ev.ConfigLoaded(self.load_config(), time.time())]
+        except ConfigError as err:
+            return [ev.ConfigRejected(tuple(err.messages))]
+
+    def _reopen_logs(self, action):
+        self.daemon_log.reopen()
+        log.info('USR1: log files reopened')
+
+    def _write_state(self, action):
+        try:
+            state.write(self.state_file, self.program, self.state_body(action.snapshot))
+        except OSError as err:
+            log.error('cannot write the state file %s: %s', self.state_file, err)
+
+    @staticmethod
+    def _notify(action):
+        sd_notify(action.text)
+
+    @staticmethod
+    def _log(action):
+        log.log(action.level, action.message)

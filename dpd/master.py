@@ -1,0 +1,362 @@
+"""The master's policy: node lists -> versions, replies, and the cluster view.
+
+Pure: `handle(event, now)` returns actions; `now` is monotonic, and the wall
+time a generation needs comes with the ConfigLoaded fact. A node's list is
+state, not a command: it travels whole, with (gen, sha256); "in sync" means
+equal hashes, and the gen only orders competing copies.
+"""
+import logging
+import signal
+from dataclasses import dataclass
+
+from . import actions as act
+from . import events as ev
+from . import protocol
+from .ratelimit import LogLimiter
+
+HUGZ_IVL = 2.0
+REPORT_IVL = 10.0
+STALE_AFTER = 3 * REPORT_IVL + 5      # no report for that long: the node is stale
+PENDING_GRACE = 30.0                  # a newer list unapplied for longer: lagging
+NOTIFY_GAP = 1.0                      # at most one republish per node per second
+AGING_IVL = 1.0                       # node states that change with time are re-read
+UPDATES, STATS = 'updates', 'stats'
+NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
+
+
+@dataclass(frozen=True)
+class Desired:
+    gen: int
+    sha256: str
+    body: bytes
+    count: int
+
+
+class Node:
+    def __init__(self, name):
+        self.name = name
+        self.managed = False
+        self.desired = None           # the last valid list, or None
+        self.errors = ()              # why the master file's list is invalid
+        self.changed_at = None        # when `desired` last changed
+        self.seen_at = None
+        self.applied = None           # {gen, sha256} the node reported
+        self.last_rejected = None
+        self.report = {}              # the last REPORT's worker and processes
+        self.peers = {}               # boot -> (seen_at, version): who claims to be this node
+        self.notified_at = None
+        self.last_error = None
+
+    def state(self, now):
+        if not self.managed:
+            return 'unmanaged'
+        if self.seen_at is None:
+            return 'never-seen'
+        if now - self.seen_at > STALE_AFTER:
+            return 'stale'
+        if self.desired is None:
+            return 'rejected'
+        if self.applied and self.applied.get('sha256') == self.desired.sha256:
+            return 'in-sync'
+        rejected = self.last_rejected or {}
+        if rejected.get('sha256') == self.desired.sha256:
+            return 'rejected'
+        return 'pending' if now - self.changed_at < PENDING_GRACE else 'lagging'
+
+
+class MasterPolicy:
+    def __init__(self, epoch, secure, previous=None):
+        self.epoch, self.secure = epoch, secure
+        self.nodes = {}
+        self.previous = previous or {}   # node -> {gen, sha256} from the last master's state
+        self.global_gen = max([r['gen'] for r in self.previous.values()] or [0])
+        self.config, self.config_errors = None, ()
+        self.hseq = 0
+        self.next_hugz = self.next_aging = None
+        self.states = {}                 # node -> last computed state (to notice changes)
+        self.dirty = True
+        self.limiter = LogLimiter()
+        self._handlers = {
+            ev.ConfigLoaded: self._on_config, ev.ConfigRejected: self._on_config_rejected,
+            ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
+            ev.SignalReceived: self._on_signal, ev.ThreadCrashed: self._on_thread_crashed,
+            ev.Tick: self._on_tick,
+        }
+
+    # ------------------------------------------------------------ the loop's API
+
+    def handle(self, event, now):
+        out = []
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, now, out)
+        return out
+
+    def next_deadline(self):
+        deadlines = [d for d in (self.next_hugz, self.next_aging) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def flush(self, now):
+        if not self.dirty:
+            return []
+        self.dirty = False
+        return [act.WriteState(self.snapshot(now))]
+
+    # ------------------------------------------------------------ the master file
+
+    def _on_config(self, event, now, out):
+        config, first = event.config, self.config is None
+        if self.config_errors:
+            out.append(_log(logging.INFO, '%s: valid again; applying it' % config.path))
+        self.config, self.config_errors, self.dirty = config, (), True
+        wall_ms = int((event.wall or 0) * 1000)
+        for name, listed in config.nodes.items():
+            self._apply_node(self.nodes.setdefault(name, Node(name)), listed, wall_ms, now, out)
+        for node in self.nodes.values():
+            if node.managed and node.name not in config.nodes:
+                node.managed = False
+                out.append(_log(logging.WARNING, 'node %s: no longer in the master file; its '
+                                'client keeps its list (give it [] to stop everything)'
+                                % node.name))
+        if first:
+            self.next_hugz = self.next_aging = now
+
+    def _apply_node(self, node, listed, wall_ms, now, out):
+        node.managed = True
+        if not listed.valid:
+            if listed.errors != node.errors:
+                for message in listed.errors:
+                    out.append(_log(logging.ERROR, message))
+                out.append(_log(logging.ERROR, 'node %s: list rejected; %s' % (
+                    node.name, 'it keeps its last valid list' if node.desired
+                    else 'it gets nothing until the list is valid')))
+            node.errors = listed.errors
+            return
+        node.errors = ()
+        body, sha256 = protocol.body_of(listed.entries)
+        if node.desired is not None and node.desired.sha256 == sha256:
+            return
+        previous = self.previous.pop(node.name, None)
+        if previous and previous.get('sha256') == sha256:
+            gen = previous['gen']             # the same list as before a master restart
+        else:
+            gen = max(self.global_gen + 1, wall_ms,
+                      node.desired.gen + 1 if node.desired else 0)
+        self._set_desired(node, Desired(gen, sha256, body, len(listed.entries)), now, out)
+
+    def _set_desired(self, node, desired, now, out):
+        self.global_gen = max(self.global_gen, desired.gen)
+        node.desired, node.changed_at, self.dirty = desired, now, True
+        out.append(_log(logging.INFO, 'node %s: list version %d (%d processes)'
+                        % (node.name, desired.gen, desired.count)))
+        self._notify(node, now, out, force=True)
+
+    def _on_config_rejected(self, event, now, out):
+        self.config_errors, self.dirty = tuple(event.messages), True
+        for message in event.messages:
+            out.append(_log(logging.ERROR, message))
+        out.append(_log(logging.ERROR, 'master file rejected; every node keeps its list'))
+
+    # ------------------------------------------------------------ messages
+
+    def _on_message(self, event, now, out):
+        if event.socket == UPDATES:
+            self._on_subscription(event.frames, now, out)
+        elif event.socket == STATS and len(event.frames) >= 2:
+            self._on_request(event.frames[0], event.frames[1:], event.user_id, now, out)
+
+    def _on_subscription(self, frames, now, out):
+        """XPUB hands us (un)subscriptions: a (re)joining node gets a NOTIFY at once."""
+        if len(frames) != 1 or frames[0][:1] != b'\x01':
+            return
+        topic = frames[0][1:]
+        if topic.startswith(b'N:') and topic.endswith(b'\0'):
+            node = self.nodes.get(topic[2:-1].decode('utf-8', 'replace'))
+            if node is not None and node.managed:
+                self._notify(node, now, out)
+
+    def _notify(self, node, now, out, force=False):
+        if node.desired is None:
+            return
+        if not force and node.notified_at is not None and now - node.notified_at < NOTIFY_GAP:
+            return
+        node.notified_at = now
+        out.append(act.Send(UPDATES, tuple(protocol.notify(
+            node.name, node.desired.gen, node.desired.sha256, self.epoch))))
+
+    def _on_request(self, routing_id, frames, user_id, now, out):
+        try:
+            message = protocol.decode_request(frames)
+        except protocol.ProtocolError as err:
+            self._limited(out, 'bad-request', 'dropped a bad message on %s: %s' % (STATS, err),
+                          now)
+            self._reply(out, routing_id, protocol.error('bad-request', str(err)))
+            return
+        name = message.fields['node']
+        if self.secure and user_id != name:
+            self._limited(out, 'identity:' + str(user_id), 'the key of node %s asked as node '
+                          '%s: refused' % (user_id, name), now, logging.ERROR)
+            self._reply(out, routing_id, protocol.error(
+                'identity-mismatch', 'this key belongs to node %s, not %s' % (user_id, name)))
+            return
+        node = self.nodes.setdefault(name, Node(name))
+        self._record(node, message, now, out)
+        self._answer(node, message, routing_id, now, out)
+
+    def _record(self, node, message, now, out):
+        fields = message.fields
+        first = node.seen_at is None
+        node.seen_at, self.dirty = now, True
+        node.applied = fields.get('applied')
+        boot = fields['boot']
+        node.peers = {b: seen for b, seen in node.peers.items() if now - seen[0] < STALE_AFTER}
+        if boot not in node.peers and node.peers:
+            self._limited(out, 'twins:' + node.name, 'node %s: two clients claim this node '
+                          '(client runs %s); give each node its own name%s' % (
+                              node.name, ', '.join(sorted(set(node.peers) | {boot})),
+                              '' if self.secure else ' (and keys)'), now, logging.ERROR)
+        node.peers[boot] = (now, fields.get('version'))
+        if message.kind == 'REPORT':
+            node.last_rejected = _small(fields.get('last_rejected'))
+            node.report = {'worker': _small(fields.get('worker')),
+                           'processes': _processes(fields.get('processes')),
+                           'reason': _small(fields.get('reason'))}
+        if first and node.managed:
+            out.append(_log(logging.INFO, 'node %s: connected' % node.name))
+
+    def _answer(self, node, message, routing_id, now, out):
+        if not node.managed:
+            self._reply(out, routing_id, protocol.unmanaged(node.name, self.epoch))
+            return
+        desired = node.desired
+        if desired is None:
+            self._reply(out, routing_id, protocol.error(
+                'no-valid-list', 'the master file\'s list for this node is invalid'))
+            return
+        applied = node.applied or {}
+        if applied.get('sha256') == desired.sha256:
+            self._reply(out, routing_id, protocol.ack(node.name, desired.gen, desired.sha256,
+                                                      self.epoch, REPORT_IVL))
+            return
+        if applied.get('gen', -1) >= desired.gen:
+            # the node holds a newer gen than ours (a master that lost its state and
+            # whose clock is behind): outbid it, so the node takes our list
+            self._set_desired(node, Desired(applied['gen'] + 1, desired.sha256, desired.body,
+                                            desired.count), now, out)
+            desired = node.desired
+        rejected = node.last_rejected or {}
+        if message.kind == 'REPORT' and rejected.get('sha256') == desired.sha256:
+            return  # it refused this very list and said why; resending changes nothing
+        self._reply(out, routing_id, protocol.state(node.name, desired.gen, desired.sha256,
+                                                    desired.body, self.epoch))
+
+    @staticmethod
+    def _reply(out, routing_id, frames):
+        out.append(act.Send(STATS, (routing_id,) + tuple(frames)))
+
+    def _on_link_event(self, event, now, out):
+        if event.kind == 'denied':
+            self._limited(out, 'denied:' + event.detail, 'refused a connection: unknown node '
+                          'key (%s); add the node\'s NODE.key to authorized_keys if it is ours'
+                          % event.detail, now, logging.ERROR)
+        elif event.kind == 'handshake-protocol':
+            self._limited(out, 'protocol', 'a handshake on %s failed (%s): keys configured on '
+                          'one side only, or a client pinned another master key'
+                          % (event.socket, event.detail), now, logging.ERROR)
+
+    # ------------------------------------------------------------ time, signals
+
+    def _on_tick(self, event, now, out):
+        if self.next_hugz is not None and now >= self.next_hugz:
+            self.hseq += 1
+            out.append(act.Send(UPDATES, tuple(protocol.hugz(self.epoch, self.hseq, HUGZ_IVL,
+                                                             REPORT_IVL))))
+            self.next_hugz = now + HUGZ_IVL
+        if self.next_aging is not None and now >= self.next_aging:
+            self.next_aging = now + AGING_IVL
+            for node in self.nodes.values():
+                state = node.state(now)
+                if self.states.get(node.name) != state:
+                    if node.name in self.states and state in NOT_AS_DESIRED:
+                        out.append(_log(logging.WARNING, 'node %s: %s' % (node.name, state)))
+                    self.states[node.name], self.dirty = state, True
+
+    def _on_signal(self, event, now, out):
+        if event.signum in (signal.SIGTERM, signal.SIGINT):
+            out.append(act.Notify('STOPPING=1'))
+            out.append(act.WriteState(self.snapshot(now)))
+            out.append(act.Exit(0))
+        elif event.signum == signal.SIGHUP:
+            out.append(_log(logging.INFO, 'HUP: reloading the configuration'))
+            out.append(act.ReloadConfig())
+        elif event.signum == signal.SIGUSR1:
+            out.append(act.ReopenLogs())
+
+    def _on_thread_crashed(self, event, now, out):
+        out.append(_log(logging.CRITICAL, 'thread %s crashed: %s; exiting (the nodes keep '
+                        'their lists)' % (event.thread, event.error)))
+        out.append(act.Exit(1))
+
+    def _limited(self, out, key, message, now, level=logging.WARNING):
+        text = self.limiter.admit(key, message, now)
+        if text is not None:
+            out.append(_log(level, text))
+
+    # ------------------------------------------------------------ the cluster view
+
+    def snapshot(self, now):
+        config = self.config
+        return {
+            'epoch': self.epoch,
+            'config': {'path': config.path if config else None,
+                       'sha256': config.sha256 if config else None,
+                       'ok': not self.config_errors, 'errors': list(self.config_errors)},
+            'nodes': [self._node_record(node, now) for node in
+                      sorted(self.nodes.values(), key=lambda n: n.name)],
+        }
+
+    @staticmethod
+    def _node_record(node, now):
+        desired = node.desired
+        return {
+            'node': node.name, 'state': node.state(now), 'managed': node.managed,
+            'desired': {'gen': desired.gen, 'sha256': desired.sha256,
+                        'processes': desired.count} if desired else None,
+            'applied': node.applied, 'last_rejected': node.last_rejected,
+            'errors': list(node.errors), 'seen_ago': None if node.seen_at is None
+            else round(now - node.seen_at, 3),
+            'clients': len(node.peers), 'client_version': _newest_version(node.peers),
+            'worker': node.report.get('worker'), 'processes': node.report.get('processes'),
+            'reason': node.report.get('reason'),
+        }
+
+
+def _newest_version(peers):
+    versions = [v for _, v in peers.values() if v]
+    return versions[-1] if versions else None
+
+
+def _small(value):
+    """A bounded, JSON-safe copy of an untrusted value from a REPORT."""
+    if isinstance(value, dict):
+        return {str(k)[:64]: _small(v) for k, v in list(value.items())[:32]}
+    if isinstance(value, list):
+        return [_small(v) for v in value[:32]]
+    if isinstance(value, str):
+        return value[:1000]
+    return value if isinstance(value, (int, float, bool)) or value is None else None
+
+
+PROCESS_FIELDS = ('name', 'state', 'pid', 'restarts', 'since', 'error', 'last_exit',
+                  'next_start')
+
+
+def _processes(value):
+    if not isinstance(value, list):
+        return None
+    return [{k: _small(p.get(k)) for k in PROCESS_FIELDS}
+            for p in value[:10000] if isinstance(p, dict)]
+
+
+def _log(level, message):
+    return act.Log(level, message)

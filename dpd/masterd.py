@@ -1,0 +1,124 @@
+"""dpd-masterd: serves each node its list from one JSON file.
+
+Threads: signals, the master-file watcher, the zmq thread. The main thread
+runs the controller with MasterPolicy.
+"""
+import logging
+import os
+import queue
+import signal
+import time
+
+from . import keys, net, state
+from . import actions as act
+from .cli import main_for
+from .config import ConfigError, load_master
+from .events import ConfigLoaded
+from .executor import DaemonExecutor
+from .loop import Controller
+from .master import MasterPolicy
+from .procfs import raise_fd_limit
+from .reaper import Reaper
+from .watcher import ConfigWatcher
+from .zmqlink import ZmqLink
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+log = logging.getLogger('dpd')
+
+
+class MasterExecutor(DaemonExecutor):
+    program = 'dpd-masterd'
+
+    def __init__(self, load_config, daemon_log, state_file, link, authorized_keys):
+        super().__init__(load_config, daemon_log, state_file)
+        self.link, self.authorized_keys = link, authorized_keys
+        self.handles({act.Send: self._send})
+
+    def _send(self, action):
+        self.link.send(action.socket, action.frames)
+
+    def _reload(self, action):
+        if self.authorized_keys is not None:  # HUP is how new node keys are taken in
+            try:
+                self.link.set_keys(keys.load_authorized(self.authorized_keys))
+            except keys.KeyProblem as err:
+                log.error('%s; keeping the keys already loaded', err)
+        return super()._reload(action)
+
+    def state_body(self, snapshot):
+        now = time.time()
+        for node in snapshot['nodes']:
+            ago = node.pop('seen_ago')
+            node['last_seen'] = None if ago is None else round(now - ago, 3)
+        return snapshot
+
+
+def previous_versions(state_file):
+    """{node: {gen, sha256}} from the last master's state: versions stay monotonic."""
+    try:
+        doc = state.read(state_file)
+    except (OSError, ValueError):
+        return {}
+    versions = {}
+    for node in doc.get('nodes') or []:
+        desired = node.get('desired') if isinstance(node, dict) else None
+        if isinstance(desired, dict) and type(desired.get('gen')) is int and \
+                isinstance(desired.get('sha256'), str) and isinstance(node.get('node'), str):
+            versions[node['node']] = {'gen': desired['gen'], 'sha256': desired['sha256']}
+    return versions
+
+
+class MasterDaemon:
+    program = 'dpd-masterd'
+    description = 'Serve each node its process list from one JSON file.'
+
+    def load(self, path):
+        config = load_master(path)
+        net.master_keys(config)          # a bad key file is a configuration error
+        return config
+
+    def check(self, path):
+        """The whole file, then every node's list with the worker's rules."""
+        config = self.load(path)
+        problems = [message for listed in config.nodes.values() for message in listed.errors]
+        if problems:
+            raise ConfigError(problems)
+        return []
+
+    def serve(self, config, daemon_log, ready):
+        events = queue.SimpleQueue()
+        reaper = Reaper(events.put, SIGNALS)
+        raise_fd_limit()
+        curve, zap_keys = net.master_keys(config)
+        net.warn_if_open(config, curve, 'pose as a node and read its list')
+        link = ZmqLink(events.put, net.master_plans(config, curve), zap_keys)
+        link.start()
+        try:
+            link.wait_ready()
+        except OSError as err:
+            raise OSError(err.errno, 'cannot bind %s or %s: %s' % (
+                config.master_stats, config.master_updates, err.strerror or err)) from None
+        executor = MasterExecutor(lambda: self.load(config.path), daemon_log, config.state_file,
+                                  link, config.authorized_keys)
+        policy = MasterPolicy(os.urandom(8).hex(), curve is not None,
+                              previous_versions(config.state_file))
+        controller = Controller(policy, executor, events)
+        reaper.start()
+        controller.dispatch(ConfigLoaded(config, time.time()))
+        controller.flush()
+        watcher = ConfigWatcher(config.path, self.load, events.put, known_sha256=config.sha256)
+        watcher.start()
+        if zap_keys is not None:
+            log.info('keys: %d nodes authorized', len(zap_keys))
+        ready()
+        finish = controller.run()
+        watcher.stop()
+        link.stop()
+        reaper.stop()
+        return finish.code
+
+
+main = main_for(MasterDaemon)
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,73 @@
+"""The sockets of the master and the client: types, options, keys (see protocol.py)."""
+import logging
+
+import zmq
+
+from . import keys, protocol
+from .config import ConfigError, is_local_endpoint
+from .zmqlink import Curve, SocketPlan
+
+HEARTBEATS = ((zmq.HEARTBEAT_IVL, 10000), (zmq.HEARTBEAT_TIMEOUT, 30000))
+RECONNECT = ((zmq.RECONNECT_IVL, 1000), (zmq.RECONNECT_IVL_MAX, 0),
+             (zmq.HEARTBEAT_TTL, 30000))
+MIN_LIBZMQ = (4, 3, 2)   # older ones have pre-authentication CURVE bugs (CVE-2019-13132)
+
+log = logging.getLogger('dpd')
+
+
+def master_plans(config, curve):
+    return (
+        SocketPlan('updates', zmq.XPUB, config.master_updates, bind=True, curve=curve,
+                   options=HEARTBEATS + ((zmq.XPUB_VERBOSE, 1), (zmq.BACKLOG, 1024),
+                                         (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
+        SocketPlan('stats', zmq.ROUTER, config.master_stats, bind=True, curve=curve,
+                   options=HEARTBEATS + ((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
+                                         (zmq.SNDHWM, 1000),
+                                         (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
+    )
+
+
+def client_plans(config, node, curve):
+    return (
+        SocketPlan('updates', zmq.SUB, config.master_updates, bind=False, curve=curve,
+                   subscribe=(protocol.node_topic(node), protocol.HUGZ_TOPIC),
+                   options=HEARTBEATS + RECONNECT + ((zmq.MAXMSGSIZE, 65536),)),
+        SocketPlan('stats', zmq.DEALER, config.master_stats, bind=False, curve=curve,
+                   options=HEARTBEATS + RECONNECT + (
+                       (zmq.SNDHWM, 10), (zmq.MAXMSGSIZE, 2 * protocol.MAX_FRAME_BYTES))),
+    )
+
+
+def master_keys(config):
+    """(Curve or None, {public key: node} or None); KeyProblem -> ConfigError."""
+    if config.secret_key is None:
+        return None, None
+    try:
+        public, secret = keys.load_secret(config.secret_key)
+        return Curve(public, secret), keys.load_authorized(config.authorized_keys)
+    except keys.KeyProblem as err:
+        raise ConfigError([str(err)]) from None
+
+
+def client_curve(config):
+    if config.secret_key is None:
+        return None
+    try:
+        public, secret = keys.load_secret(config.secret_key)
+        return Curve(public, secret, server_key=keys.load_public(config.master_public_key))
+    except keys.KeyProblem as err:
+        raise ConfigError([str(err)]) from None
+
+
+def warn_if_open(config, curve, threat):
+    """No keys on an endpoint others can reach: say so at start (SPEC 5)."""
+    if zmq.zmq_version_info() < MIN_LIBZMQ:
+        log.warning('libzmq %s is older than %s, which fixed CURVE security bugs',
+                    zmq.zmq_version(), '.'.join(map(str, MIN_LIBZMQ)))
+    if curve is not None:
+        return
+    for endpoint in (config.master_stats, config.master_updates):
+        if not is_local_endpoint(endpoint):
+            log.warning('%s is reachable from the network and no keys are configured: '
+                        'anyone who can reach it can %s (see "Securing a cluster" in the '
+                        'README)', endpoint, threat)

@@ -1,0 +1,103 @@
+"""The client's view of the local worker file, and its one way of changing it.
+
+Only `procs` and the client's own `_diprocd` record are ever replaced: the
+worker's `pid_file`, `log_file` and every other key stay as the local admin
+wrote them. The write is atomic (temp file in the same directory, fsync,
+rename, fsync of the directory), mode 0600 (the file holds `env` secrets),
+and skipped when nothing would change.
+"""
+import os
+
+from . import jsonfile, protocol, state
+from .config import daemon_files
+from .daemon import is_locked
+from .events import WorkerObserved
+
+RECORD_KEY = '_diprocd'
+PROCESS_FIELDS = ('name', 'state', 'pid', 'restarts', 'since', 'error', 'last_exit',
+                  'next_start')
+
+
+class Refused(Exception):
+    pass
+
+
+def observe(conf_file):
+    """A WorkerObserved: what the worker file holds, and what its worker says."""
+    running, doc = _worker_state(conf_file)
+    return WorkerObserved(applied=_applied(_read(conf_file)), worker=_worker(running, doc),
+                          processes=_processes(running, doc))
+
+
+def _read(conf_file):
+    try:
+        doc = jsonfile.loads(jsonfile.read_regular(conf_file)[0])
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _applied(doc):
+    """{gen, sha256} of the list the file holds; gen 0 when nobody recorded it."""
+    if doc is None or not isinstance(doc.get('procs'), list):
+        return None
+    _, sha256 = protocol.body_of(doc['procs'])
+    record = doc.get(RECORD_KEY)
+    if isinstance(record, dict) and record.get('sha256') == sha256 and \
+            type(record.get('gen')) is int:
+        return {'gen': record['gen'], 'sha256': sha256}
+    return {'gen': 0, 'sha256': sha256}
+
+
+def _worker_state(conf_file):
+    lock, state_path = daemon_files(conf_file)
+    try:
+        return is_locked(lock), state.read(state_path)
+    except (OSError, ValueError):
+        return is_locked(lock), None
+
+
+def _worker(running, doc):
+    config = (doc or {}).get('config') or {}
+    return {'running': running, 'pid': (doc or {}).get('pid') if running else None,
+            'config_ok': config.get('ok'), 'errors': list(config.get('errors') or [])[:10]}
+
+
+def _processes(running, doc):
+    if not running or not doc or not isinstance(doc.get('procs'), list):
+        return ()
+    return tuple({k: p.get(k) for k in PROCESS_FIELDS} for p in doc['procs']
+                 if isinstance(p, dict))
+
+
+def write(conf_file, entries, record):
+    """Put `entries` in the worker file's `procs`; raise Refused with the reason."""
+    try:
+        current, _ = jsonfile.read_regular(conf_file)
+    except FileNotFoundError:
+        doc = {'procs': []}
+    except (OSError, ValueError) as err:
+        raise Refused('cannot read it (%s); not replacing a file I cannot read' % err) from None
+    else:
+        try:
+            doc = jsonfile.loads(current)
+        except jsonfile.JsonError as err:
+            raise Refused('it is not valid JSON (%s); not replacing the admin\'s file' % err) \
+                from None
+        if not isinstance(doc, dict):
+            raise Refused('it is not a JSON object; not replacing the admin\'s file')
+    wanted = dict(doc, procs=list(entries), **{RECORD_KEY: record})
+    if wanted == doc:
+        return
+    data = jsonfile.dumps(wanted, indent=1).encode()
+    try:
+        jsonfile.replace_file(conf_file, data, mode=0o600)
+    except OSError as err:
+        raise Refused('%s' % (err.strerror or err)) from None
+
+
+def default_conf(conf_file):
+    """Create the worker file if it is missing: {"procs": []}, mode 0600."""
+    if not os.path.lexists(conf_file):
+        jsonfile.replace_file(conf_file, jsonfile.dumps({'procs': []}, indent=1).encode(),
+                              mode=0o600)

@@ -1,0 +1,284 @@
+"""The zmq thread: the only thread that touches ZeroMQ sockets.
+
+It creates its sockets itself (a socket belongs to one thread), waits on them
+and on a wake-up pipe in one poller, and reports what arrives as facts:
+LinkMessage (frames, and the ZAP User-Id that names the peer), LinkEvent
+(connected, handshake failed...). Other threads hand it frames to send with
+`send()`; sends never block (a full queue drops: the protocol repairs loss).
+
+With keys, it also answers ZAP (RFC 27) itself, from a REP socket bound
+before any CURVE server socket: a node's public key maps to its node name,
+which becomes the User-Id of everything that node sends. ZAP_ENFORCE_DOMAIN
+makes a missing handler fail closed.
+"""
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import zmq
+from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
+
+from .events import LinkEvent, LinkMessage, ThreadCrashed
+
+ZAP_ENDPOINT = 'inproc://zeromq.zap.01'
+ZAP_DOMAIN = b'diprocd'
+MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
+             zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+             zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+EVENT_NAMES = {zmq.EVENT_CONNECTED: 'connected', zmq.EVENT_DISCONNECTED: 'disconnected',
+               zmq.EVENT_HANDSHAKE_SUCCEEDED: 'handshake-ok',
+               zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: 'handshake-failed',
+               zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: 'handshake-protocol',
+               zmq.EVENT_HANDSHAKE_FAILED_AUTH: 'handshake-denied'}
+RECV_BATCH = 256       # messages taken from one socket before looking at the others
+
+log = logging.getLogger('dpd.zmqlink')
+
+
+@dataclass(frozen=True)
+class Curve:
+    """This end's keys (z85 bytes); `server_key` pins the master on a client."""
+    public: bytes
+    secret: bytes
+    server_key: bytes = None
+
+
+@dataclass(frozen=True)
+class SocketPlan:
+    name: str
+    kind: int
+    endpoint: str
+    bind: bool
+    options: tuple = ()             # (option, value) pairs, set before bind/connect
+    subscribe: tuple = ()
+    curve: Curve = None
+
+
+@dataclass
+class _Live:
+    plan: SocketPlan
+    socket: object
+    monitor: object = None
+    extra: dict = field(default_factory=dict)
+
+
+class ZmqLink(threading.Thread):
+    def __init__(self, post, plans, zap_keys=None):
+        super().__init__(name='zmq', daemon=True)
+        self.post, self.plans = post, tuple(plans)
+        self.zap_keys = zap_keys            # z85 public key -> node name; None: no ZAP
+        self._outbox = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stopping = False
+        self._rebuild = False
+        self._ready = threading.Event()
+        self.error = None
+        self.dropped = 0
+
+    # ------------------------------------------------------------ other threads
+
+    def wait_ready(self, timeout=10.0):
+        """Block until the sockets are bound/connected; raise their error if any."""
+        if not self._ready.wait(timeout):
+            raise OSError('the zmq thread did not start within %g s' % timeout)
+        if self.error is not None:
+            raise self.error
+
+    def send(self, name, frames):
+        self._outbox.put((name, frames))
+        self._wake()
+
+    def rebuild(self):
+        """Close and re-create every socket (after long silence: a wedged connection)."""
+        self._rebuild = True
+        self._wake()
+
+    def set_keys(self, zap_keys):
+        self.zap_keys = zap_keys            # one reference swap: read by this thread only
+
+    def stop(self):
+        self._stopping = True
+        self._wake()
+        self.join(5)
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b'x')
+        except BlockingIOError:
+            pass  # a wake-up is already pending
+
+    # ------------------------------------------------------------ this thread
+
+    def run(self):
+        context = zmq.Context()
+        zap, live = None, {}
+        try:
+            try:
+                zap = self._zap_socket(context)
+                live = self._open_all(context)
+            except zmq.ZMQError as err:
+                self.error = OSError(err.errno, str(err))
+                return
+            finally:
+                self._ready.set()
+            self._serve(context, zap, live)
+        except Exception as err:
+            log.exception('the zmq thread crashed')
+            self.post(ThreadCrashed(self.name, repr(err)))
+        finally:
+            self._close_all(live)
+            if zap is not None:
+                zap.close(0)
+            context.term()
+
+    def _zap_socket(self, context):
+        if self.zap_keys is None:
+            return None
+        zap = context.socket(zmq.REP)
+        zap.linger = 0
+        zap.bind(ZAP_ENDPOINT)
+        return zap
+
+    def _open_all(self, context):
+        live = {}
+        try:
+            for plan in self.plans:
+                live[plan.name] = self._open(context, plan)
+        except BaseException:
+            self._close_all(live)
+            raise
+        return live
+
+    @staticmethod
+    def _open(context, plan):
+        sock = context.socket(plan.kind)
+        sock.linger = 0
+        for option, value in plan.options:
+            sock.setsockopt(option, value)
+        if plan.curve is not None:
+            sock.curve_publickey, sock.curve_secretkey = plan.curve.public, plan.curve.secret
+            if plan.curve.server_key is None:
+                sock.curve_server = True
+                sock.zap_domain = ZAP_DOMAIN
+                sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+            else:
+                sock.curve_serverkey = plan.curve.server_key
+        for topic in plan.subscribe:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        monitor = sock.get_monitor_socket(MONITORED)
+        try:
+            (sock.bind if plan.bind else sock.connect)(plan.endpoint)
+        except BaseException:
+            monitor.close(0)
+            sock.close(0)
+            raise
+        return _Live(plan, sock, monitor)
+
+    @staticmethod
+    def _close_all(live):
+        for item in live.values():
+            item.socket.disable_monitor()
+            item.monitor.close(0)
+            item.socket.close(0)
+        live.clear()
+
+    def _serve(self, context, zap, live):
+        poller, owners = self._poller(zap, live)
+        while not self._stopping:
+            for sock, _ in poller.poll():
+                owner = owners.get(sock)
+                if sock == self._wake_r:
+                    self._drain_wakeups()
+                elif sock is zap:
+                    self._answer_zap(zap)
+                elif owner is not None and sock is owner.monitor:
+                    self._report_event(owner)
+                elif owner is not None:
+                    self._receive(owner)
+            self._flush_outbox(live)
+            if self._rebuild:
+                self._rebuild = False
+                self._close_all(live)
+                live.update(self._open_all(context))
+                poller, owners = self._poller(zap, live)
+                self.post(LinkEvent('*', 'rebuilt', ''))
+
+    def _poller(self, zap, live):
+        poller, owners = zmq.Poller(), {}
+        poller.register(self._wake_r, zmq.POLLIN)
+        if zap is not None:
+            poller.register(zap, zmq.POLLIN)
+        for item in live.values():
+            poller.register(item.socket, zmq.POLLIN)
+            poller.register(item.monitor, zmq.POLLIN)
+            owners[item.socket] = owners[item.monitor] = item
+        return poller, owners
+
+    def _drain_wakeups(self):
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+
+    def _receive(self, item):
+        for _ in range(RECV_BATCH):
+            try:
+                frames = item.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            user_id = _user_id(frames[-1])
+            self.post(LinkMessage(item.plan.name, tuple(f.bytes for f in frames), user_id))
+
+    def _report_event(self, item):
+        try:
+            event = recv_monitor_message(item.monitor, zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        name = EVENT_NAMES.get(event['event'])
+        if name is not None:
+            endpoint = event.get('endpoint', b'')
+            self.post(LinkEvent(item.plan.name, name, '%s %s' % (
+                endpoint.decode(errors='replace') if isinstance(endpoint, bytes) else endpoint,
+                event.get('value', ''))))
+
+    def _flush_outbox(self, live):
+        while True:
+            try:
+                name, frames = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            item = live.get(name)
+            if item is None:
+                continue
+            try:
+                item.socket.send_multipart(frames, zmq.NOBLOCK)
+            except (zmq.Again, zmq.ZMQError):
+                self.dropped += 1   # unreachable peer or full queue: the protocol repairs it
+
+    def _answer_zap(self, zap):
+        request = zap.recv_multipart()
+        if len(request) < 6:
+            return  # RFC 27 needs at least 6 frames; nothing sensible to answer
+        version, request_id, domain, address, _, mechanism = request[:6]
+        credentials = request[6:]
+        node, key = None, None
+        if mechanism == b'CURVE' and len(credentials) == 1 and len(credentials[0]) == 32:
+            key = z85.encode(credentials[0])
+            node = (self.zap_keys or {}).get(key)
+        if domain == ZAP_DOMAIN and node is not None:
+            zap.send_multipart([version, request_id, b'200', b'OK', node.encode(), b''])
+            return
+        zap.send_multipart([version, request_id, b'400', b'unknown key', b'', b''])
+        self.post(LinkEvent('zap', 'denied', 'address %s, mechanism %s, public key %s' % (
+            address.decode(errors='replace'), mechanism.decode(errors='replace'),
+            key.decode() if key else '-')))
+
+
+def _user_id(frame):
+    try:
+        return frame.get('User-Id')
+    except (zmq.ZMQError, AttributeError):
+        return None
