@@ -285,7 +285,8 @@ class ClientPolicy:
 
     def _on_config(self, event, now, out):
         self.config, self.dirty = event.config, True
-        self.hello_at = now   # allowed_users may have changed: ask again
+        self.last_rejected = None   # allowed_users may have changed: judge the list again
+        self.hello_at = now
 
     def _on_config_rejected(self, event, now, out):
         for message in event.messages:
