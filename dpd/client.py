@@ -276,9 +276,12 @@ class ClientPolicy:
         if event.kind in ('handshake-ok', 'connected') and event.socket == STATS and \
                 not self.answered:
             self.hello_at = now
-        message = LINK_PROBLEMS.get(event.kind)
+        kind = event.kind
+        if kind == 'handshake-failed' and self.config.secret_key is None:
+            kind = 'handshake-protocol'   # no key of ours to get wrong: the master has keys
+        message = LINK_PROBLEMS.get(kind)
         if message:
-            self._limited(out, event.kind + event.socket, message % {
+            self._limited(out, kind + event.socket, message % {
                 'socket': event.socket, 'detail': event.detail.strip()}, now, logging.ERROR)
         if event.kind == 'rebuilt':
             self.answered = False

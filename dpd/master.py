@@ -259,10 +259,12 @@ class MasterPolicy:
             self._limited(out, 'denied:' + event.detail, 'refused a connection: unknown node '
                           'key (%s); add the node\'s NODE.key to authorized_keys if it is ours'
                           % event.detail, now, logging.ERROR)
-        elif event.kind == 'handshake-protocol':
-            self._limited(out, 'protocol', 'a handshake on %s failed (%s): keys configured on '
-                          'one side only, or a client pinned another master key'
-                          % (event.socket, event.detail), now, logging.ERROR)
+        elif event.kind in ('handshake-protocol', 'handshake-failed'):
+            # which of the two a mismatch gives depends on who hangs up first
+            self._limited(out, 'handshake', 'a handshake on %s failed (%s): keys configured '
+                          'on one side only, a client that pins another master key, or a '
+                          'connection cut while it shook hands'
+                          % (event.socket, event.detail.strip()), now, logging.ERROR)
 
     # ------------------------------------------------------------ time, signals
 
