@@ -11,15 +11,14 @@ edited by hand since holds an unknown gen, so the master's list replaces it.
 """
 import logging
 import random
-import signal
 
 from . import __version__
 from . import actions as act
 from . import events as ev
 from . import protocol
 from .master import HUGZ_IVL, REPORT_IVL
+from .policy import NetworkPolicy, log as _log
 from .procspec import parse_process_list
-from .ratelimit import LogLimiter
 from .schema import Problems
 
 HELLO_RETRY = 2.0          # until the master answers
@@ -46,8 +45,17 @@ def accepted_users_problems(entries, allowed_users):
     return problems
 
 
-class ClientPolicy:
+class ClientPolicy(NetworkPolicy):
+    crash_note = 'the worker file stays as it is'
+
     def __init__(self, config, node, boot, rng=None):
+        super().__init__({
+            ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
+            ev.WorkerObserved: self._on_worker, ev.WorkerFileWritten: self._on_written,
+            ev.WorkerFileRefused: self._on_refused, ev.ConfigLoaded: self._on_config,
+            ev.ConfigRejected: self._on_config_rejected, ev.SignalReceived: self.on_signal,
+            ev.ThreadCrashed: self.on_thread_crashed, ev.Tick: self._on_tick,
+        })
         self.config, self.node, self.boot = config, node, boot
         self.rng = rng or random.Random()
         self.applied = None            # {gen, sha256} the worker file holds
@@ -61,41 +69,20 @@ class ClientPolicy:
         self.writing = None            # (gen, sha256) being written
         self.hello_at = self.report_at = self.rebuild_at = None
         self.started_at = None
-        self.dirty = True
-        self.limiter = LogLimiter()
         self._messages = {'HUGZ': self._on_hugz, 'NOTIFY': self._on_notify, 'ACK': self._on_ack,
                           'STATE': self._on_state, 'UNMANAGED': self._on_unmanaged,
                           'ERROR': self._on_error}
-        self._handlers = {
-            ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
-            ev.WorkerObserved: self._on_worker, ev.WorkerFileWritten: self._on_written,
-            ev.WorkerFileRefused: self._on_refused, ev.ConfigLoaded: self._on_config,
-            ev.ConfigRejected: self._on_config_rejected, ev.SignalReceived: self._on_signal,
-            ev.ThreadCrashed: self._on_thread_crashed, ev.Tick: self._on_tick,
-        }
-
-    # ------------------------------------------------------------ the loop's API
 
     def handle(self, event, now):
-        out = []
-        if self.started_at is None:
+        if self.started_at is None:   # the first fact starts the clocks
             self.started_at = now
             self.hello_at, self.rebuild_at = now, now + SILENCE_REBUILD
             self.report_at = now + self._report_interval()
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event, now, out)
-        return out
+        return super().handle(event, now)
 
     def next_deadline(self):
         deadlines = [d for d in (self.hello_at, self.report_at, self.rebuild_at) if d is not None]
         return min(deadlines) if deadlines else None
-
-    def flush(self, now):
-        if not self.dirty:
-            return []
-        self.dirty = False
-        return [act.WriteState(self.snapshot(now))]
 
     # ------------------------------------------------------------ from the master
 
@@ -104,11 +91,11 @@ class ClientPolicy:
         try:
             message = decode(event.frames)
         except protocol.ProtocolError as err:
-            self._limited(out, 'bad:' + event.socket, 'dropped a bad message from the master '
+            self.limited(out, 'bad:' + event.socket, 'dropped a bad message from the master '
                           '(%s): %s' % (event.socket, err), now)
             return
         if message.fields.get('node', self.node) != self.node:
-            self._limited(out, 'other-node', 'dropped a %s for node %s (this is %s)'
+            self.limited(out, 'other-node', 'dropped a %s for node %s (this is %s)'
                           % (message.kind, message.fields['node'], self.node), now, logging.ERROR)
             return
         self._heard(message.fields.get('epoch'), now, out)
@@ -147,7 +134,7 @@ class ClientPolicy:
                          'worker file')
 
     def _on_error(self, message, now, out):
-        self._limited(out, 'error:' + message.fields['code'], 'the master says: %s (%s)'
+        self.limited(out, 'error:' + message.fields['code'], 'the master says: %s (%s)'
                       % (message.fields['text'], message.fields['code']), now, logging.ERROR)
         self._set_status('master-error', out)
 
@@ -160,7 +147,7 @@ class ClientPolicy:
         if self._refused(gen, sha256) or self.writing == (gen, sha256):
             return
         if applied.get('gen', 0) and gen <= applied['gen']:
-            self._limited(out, 'old-gen', 'ignored list version %d: version %d is applied'
+            self.limited(out, 'old-gen', 'ignored list version %d: version %d is applied'
                           % (gen, applied['gen']), now)
             self._report_soon(now)
             return
@@ -246,7 +233,7 @@ class ClientPolicy:
                              'file stays as it is' % (now - self.heard_at))
 
     def _silent_for_long(self, now, out):
-        self._limited(out, 'silence', 'no word from the master for %d s: re-creating the '
+        self.limited(out, 'silence', 'no word from the master for %d s: re-creating the '
                       'connections' % SILENCE_REBUILD, now)
         out.append(act.RebuildLink())
         self.rebuild_at, self.hello_at = now + SILENCE_REBUILD, now
@@ -281,7 +268,7 @@ class ClientPolicy:
             kind = 'handshake-protocol'   # no key of ours to get wrong: the master has keys
         message = LINK_PROBLEMS.get(kind)
         if message:
-            self._limited(out, kind + event.socket, message % {
+            self.limited(out, kind + event.socket, message % {
                 'socket': event.socket, 'detail': event.detail.strip()}, now, logging.ERROR)
         if event.kind == 'rebuilt':
             self.answered = False
@@ -296,31 +283,11 @@ class ClientPolicy:
             out.append(_log(logging.ERROR, message))
         out.append(_log(logging.ERROR, 'client configuration rejected; keeping the current one'))
 
-    def _on_signal(self, event, now, out):
-        if event.signum in (signal.SIGTERM, signal.SIGINT):
-            out.append(act.Notify('STOPPING=1'))
-            out.append(act.WriteState(self.snapshot(now)))
-            out.append(act.Exit(0))
-        elif event.signum == signal.SIGHUP:
-            out.append(act.ReloadConfig())
-        elif event.signum == signal.SIGUSR1:
-            out.append(act.ReopenLogs())
-
-    def _on_thread_crashed(self, event, now, out):
-        out.append(_log(logging.CRITICAL, 'thread %s crashed: %s; exiting (the worker file '
-                        'stays as it is)' % (event.thread, event.error)))
-        out.append(act.Exit(1))
-
     def _set_status(self, status, out, message=None):
         if status != self.status:
             if message:
                 out.append(_log(logging.WARNING, message))
             self.status, self.dirty = status, True
-
-    def _limited(self, out, key, message, now, level=logging.WARNING):
-        text = self.limiter.admit(key, message, now)
-        if text is not None:
-            out.append(_log(level, text))
 
     def snapshot(self, now):
         return {
@@ -341,7 +308,4 @@ LINK_PROBLEMS = {
                         'master_public_key the master\'s key?',
 }
 
-
-def _log(level, message):
-    return act.Log(level, message)
 

@@ -6,13 +6,12 @@ state, not a command: it travels whole, with (gen, sha256); "in sync" means
 equal hashes, and the gen only orders competing copies.
 """
 import logging
-import signal
 from dataclasses import dataclass
 
 from . import actions as act
 from . import events as ev
 from . import protocol
-from .ratelimit import LogLimiter
+from .policy import NetworkPolicy, log as _log
 
 HUGZ_IVL = 2.0
 REPORT_IVL = 10.0
@@ -64,8 +63,16 @@ class Node:
         return 'pending' if now - self.changed_at < PENDING_GRACE else 'lagging'
 
 
-class MasterPolicy:
+class MasterPolicy(NetworkPolicy):
+    crash_note = 'the nodes keep their lists'
+
     def __init__(self, epoch, secure, previous=None):
+        super().__init__({
+            ev.ConfigLoaded: self._on_config, ev.ConfigRejected: self._on_config_rejected,
+            ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
+            ev.SignalReceived: self.on_signal, ev.ThreadCrashed: self.on_thread_crashed,
+            ev.Tick: self._on_tick,
+        })
         self.epoch, self.secure = epoch, secure
         self.nodes = {}
         self.previous = previous or {}   # node -> {gen, sha256} from the last master's state
@@ -74,33 +81,10 @@ class MasterPolicy:
         self.hseq = 0
         self.next_hugz = self.next_aging = None
         self.states = {}                 # node -> last computed state (to notice changes)
-        self.dirty = True
-        self.limiter = LogLimiter()
-        self._handlers = {
-            ev.ConfigLoaded: self._on_config, ev.ConfigRejected: self._on_config_rejected,
-            ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
-            ev.SignalReceived: self._on_signal, ev.ThreadCrashed: self._on_thread_crashed,
-            ev.Tick: self._on_tick,
-        }
-
-    # ------------------------------------------------------------ the loop's API
-
-    def handle(self, event, now):
-        out = []
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event, now, out)
-        return out
 
     def next_deadline(self):
         deadlines = [d for d in (self.next_hugz, self.next_aging) if d is not None]
         return min(deadlines) if deadlines else None
-
-    def flush(self, now):
-        if not self.dirty:
-            return []
-        self.dirty = False
-        return [act.WriteState(self.snapshot(now))]
 
     # ------------------------------------------------------------ the master file
 
@@ -188,13 +172,13 @@ class MasterPolicy:
         try:
             message = protocol.decode_request(frames)
         except protocol.ProtocolError as err:
-            self._limited(out, 'bad-request', 'dropped a bad message on %s: %s' % (STATS, err),
+            self.limited(out, 'bad-request', 'dropped a bad message on %s: %s' % (STATS, err),
                           now)
             self._reply(out, routing_id, protocol.error('bad-request', str(err)))
             return
         name = message.fields['node']
         if self.secure and user_id != name:
-            self._limited(out, 'identity:' + str(user_id), 'the key of node %s asked as node '
+            self.limited(out, 'identity:' + str(user_id), 'the key of node %s asked as node '
                           '%s: refused' % (user_id, name), now, logging.ERROR)
             self._reply(out, routing_id, protocol.error(
                 'identity-mismatch', 'this key belongs to node %s, not %s' % (user_id, name)))
@@ -211,7 +195,7 @@ class MasterPolicy:
         boot = fields['boot']
         node.peers = {b: seen for b, seen in node.peers.items() if now - seen[0] < STALE_AFTER}
         if boot not in node.peers and node.peers:
-            self._limited(out, 'twins:' + node.name, 'node %s: two clients claim this node '
+            self.limited(out, 'twins:' + node.name, 'node %s: two clients claim this node '
                           '(client runs %s); give each node its own name%s' % (
                               node.name, ', '.join(sorted(set(node.peers) | {boot})),
                               '' if self.secure else ' (and keys)'), now, logging.ERROR)
@@ -256,12 +240,12 @@ class MasterPolicy:
 
     def _on_link_event(self, event, now, out):
         if event.kind == 'denied':
-            self._limited(out, 'denied:' + event.detail, 'refused a connection: unknown node '
+            self.limited(out, 'denied:' + event.detail, 'refused a connection: unknown node '
                           'key (%s); add the node\'s NODE.key to authorized_keys if it is ours'
                           % event.detail, now, logging.ERROR)
         elif event.kind in ('handshake-protocol', 'handshake-failed'):
             # which of the two a mismatch gives depends on who hangs up first
-            self._limited(out, 'handshake', 'a handshake on %s failed (%s): keys configured '
+            self.limited(out, 'handshake', 'a handshake on %s failed (%s): keys configured '
                           'on one side only, a client that pins another master key, or a '
                           'connection cut while it shook hands'
                           % (event.socket, event.detail.strip()), now, logging.ERROR)
@@ -282,27 +266,6 @@ class MasterPolicy:
                     if node.name in self.states and state in NOT_AS_DESIRED:
                         out.append(_log(logging.WARNING, 'node %s: %s' % (node.name, state)))
                     self.states[node.name], self.dirty = state, True
-
-    def _on_signal(self, event, now, out):
-        if event.signum in (signal.SIGTERM, signal.SIGINT):
-            out.append(act.Notify('STOPPING=1'))
-            out.append(act.WriteState(self.snapshot(now)))
-            out.append(act.Exit(0))
-        elif event.signum == signal.SIGHUP:
-            out.append(_log(logging.INFO, 'HUP: reloading the configuration'))
-            out.append(act.ReloadConfig())
-        elif event.signum == signal.SIGUSR1:
-            out.append(act.ReopenLogs())
-
-    def _on_thread_crashed(self, event, now, out):
-        out.append(_log(logging.CRITICAL, 'thread %s crashed: %s; exiting (the nodes keep '
-                        'their lists)' % (event.thread, event.error)))
-        out.append(act.Exit(1))
-
-    def _limited(self, out, key, message, now, level=logging.WARNING):
-        text = self.limiter.admit(key, message, now)
-        if text is not None:
-            out.append(_log(level, text))
 
     # ------------------------------------------------------------ the cluster view
 
@@ -359,6 +322,3 @@ def _processes(value):
     return [{k: _small(p.get(k)) for k in PROCESS_FIELDS}
             for p in value[:10000] if isinstance(p, dict)]
 
-
-def _log(level, message):
-    return act.Log(level, message)

@@ -12,6 +12,7 @@ import signal
 from . import actions as act
 from . import events as ev
 from . import lifecycle as lc
+from .policy import Policy, log as _log
 from .procspec import ProcessSpec
 
 DAEMON_WAIT = 10.0        # for a `daemon: true` launcher to leave a live pid in its pid file
@@ -50,17 +51,9 @@ class Proc:
         return self.spec.name
 
 
-class WorkerPolicy:
+class WorkerPolicy(Policy):
     def __init__(self, config=None):
-        self.procs = {}                   # name -> Proc, in the file's order
-        self.config = config
-        self.config_errors = ()
-        self.shutting_down = False
-        self.dirty = True
-        self._active = 0                  # processes in an ACTIVE state (counted by _move)
-        self._timers = []                 # heap of (deadline, seq, name)
-        self._seq = itertools.count()
-        self._handlers = {
+        super().__init__({
             ev.PreviousRun: self._on_previous_run,
             ev.ConfigLoaded: self._on_config_loaded,
             ev.ConfigRejected: self._on_config_rejected,
@@ -73,16 +66,14 @@ class WorkerPolicy:
             ev.SignalReceived: self._on_signal,
             ev.ThreadCrashed: self._on_thread_crashed,
             ev.Tick: self._on_tick,
-        }
-
-    # ------------------------------------------------------------ the loop's API
-
-    def handle(self, event, now):
-        out = []
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event, now, out)
-        return out
+        })
+        self.procs = {}                   # name -> Proc, in the file's order
+        self.config = config
+        self.config_errors = ()
+        self.shutting_down = False
+        self._active = 0                  # processes in an ACTIVE state (counted by _move)
+        self._timers = []                 # heap of (deadline, seq, name)
+        self._seq = itertools.count()
 
     def next_deadline(self):
         while self._timers:
@@ -92,12 +83,6 @@ class WorkerPolicy:
                 return deadline
             heapq.heappop(self._timers)
         return None
-
-    def flush(self, now):
-        if not self.dirty:
-            return []
-        self.dirty = False
-        return [act.WriteState(self.snapshot())]
 
     # ------------------------------------------------------------ config
 
@@ -386,7 +371,7 @@ class WorkerPolicy:
             out.append(_log(logging.INFO, 'QUIT: exiting now, leaving %d processes running '
                             'for the next worker to adopt' % alive))
             self.dirty = False
-            out.append(act.WriteState(self.snapshot()))
+            out.append(act.WriteState(self.snapshot(now)))
             out.append(act.Exit(0, leave_running=True))
         elif signum == signal.SIGHUP and not self.shutting_down:
             out.append(_log(logging.INFO, 'HUP: reloading the configuration'))
@@ -421,7 +406,7 @@ class WorkerPolicy:
     def _on_thread_crashed(self, event, now, out):
         out.append(_log(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving the '
                         'processes running for the next worker' % (event.thread, event.error)))
-        out.append(act.WriteState(self.snapshot()))
+        out.append(act.WriteState(self.snapshot(now)))
         out.append(act.Exit(1, leave_running=True))
 
     def _on_tick(self, event, now, out):
@@ -451,7 +436,7 @@ class WorkerPolicy:
         if deadline is not None:
             heapq.heappush(self._timers, (deadline, next(self._seq), proc.name))
 
-    def snapshot(self):
+    def snapshot(self, now=None):
         """Everything the state file shows, and what the next worker needs to adopt."""
         config = self.config
         return {
@@ -492,6 +477,3 @@ def describe_exit(event):
         return 'exited with status %d' % event.code
     return 'ended (exit status unknown: not our child)'
 
-
-def _log(level, message):
-    return act.Log(level, message)
