@@ -305,7 +305,8 @@ LINK_PROBLEMS = {
     'handshake-denied': 'the master refused this node\'s key on %(socket)s: is this node\'s '
                         'NODE.key in the master\'s authorized_keys, named after the node?',
     'handshake-failed': 'the handshake with the master failed on %(socket)s (%(detail)s): is '
-                        'master_public_key the master\'s key?',
+                        'master_public_key the master\'s key? (or keys are configured on one '
+                        'side only)',
 }
 
 
