@@ -136,8 +136,11 @@ class WorkerPolicy(Policy):
         self.procs = {**ordered, **{n: p for n, p in self.procs.items() if n not in ordered}}
 
     def _apply_definition(self, proc, spec, now, out):
-        if proc.then == 'remove':            # it was being removed and is back
-            proc.then = None
+        if proc.state == lc.STOPPING and proc.then in ('remove', 'start'):
+            # already going down, for a removal or an earlier edit: once it is down,
+            # start what the file says now
+            proc.then, proc.next_spec = 'start', spec
+            return
         if spec.fingerprint == proc.fingerprint:
             proc.spec = spec                 # adopted records lack `env`; the file has it
             if proc.state == lc.FAILED:
@@ -264,9 +267,9 @@ class WorkerPolicy(Policy):
         self._ended(proc, now, out, crashed=lc.is_crash(event.code, event.signal))
 
     def _launcher_exited(self, proc, event, now, out):
-        if proc.state == lc.STOPPING:
-            self._stopped(proc, now, out)
-        elif event.code != 0:
+        """A `daemon: true` program ended before its pid file named the daemon: fine
+        if it succeeded (the pid file is being polled), a failed start if not."""
+        if event.code != 0:
             proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
             out.append(_log(logging.WARNING, '%s: launcher %s before the daemon was up'
                             % (proc.name, describe_exit(event))))

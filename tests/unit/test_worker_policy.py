@@ -277,3 +277,22 @@ def test_fault_signals_are_crashes():
     assert lc.is_crash(1, None) and lc.is_crash(0, None)
     assert lc.is_crash(None, signal.SIGSEGV) and lc.is_crash(None, signal.SIGABRT)
     assert not lc.is_crash(None, signal.SIGKILL) and not lc.is_crash(None, signal.SIGTERM)
+
+
+def test_a_process_removed_then_put_back_while_stopping_starts_again():
+    world = World(proc('a', stop_timeout=5))
+    world.handle(ev.ConfigLoaded(config()), 1.0)
+    assert world.state('a') == lc.STOPPING
+    world.handle(ev.ConfigLoaded(config(proc('a', stop_timeout=5))), 1.1)
+    world.handle(ev.ProcessExited('a', world.pids['a'], None, 15), 1.2)
+    out = world.handle(ev.GroupChecked('a', world.pids['a'], False), 1.2)
+    assert of(act.Spawn, out) and world.state('a') == lc.RUNNING
+
+
+def test_an_edit_undone_while_stopping_starts_the_latest_definition():
+    world = World(proc('a'))
+    world.handle(ev.ConfigLoaded(config(proc('a', args=['2']))), 1.0)
+    world.handle(ev.ConfigLoaded(config(proc('a'))), 1.1)      # back to the original
+    world.handle(ev.ProcessExited('a', world.pids['a'], None, 15), 1.2)
+    out = world.handle(ev.GroupChecked('a', world.pids['a'], False), 1.2)
+    assert [s.spec.args for s in of(act.Spawn, out)] == [('100',)]
