@@ -151,25 +151,26 @@ class ClientPolicy(NetworkPolicy):
                           % (gen, applied['gen']), now)
             self._report_soon(now)
             return
-        problems = self._check(message.body)
+        entries, problems = self._check(message.body)
         if problems:
             self._reject(gen, sha256, problems, now, out)
             return
         self.writing = (gen, sha256)
-        out.append(act.WriteWorkerFile(protocol.decode_body(message.body),
-                                       {'gen': gen, 'sha256': sha256, 'epoch': self.epoch}))
+        out.append(act.WriteWorkerFile(entries, {'gen': gen, 'sha256': sha256,
+                                                 'epoch': self.epoch}))
 
     def _check(self, body):
-        """Every reason to refuse a list: the worker's rules, then the local policy."""
+        """(entries, every reason to refuse them): the worker's rules, then the local
+        policy."""
         try:
             entries = protocol.decode_body(body)
         except protocol.ProtocolError as err:
-            return [str(err)]
+            return None, [str(err)]
         problems = Problems()
         parse_process_list(entries, 'procs', problems, 'nobody')
         if problems:
-            return problems.messages
-        return accepted_users_problems(entries, self.config.allowed_users)
+            return entries, problems.messages
+        return entries, accepted_users_problems(entries, self.config.allowed_users)
 
     def _reject(self, gen, sha256, problems, now, out):
         reason = problems[0] + (' (and %d more)' % (len(problems) - 1) if len(problems) > 1
