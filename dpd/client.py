@@ -60,14 +60,15 @@ class ClientPolicy(NetworkPolicy):
         self.rng = rng or random.Random()
         self.applied = None            # {gen, sha256} the worker file holds
         self.worker = {}               # what the worker's state file says
-        self.processes = []
+        self.processes = ()
         self.last_rejected = None      # {gen, sha256, reason}
         self.status = 'connecting'
         self.epoch = None              # the master's, from its last message
         self.heard_at = None           # last message from the master, any socket
+        self.heard_on = {}             # socket -> last message on it (or the last rebuild)
         self.answered = False          # the stats socket has answered since the last HELLO
         self.writing = None            # (gen, sha256) being written
-        self.hello_at = self.report_at = self.rebuild_at = None
+        self.hello_at = self.report_at = None
         self.started_at = None
         self._messages = {'HUGZ': self._on_hugz, 'NOTIFY': self._on_notify, 'ACK': self._on_ack,
                           'STATE': self._on_state, 'UNMANAGED': self._on_unmanaged,
@@ -75,14 +76,25 @@ class ClientPolicy(NetworkPolicy):
 
     def handle(self, event, now):
         if self.started_at is None:   # the first fact starts the clocks
-            self.started_at = now
-            self.hello_at, self.rebuild_at = now, now + SILENCE_REBUILD
-            self.report_at = now + self._report_interval()
+            self.started_at = self.heard_on[UPDATES] = self.heard_on[STATS] = now
+            self.hello_at, self.report_at = now, now + self._report_interval()
         return super().handle(event, now)
 
     def next_deadline(self):
-        deadlines = [d for d in (self.hello_at, self.report_at, self.rebuild_at) if d is not None]
+        deadlines = [d for d in (self.hello_at, self.report_at, self._rebuild_at(),
+                                 self._unreachable_at()) if d is not None]
         return min(deadlines) if deadlines else None
+
+    def _rebuild_at(self):
+        """30 s without a word on either socket: HUGZ come every 2 s on one, answers
+        to reports every ~10 s on the other; a socket deaf for good must not hide
+        behind the other one still talking."""
+        return min(self.heard_on.values()) + SILENCE_REBUILD if self.heard_on else None
+
+    def _unreachable_at(self):
+        if self.heard_at is None or self.status == 'unreachable':
+            return None
+        return self.heard_at + 3 * HUGZ_IVL
 
     # ------------------------------------------------------------ from the master
 
@@ -98,17 +110,17 @@ class ClientPolicy(NetworkPolicy):
             self.limited(out, 'other-node', 'dropped a %s for node %s (this is %s)'
                           % (message.kind, message.fields['node'], self.node), now, logging.ERROR)
             return
-        self._heard(message.fields.get('epoch'), now, out)
+        self._heard(event.socket, message.fields.get('epoch'), now, out)
         if event.socket == STATS:
             self.answered = True
             self.hello_at = None
         self._messages[message.kind](message, now, out)
 
-    def _heard(self, epoch, now, out):
+    def _heard(self, socket, epoch, now, out):
         if self.status == 'unreachable':
             out.append(_log(logging.INFO, 'the master answers again'))
             self.status, self.dirty = 'connecting', True
-        self.heard_at, self.rebuild_at = now, now + SILENCE_REBUILD
+        self.heard_at = self.heard_on[socket] = now
         if epoch and epoch != self.epoch:
             if self.epoch is not None:
                 out.append(_log(logging.INFO, 'the master restarted (epoch %s); saying hello'
@@ -227,17 +239,20 @@ class ClientPolicy(NetworkPolicy):
         if self.report_at is not None and now >= self.report_at:
             self._send(out, self._report())
             self.report_at = now + self._report_interval()
-        if now >= self.rebuild_at:
+        if now >= self._rebuild_at():
             self._silent_for_long(now, out)
-        elif self.heard_at is not None and now - self.heard_at > 3 * HUGZ_IVL:
+        unreachable_at = self._unreachable_at()
+        if unreachable_at is not None and now >= unreachable_at:
             self._set_status('unreachable', out, 'no word from the master for %d s; the worker '
                              'file stays as it is' % (now - self.heard_at))
 
     def _silent_for_long(self, now, out):
-        self.limited(out, 'silence', 'no word from the master for %d s: re-creating the '
-                      'connections' % SILENCE_REBUILD, now)
+        deaf = sorted(s for s, at in self.heard_on.items() if now - at >= SILENCE_REBUILD)
+        self.limited(out, 'silence', 'no word from the master on %s for %d s: re-creating '
+                     'the connections' % (' and '.join(deaf), SILENCE_REBUILD), now)
         out.append(act.RebuildLink())
-        self.rebuild_at, self.hello_at = now + SILENCE_REBUILD, now
+        self.heard_on = dict.fromkeys(self.heard_on, now)
+        self.hello_at = now
         if self.heard_at is None:
             self._set_status('unreachable', out)
 

@@ -38,6 +38,13 @@ def _reject_constant(name):
     raise JsonError('%s is not valid JSON' % name)
 
 
+def _finite_float(text):
+    value = float(text)
+    if value in (float('inf'), float('-inf')):  # 1e400: Infinity by another name
+        raise JsonError('number %s is too large' % text[:20])
+    return value
+
+
 def loads(text):
     """Parse strict JSON from str or bytes; raise JsonError on anything else."""
     if isinstance(text, bytes):
@@ -47,7 +54,7 @@ def loads(text):
             raise JsonError('not UTF-8 (byte %d)' % err.start) from None
     try:
         return _json.loads(text, object_pairs_hook=_reject_duplicates,
-                           parse_constant=_reject_constant)
+                           parse_constant=_reject_constant, parse_float=_finite_float)
     except JsonError:
         raise
     except RecursionError:

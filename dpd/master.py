@@ -128,8 +128,9 @@ class MasterPolicy(NetworkPolicy):
                       node.desired.gen + 1 if node.desired else 0)
         self._set_desired(node, Desired(gen, sha256, body, len(listed.entries)), now, out)
 
-    def _set_desired(self, node, desired, now, out):
-        self.global_gen = max(self.global_gen, desired.gen)
+    def _set_desired(self, node, desired, now, out, outbid=False):
+        if not outbid:   # a node's claim must not push every other node's versions up
+            self.global_gen = max(self.global_gen, desired.gen)
         node.desired, node.changed_at, self.dirty = desired, now, True
         out.append(_log(logging.INFO, 'node %s: list version %d (%d processes)'
                         % (node.name, desired.gen, desired.count)))
@@ -222,15 +223,19 @@ class MasterPolicy(NetworkPolicy):
             self._reply(out, routing_id, protocol.ack(node.name, desired.gen, desired.sha256,
                                                       self.epoch, REPORT_IVL))
             return
-        if applied.get('gen', -1) >= desired.gen:
+        if desired.gen <= applied.get('gen', -1) < protocol.MAX_GEN:
             # the node holds a newer gen than ours (a master that lost its state and
-            # whose clock is behind): outbid it, so the node takes our list
+            # whose clock is behind): outbid it, for this node only, so it takes our list
             self._set_desired(node, Desired(applied['gen'] + 1, desired.sha256, desired.body,
-                                            desired.count), now, out)
+                                            desired.count), now, out, outbid=True)
             desired = node.desired
         rejected = node.last_rejected or {}
         if message.kind == 'REPORT' and rejected.get('sha256') == desired.sha256:
-            return  # it refused this very list and said why; resending changes nothing
+            # it refused this very list and said why: resending changes nothing, but the
+            # answer tells it the master hears it (its stats socket is alive)
+            self._reply(out, routing_id, protocol.ack(node.name, desired.gen, desired.sha256,
+                                                      self.epoch, REPORT_IVL))
+            return
         self._reply(out, routing_id, protocol.state(node.name, desired.gen, desired.sha256,
                                                     desired.body, self.epoch))
 
@@ -301,12 +306,15 @@ def _newest_version(peers):
     return versions[-1] if versions else None
 
 
-def _small(value):
-    """A bounded, JSON-safe copy of an untrusted value from a REPORT."""
+def _small(value, depth=4):
+    """A bounded, JSON-safe copy of an untrusted value from a REPORT: at most 32
+    items per level, 4 levels, 1000 characters per string."""
+    if depth == 0:
+        return None
     if isinstance(value, dict):
-        return {str(k)[:64]: _small(v) for k, v in list(value.items())[:32]}
+        return {str(k)[:64]: _small(v, depth - 1) for k, v in list(value.items())[:32]}
     if isinstance(value, list):
-        return [_small(v) for v in value[:32]]
+        return [_small(v, depth - 1) for v in value[:32]]
     if isinstance(value, str):
         return value[:1000]
     return value if isinstance(value, (int, float, bool)) or value is None else None

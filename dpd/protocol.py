@@ -178,7 +178,7 @@ def _decode(frames, allowed):
         raise ProtocolError('%s with %d frames, expected %d' % (kind, len(frames), count + 1))
     limit = MAX_HEADER_BYTES if kind in ('STATE', 'NOTIFY', 'HUGZ') else MAX_JSON_BYTES
     fields = _strict_object(frames[1], limit, kind)
-    if fields.get('v') != VERSION:
+    if type(fields.get('v')) is not int or fields['v'] != VERSION:
         raise ProtocolError('%s of protocol version %r; this end speaks %d'
                             % (kind, fields.get('v'), VERSION))
     for key, check in checks.items():
