@@ -10,6 +10,10 @@ import fcntl
 import os
 import socket
 import sys
+import time
+
+
+LOCK_TRIES = 10          # x 10 ms: a status probe holds a shared lock for microseconds
 
 
 def take_lock(path):
@@ -17,19 +21,37 @@ def take_lock(path):
 
     The kernel drops the lock when its holder dies, however it dies, so a
     stale pid file never blocks a start; the lock, not the pid, means "running".
+    A daemon that stops removes its pid file while still holding the lock, so
+    a lock won on a file no longer at `path` is worthless: try again.
     """
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, 0o755, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    for _ in range(LOCK_TRIES):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        if _lock(fd) and _still_at(fd, path):
+            return fd
+        os.close(fd)
+        time.sleep(0.01)
+    return None
+
+
+def _lock(fd):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
     except OSError as err:
-        os.close(fd)
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return None
+            return False
         raise
-    return fd
+
+
+def _still_at(fd, path):
+    try:
+        on_disk, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
 def write_pid(lock_fd):
