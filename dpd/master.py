@@ -18,6 +18,7 @@ REPORT_IVL = 10.0
 STALE_AFTER = 3 * REPORT_IVL + 5      # no report for that long: the node is stale
 PENDING_GRACE = 30.0                  # a newer list unapplied for longer: lagging
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
+STRANGER_TTL = 10 * STALE_AFTER       # how long a node outside the file stays in the view
 AGING_IVL = 1.0                       # node states that change with time are re-read
 UPDATES, STATS = 'updates', 'stats'
 NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
@@ -75,7 +76,7 @@ class MasterPolicy(NetworkPolicy):
         })
         self.epoch, self.secure = epoch, secure
         self.nodes = {}
-        self.previous = previous or {}   # node -> {gen, sha256} from the last master's state
+        self.previous = dict(previous or {})   # node -> {gen, sha256}, from the last master
         self.global_gen = max([r['gen'] for r in self.previous.values()] or [0])
         self.config, self.config_errors = None, ()
         self.hseq = 0
@@ -175,7 +176,7 @@ class MasterPolicy(NetworkPolicy):
         except protocol.ProtocolError as err:
             self.limited(out, 'bad-request', 'dropped a bad message on %s: %s' % (STATS, err),
                           now)
-            self._reply(out, routing_id, protocol.error('bad-request', str(err)))
+            self._reply(out, routing_id, protocol.error(err.code, str(err)))
             return
         name = message.fields['node']
         if self.secure and user_id != name:
@@ -265,12 +266,22 @@ class MasterPolicy(NetworkPolicy):
             self.next_hugz = now + HUGZ_IVL
         if self.next_aging is not None and now >= self.next_aging:
             self.next_aging = now + AGING_IVL
+            self._forget_strangers(now)
             for node in self.nodes.values():
                 state = node.state(now)
                 if self.states.get(node.name) != state:
                     if node.name in self.states and state in NOT_AS_DESIRED:
                         out.append(_log(logging.WARNING, 'node %s: %s' % (node.name, state)))
                     self.states[node.name], self.dirty = state, True
+
+    def _forget_strangers(self, now):
+        """Nodes outside the master file are shown while they talk to us; without keys
+        anyone can make one up, so those silent for long are dropped from the view."""
+        for name in [n.name for n in self.nodes.values() if not n.managed and
+                     (n.seen_at is None or now - n.seen_at > STRANGER_TTL)]:
+            del self.nodes[name]
+            self.states.pop(name, None)
+            self.dirty = True
 
     # ------------------------------------------------------------ the cluster view
 

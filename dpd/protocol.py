@@ -36,7 +36,9 @@ MAX_GEN = 2 ** 63 - 1
 
 
 class ProtocolError(ValueError):
-    pass
+    def __init__(self, message, code='bad-request'):
+        super().__init__(message)
+        self.code = code            # what an ERROR answer says
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def _decode(frames, allowed):
     fields = _strict_object(frames[1], limit, kind)
     if type(fields.get('v')) is not int or fields['v'] != VERSION:
         raise ProtocolError('%s of protocol version %r; this end speaks %d'
-                            % (kind, fields.get('v'), VERSION))
+                            % (kind, fields.get('v'), VERSION), 'unsupported-version')
     for key, check in checks.items():
         if not check(fields.get(key)):
             raise ProtocolError('%s: bad or missing %r' % (kind, key))

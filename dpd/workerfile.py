@@ -44,7 +44,7 @@ def _applied(doc):
     _, sha256 = protocol.body_of(doc['procs'])
     record = doc.get(RECORD_KEY)
     if isinstance(record, dict) and record.get('sha256') == sha256 and \
-            type(record.get('gen')) is int:
+            type(record.get('gen')) is int and 0 <= record['gen'] < protocol.MAX_GEN:
         return {'gen': record['gen'], 'sha256': sha256}
     return {'gen': 0, 'sha256': sha256}
 
