@@ -68,6 +68,7 @@ class ClientPolicy(NetworkPolicy):
         self.heard_on = {}             # socket -> last message on it (or the last rebuild)
         self.answered = False          # the stats socket has answered since the last HELLO
         self.writing = None            # (gen, sha256) being written
+        self.written_at = None         # when the last write was done
         self.hello_at = self.report_at = None
         self.started_at = None
         self._messages = {'HUGZ': self._on_hugz, 'NOTIFY': self._on_notify, 'ACK': self._on_ack,
@@ -205,6 +206,7 @@ class ClientPolicy(NetworkPolicy):
 
     def _on_written(self, event, now, out):
         self.writing = None
+        self.written_at = now
         self.applied = {'gen': event.gen, 'sha256': event.sha256}
         out.append(_log(logging.INFO, 'applied list version %d to %s'
                         % (event.gen, self.config.conf_file)))
@@ -219,7 +221,7 @@ class ClientPolicy(NetworkPolicy):
 
     def _on_worker(self, event, now, out):
         applied = event.applied
-        if applied != self.applied:
+        if applied != self.applied and not self._read_before_write(event):
             if self.applied is not None and applied and applied.get('gen') == 0:
                 out.append(_log(logging.WARNING, '%s was edited by hand; the master\'s list '
                                 'will replace it' % self.config.conf_file))
@@ -229,6 +231,12 @@ class ClientPolicy(NetworkPolicy):
             self.worker, self.processes = event.worker, event.processes
             self._report_soon(now)
         self.dirty = True
+
+    def _read_before_write(self, event):
+        """The observer may have read the file just before our own write landed; its
+        `applied` is then older than ours and must not undo it."""
+        return None not in (event.read_at, self.written_at) and \
+            event.read_at < self.written_at
 
     # ------------------------------------------------------------ timers, signals
 

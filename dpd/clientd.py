@@ -47,8 +47,9 @@ class WorkerObserver(FileWatcher):
 
     def changed(self):
         seen = workerfile.observe(self.conf_file)
-        if seen != self._last:
-            self._last = seen
+        what = (seen.applied, seen.worker, seen.processes)
+        if what != self._last:
+            self._last = what
             self.post(seen)
 
 

@@ -106,6 +106,7 @@ class WorkerObserved:
     applied: dict = None    # {gen, sha256} the file really holds (gen 0: edited by hand)
     worker: dict = None     # {running, pid, config_ok, errors}
     processes: tuple = ()   # per-process states from the worker's state file
+    read_at: float = None   # monotonic time the file was read; None: now
 
 
 @dataclass(frozen=True)

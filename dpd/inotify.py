@@ -1,6 +1,5 @@
 """A minimal inotify binding through ctypes (stdlib only)."""
 import ctypes
-import ctypes.util
 import os
 import struct
 
@@ -26,7 +25,9 @@ _libc = None
 def _lib():
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
+        # The interpreter already links libc; find_library() would fork `ldconfig -p`,
+        # and a daemon must not fork once its threads run.
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 

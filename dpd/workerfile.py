@@ -7,6 +7,7 @@ rename, fsync of the directory), mode 0600 (the file holds `env` secrets),
 and skipped when nothing would change.
 """
 import os
+import time
 
 from . import jsonfile, protocol, state
 from .config import daemon_files
@@ -24,9 +25,10 @@ class Refused(Exception):
 
 def observe(conf_file):
     """A WorkerObserved: what the worker file holds, and what its worker says."""
+    read_at = time.monotonic()
     running, doc = _worker_state(conf_file)
     return WorkerObserved(applied=_applied(_read(conf_file)), worker=_worker(running, doc),
-                          processes=_processes(running, doc))
+                          processes=_processes(running, doc), read_at=read_at)
 
 
 def _read(conf_file):

@@ -756,6 +756,22 @@ def test_a_hand_edited_file_takes_the_masters_list():
     assert [w.entries for w in world.writes] == [LIST_A]
 
 
+def test_an_observation_read_before_the_clients_own_write_does_not_undo_it():
+    """The observer thread may read the file, then the client writes it, then the
+    observation is dispatched: its older `applied` must not count as a hand edit."""
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.state(200, LIST_B, now=2.0)
+    stale = ev.WorkerObserved(applied=stamp(LIST_A, 100), worker={'running': True},
+                              read_at=1.9)
+    world.handle(stale, 2.1)
+    assert world.policy.applied == stamp(LIST_B, 200)
+    world.state(200, LIST_C, now=2.2)
+    assert [w.entries for w in world.writes] == [LIST_B], 'gen 200 is held'
+    edited = {'gen': 0, 'sha256': stamp(LIST_C, 0)['sha256']}
+    world.handle(ev.WorkerObserved(applied=edited, worker={'running': True}, read_at=2.3), 2.3)
+    assert world.policy.applied == edited, 'a later read is believed'
+
+
 def test_a_refused_list_is_not_validated_again_in_a_loop(monkeypatch):
     calls = []
     real = client_module.parse_process_list
