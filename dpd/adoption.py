@@ -14,7 +14,7 @@ from .events import PreviousRun
 from .procspec import ProcessSpec
 
 log = logging.getLogger('dpd.adoption')
-DEFINITION_FIELDS = tuple(f for f in ProcessSpec.__dataclass_fields__ if f != 'env')
+DEFINITION_FIELDS = tuple(f for f in ProcessSpec._fields if f != 'env')
 
 
 def previous_run(state_path):

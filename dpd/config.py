@@ -9,10 +9,10 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 
 from . import jsonfile
 from .procspec import account_name, parse_process_list, uses_depends
+from .record import Record
 from .schema import (REQUIRED, Invalid, Key, Problems, absolute_path, check_object, json_type,
                      list_of, string)
 
@@ -49,8 +49,7 @@ def daemon_files(config_path):
 
 # ------------------------------------------------------------------ worker
 
-@dataclass(frozen=True)
-class WorkerConfig:
+class WorkerConfig(Record):
     path: str
     procs: tuple
     pid_file: str = None
@@ -130,8 +129,7 @@ def _node_name(value):
     return value
 
 
-@dataclass(frozen=True)
-class ClientConfig:
+class ClientConfig(Record):
     path: str
     master_stats: str
     master_updates: str
@@ -190,8 +188,7 @@ def _both_or_neither(fields, first, second, problems):
 
 # ------------------------------------------------------------------ master
 
-@dataclass(frozen=True)
-class NodeList:
+class NodeList(Record):
     """One node's list in the master file: its raw entries, or why it is invalid."""
     entries: tuple = None     # the raw JSON entries, when valid
     errors: tuple = ()
@@ -201,12 +198,11 @@ class NodeList:
         return not self.errors
 
 
-@dataclass(frozen=True)
-class MasterConfig:
+class MasterConfig(Record):
     path: str
     master_stats: str
     master_updates: str
-    nodes: dict = field(default_factory=dict)   # node name -> NodeList
+    nodes: dict                 # node name -> NodeList
     pid_file: str = None
     log_file: str = None
     state_file: str = None

@@ -2,81 +2,69 @@
 
 Past tense, frozen, small. Nothing here decides anything.
 """
-from dataclasses import dataclass
+from .record import Record
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(Record):
     """The controller's wait for the nearest deadline ran out."""
 
 
-@dataclass(frozen=True)
-class SignalReceived:
+class SignalReceived(Record):
     signum: int
 
 
-@dataclass(frozen=True)
-class ThreadCrashed:
+class ThreadCrashed(Record):
     thread: str
     error: str
 
 
-@dataclass(frozen=True)
-class ConfigLoaded:
+class ConfigLoaded(Record):
     config: object          # a WorkerConfig, ClientConfig or MasterConfig
     wall: float = None      # when it was read, wall clock (the master's versions use it)
 
 
-@dataclass(frozen=True)
-class ConfigRejected:
+class ConfigRejected(Record):
     messages: tuple
 
 
 # ------------------------------------------------------------- processes
 
-@dataclass(frozen=True)
-class ProcessStarted:
+class ProcessStarted(Record):
     name: str
     pid: int
     started: tuple          # procfs.identity: (start ticks, session); None if gone
 
 
-@dataclass(frozen=True)
-class SpawnFailed:
+class SpawnFailed(Record):
     name: str
     error: str
 
 
-@dataclass(frozen=True)
-class ProcessExited:
+class ProcessExited(Record):
     name: str
     pid: int
     code: int = None        # exit status, when the process exited
     signal: int = None      # the signal that ended it; both None: unknown (not our child)
 
 
-@dataclass(frozen=True)
-class DaemonFound:
+class DaemonFound(Record):
     name: str
     pid: int
     started: tuple
 
 
-@dataclass(frozen=True)
-class DaemonNotFound:
+class DaemonNotFound(Record):
     name: str
     reason: str
 
 
-@dataclass(frozen=True)
-class GroupChecked:
+class GroupChecked(Record):
     name: str
     pgid: int
     alive: bool
 
 
-@dataclass(frozen=True)
-class PreviousRun:
+class PreviousRun(Record):
     """What the last worker on this config left: live processes, finished ones."""
     adopted: tuple          # of dicts: the state-file records, verified alive
     finished: tuple         # of dicts: `exited` records of this boot
@@ -84,15 +72,13 @@ class PreviousRun:
 
 # ------------------------------------------------------------- network
 
-@dataclass(frozen=True)
-class LinkMessage:
+class LinkMessage(Record):
     socket: str             # the socket's name in the daemon's plan
     frames: tuple           # bytes; on a ROUTER the first is the peer's routing id
     user_id: str = None     # the ZAP User-Id (the node name) when keys are in use
 
 
-@dataclass(frozen=True)
-class LinkEvent:
+class LinkEvent(Record):
     socket: str
     kind: str               # connected, disconnected, handshake-ok, handshake-*, denied
     detail: str = ''
@@ -100,8 +86,7 @@ class LinkEvent:
 
 # ------------------------------------------------------------- the client's worker file
 
-@dataclass(frozen=True)
-class WorkerObserved:
+class WorkerObserved(Record):
     """What the local worker file holds and what its worker says about it."""
     applied: dict = None    # {gen, sha256} the file really holds (gen 0: edited by hand)
     worker: dict = None     # {running, pid, config_ok, errors}
@@ -109,12 +94,10 @@ class WorkerObserved:
     read_at: float = None   # monotonic time the file was read; None: now
 
 
-@dataclass(frozen=True)
-class WorkerFileWritten:
+class WorkerFileWritten(Record):
     gen: int
     sha256: str
 
 
-@dataclass(frozen=True)
-class WorkerFileRefused:
+class WorkerFileRefused(Record):
     reason: str

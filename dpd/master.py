@@ -6,12 +6,12 @@ state, not a command: it travels whole, with (gen, sha256); "in sync" means
 equal hashes, and the gen only orders competing copies.
 """
 import logging
-from dataclasses import dataclass
 
 from . import actions as act
 from . import events as ev
 from . import protocol
 from .policy import NetworkPolicy, log as _log
+from .record import Record
 
 HUGZ_IVL = 2.0
 REPORT_IVL = 10.0
@@ -24,8 +24,7 @@ UPDATES, STATS = 'updates', 'stats'
 NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
 
 
-@dataclass(frozen=True)
-class Desired:
+class Desired(Record):
     gen: int
     sha256: str
     body: bytes

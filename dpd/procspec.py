@@ -7,9 +7,9 @@ import functools
 import hashlib
 import re
 import signal
-from dataclasses import dataclass, fields as dataclass_fields
 
 from . import jsonfile
+from .record import Record
 from .schema import (REQUIRED, Invalid, Key, absolute_path, boolean, check_object,
                      json_type, list_of, number, string)
 
@@ -111,8 +111,7 @@ PROCESS_KEYS = (
 EXTENSION_KEYS = ('group', 'umask', 'stop_signal', 'stop_timeout', 'depends')
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
+class ProcessSpec(Record):
     """A validated PROCESS with every default filled in."""
     name: str
     run: str
@@ -142,7 +141,7 @@ class ProcessSpec:
         return self.cwd if self.cwd.startswith('/') else '/' + self.cwd
 
 
-SPEC_FIELDS = tuple(field.name for field in dataclass_fields(ProcessSpec))
+SPEC_FIELDS = ProcessSpec._fields
 
 
 def parse_process(value, path, problems, default_user):

@@ -21,9 +21,9 @@ ProtocolError, which the receiver logs and drops.
 """
 import hashlib
 import re
-from dataclasses import dataclass
 
 from . import jsonfile
+from .record import Record
 
 VERSION = 1
 MAX_FRAME_BYTES = 4 * 1024 * 1024          # a STATE body: a node's whole list
@@ -41,8 +41,7 @@ class ProtocolError(ValueError):
         self.code = code            # what an ERROR answer says
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(Record):
     kind: str
     fields: dict
     body: bytes = None

@@ -8,9 +8,9 @@ hint to unknown keys.
 """
 import difflib
 import os
-from dataclasses import dataclass
 
 from .jsonfile import quote
+from .record import Record
 
 REQUIRED = object()
 
@@ -32,8 +32,7 @@ class Problems:
         return bool(self.messages)
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(Record):
     name: str
     kind: str          # the type, as the README says it
     default: object    # REQUIRED, a value, or None for "none"

@@ -15,9 +15,9 @@ import pwd
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 
 from .procspec import CLEAN_PATH
+from .record import Record
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'chroot_exec.py')
 
@@ -26,8 +26,7 @@ class SpawnError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Record):
     """Who the child runs as: uid, gid and every group, plus its passwd entry."""
     user: str
     uid: int

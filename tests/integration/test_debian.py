@@ -455,8 +455,9 @@ def test_init_script_start_status_reload_stop(workdir, reaper, name):
     wait_until(reloaded, message=lambda: read(doc['log_file']))
     assert daemons_of(config) == [pid]
     assert init('force-reload')[0] == 0
-
-    hups = read(doc['log_file']).count('HUP: reloading')
+    hups = 2    # reload, force-reload: each logged once the daemon handled it
+    wait_until(lambda: read(doc['log_file']).count('HUP: reloading') == hups,
+               message=lambda: read(doc['log_file']))
     with open(config, 'w') as f:
         f.write('{"procs": [}')
     code, out = init('reload')

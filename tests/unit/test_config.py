@@ -147,7 +147,7 @@ def test_depends_is_accepted_with_a_warning():
     assert [s.name for s in config.procs] == ['a', 'b']
     assert len(config.warnings) == 1
     assert '"a"' in config.warnings[0] and 'depends' in config.warnings[0]
-    assert 'depends' not in ProcessSpec.__dataclass_fields__
+    assert 'depends' not in ProcessSpec._fields
 
 
 def test_order_is_kept_and_many_entries():
