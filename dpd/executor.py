@@ -22,6 +22,7 @@ class DaemonExecutor:
     def __init__(self, load_config, daemon_log, state_file):
         self.load_config = load_config      # () -> config; raises ConfigError
         self.daemon_log, self.state_file = daemon_log, state_file
+        self._state_encoder = state.StateEncoder()
         self._table = {act.Log: self._log, act.Notify: self._notify,
                        act.ReopenLogs: self._reopen_logs, act.WriteState: self._write_state,
                        act.ReloadConfig: self._reload}
@@ -48,7 +49,8 @@ class DaemonExecutor:
 
     def _write_state(self, action):
         try:
-            state.write(self.state_file, self.program, self.state_body(action.snapshot))
+            state.write(self.state_file, self.program, self.state_body(action.snapshot),
+                        self._state_encoder)
         except OSError as err:
             log.error('cannot write the state file %s: %s', self.state_file, err)
 

@@ -136,6 +136,14 @@ class ProcessSpec(Record):
         fields = {name: getattr(self, name) for name in SPEC_FIELDS}
         return hashlib.sha256(jsonfile.dumps(fields).encode()).hexdigest()
 
+    @functools.cached_property
+    def public_record(self):
+        """Every field but `env` (secrets stay out of state files), as JSON values.
+        Shared by every snapshot: never modify it."""
+        record = {name: getattr(self, name) for name in SPEC_FIELDS if name != 'env'}
+        record['args'] = list(self.args)
+        return record
+
     @property
     def cwd_in_chroot(self):
         return self.cwd if self.cwd.startswith('/') else '/' + self.cwd

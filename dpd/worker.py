@@ -464,10 +464,7 @@ def _proc_record(proc):
 
 def definition_record(spec):
     """A definition without `env` (secrets stay out of the state file)."""
-    record = {name: getattr(spec, name) for name in ProcessSpec._fields}
-    del record['env']
-    record['args'] = list(spec.args)
-    return record
+    return spec.public_record
 
 
 def describe_exit(event):

@@ -1,0 +1,46 @@
+"""StateEncoder: the same bytes as jsonfile.dumps, without re-encoding what stayed."""
+from hypothesis import given, settings, strategies as st
+
+from dpd import jsonfile, state
+
+scalars = st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=8) | \
+    st.floats(allow_nan=False, allow_infinity=False)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) |
+                      st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+entries = st.fixed_dictionaries({'name': st.sampled_from('abcd')},
+                                optional={'state': st.sampled_from(['running', 'backoff']),
+                                          'pid': st.integers(1, 4 * 10**6), 'x': values})
+docs = st.fixed_dictionaries({'procs': st.lists(entries, max_size=5)},
+                             optional={'config': values, 'pid': st.integers(),
+                                       'nodes': st.lists(st.fixed_dictionaries(
+                                           {'node': st.text(max_size=4), 'v': values}),
+                                           max_size=3), 'é': values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(docs, min_size=1, max_size=4))
+def test_every_write_is_what_jsonfile_dumps_gives(sequence):
+    encoder = state.StateEncoder()
+    for doc in sequence:
+        assert encoder.dumps(doc) == jsonfile.dumps(doc)
+
+
+def test_an_unchanged_entry_is_not_encoded_again(monkeypatch):
+    encoder = state.StateEncoder()
+    procs = [{'name': n, 'state': 'running', 'pid': 10 + i} for i, n in enumerate('abc')]
+    encoder.dumps({'procs': procs, 'pid': 1})
+    encoded = []
+    real = jsonfile.dumps
+    monkeypatch.setattr(jsonfile, 'dumps', lambda value: encoded.append(value) or real(value))
+    changed = [dict(procs[0]), dict(procs[1], pid=99), dict(procs[2])]
+    text = encoder.dumps({'procs': changed, 'pid': 1})
+    assert encoded == [1, changed[1]], 'the header value and the one changed entry'
+    assert text == real({'procs': changed, 'pid': 1})
+
+
+def test_a_state_file_written_with_an_encoder_reads_back(tmp_path):
+    path = str(tmp_path / 'w.state.json')
+    encoder = state.StateEncoder()
+    for pid in (5, 6):
+        state.write(path, 'dpd-workerd', {'procs': [{'name': 'a', 'pid': pid}]}, encoder)
+        assert state.read(path)['procs'] == [{'name': 'a', 'pid': pid}]
