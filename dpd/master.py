@@ -20,6 +20,9 @@ PENDING_GRACE = 30.0                  # a newer list unapplied for longer: laggi
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
 STRANGER_TTL = 10 * STALE_AFTER       # how long a node outside the file stays in the view
 AGING_IVL = 1.0                       # node states that change with time are re-read
+STATE_INTERVAL_PER_NODE = 0.002       # the state file, rewritten at most this often...
+STATE_INTERVAL_MAX = 2.0              # ...and at least every 2 s when it changed
+VERSIONS_LOGGED = 10                  # nodes named one per line; beyond, one summary line
 UPDATES, STATS = 'updates', 'stats'
 NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
 
@@ -83,8 +86,15 @@ class MasterPolicy(NetworkPolicy):
         self.states = {}                 # node -> last computed state (to notice changes)
 
     def next_deadline(self):
-        deadlines = [d for d in (self.next_hugz, self.next_aging) if d is not None]
+        deadlines = [d for d in (self.next_hugz, self.next_aging, self.state_deadline())
+                     if d is not None]
         return min(deadlines) if deadlines else None
+
+    def state_interval(self):
+        """A thousand nodes send a hundred reports a second, and each changes the
+        state file: write it at most every 2 ms per node (2 s for a thousand
+        nodes), so writing it costs no more than about 2 % of a core."""
+        return min(STATE_INTERVAL_MAX, STATE_INTERVAL_PER_NODE * len(self.nodes))
 
     # ------------------------------------------------------------ the master file
 
@@ -93,9 +103,12 @@ class MasterPolicy(NetworkPolicy):
         if self.config_errors:
             out.append(_log(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
-        wall_ms = int((event.wall or 0) * 1000)
+        wall_ms, changed = int((event.wall or 0) * 1000), []
         for name, listed in config.nodes.items():
-            self._apply_node(self.nodes.setdefault(name, Node(name)), listed, wall_ms, now, out)
+            node = self.nodes.setdefault(name, Node(name))
+            if self._apply_node(node, listed, wall_ms, now, out):
+                changed.append(node)
+        _log_new_versions(changed, out)
         for node in self.nodes.values():
             if node.managed and node.name not in config.nodes:
                 node.managed = False
@@ -106,6 +119,7 @@ class MasterPolicy(NetworkPolicy):
             self.next_hugz = self.next_aging = now
 
     def _apply_node(self, node, listed, wall_ms, now, out):
+        """True when the node got a new list version."""
         node.managed = True
         if not listed.valid:
             if listed.errors != node.errors:
@@ -115,11 +129,11 @@ class MasterPolicy(NetworkPolicy):
                     node.name, 'it keeps its last valid list' if node.desired
                     else 'it gets nothing until the list is valid')))
             node.errors = listed.errors
-            return
+            return False
         node.errors = ()
         body, sha256 = protocol.body_of(listed.entries)
         if node.desired is not None and node.desired.sha256 == sha256:
-            return
+            return False
         previous = self.previous.pop(node.name, None)
         if previous and previous.get('sha256') == sha256:
             gen = previous['gen']             # the same list as before a master restart
@@ -127,13 +141,14 @@ class MasterPolicy(NetworkPolicy):
             gen = max(self.global_gen + 1, wall_ms,
                       node.desired.gen + 1 if node.desired else 0)
         self._set_desired(node, Desired(gen, sha256, body, len(listed.entries)), now, out)
+        return True
 
     def _set_desired(self, node, desired, now, out, outbid=False):
         if not outbid:   # a node's claim must not push every other node's versions up
             self.global_gen = max(self.global_gen, desired.gen)
         node.desired, node.changed_at, self.dirty = desired, now, True
-        out.append(_log(logging.INFO, 'node %s: list version %d (%d processes)'
-                        % (node.name, desired.gen, desired.count)))
+        if outbid:
+            _log_new_versions([node], out)
         self._notify(node, now, out, force=True)
 
     def _on_config_rejected(self, event, now, out):
@@ -303,12 +318,25 @@ class MasterPolicy(NetworkPolicy):
             'desired': {'gen': desired.gen, 'sha256': desired.sha256,
                         'processes': desired.count} if desired else None,
             'applied': node.applied, 'last_rejected': node.last_rejected,
-            'errors': list(node.errors), 'seen_ago': None if node.seen_at is None
-            else round(now - node.seen_at, 3),
+            'errors': list(node.errors), 'seen_at': node.seen_at,
             'clients': len(node.peers), 'client_version': _newest_version(node.peers),
             'worker': node.report.get('worker'), 'processes': node.report.get('processes'),
             'reason': node.report.get('reason'),
         }
+
+
+def _log_new_versions(nodes, out):
+    """One line per node for a few; for a big edit, one line (a line per node of
+    a thousand would be most of the master's work on that edit)."""
+    lines = ['node %s: list version %d (%d processes)'
+             % (node.name, node.desired.gen, node.desired.count) for node in nodes]
+    if len(lines) <= VERSIONS_LOGGED:
+        out.extend(_log(logging.INFO, line) for line in lines)
+        return
+    names = ', '.join(node.name for node in nodes[:VERSIONS_LOGGED])
+    out.append(_log(logging.INFO, 'new list versions for %d nodes: %s and %d more (-v '
+                    'names each)' % (len(nodes), names, len(nodes) - VERSIONS_LOGGED)))
+    out.extend(_log(logging.DEBUG, line) for line in lines)
 
 
 def _newest_version(peers):

@@ -46,10 +46,11 @@ class MasterExecutor(DaemonExecutor):
         return super()._reload(action)
 
     def state_body(self, snapshot):
-        now = time.time()
+        # one (monotonic, wall) pair for all: a node's last_seen then stays the same
+        # text from one write to the next, which the state encoder reuses
+        now_mono, now_wall = time.monotonic(), time.time()
         for node in snapshot['nodes']:
-            ago = node.pop('seen_ago')
-            node['last_seen'] = None if ago is None else round(now - ago, 3)
+            node['last_seen'] = state.to_wall(node.pop('seen_at'), now_mono, now_wall)
         return snapshot
 
 

@@ -16,14 +16,16 @@ log = logging.getLogger('dpd')
 
 
 def master_plans(config, curve):
+    # No ZMTP heartbeats from the master: each client pings every 10 s with a TTL
+    # of 30 s, which is enough for the master to drop a dead node's connections,
+    # and a thousand nodes' pings are already a third of its I/O thread's work.
     return (
         SocketPlan('updates', zmq.XPUB, config.master_updates, bind=True, curve=curve,
-                   options=HEARTBEATS + ((zmq.XPUB_VERBOSE, 1), (zmq.BACKLOG, 1024),
-                                         (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
+                   options=((zmq.XPUB_VERBOSE, 1), (zmq.BACKLOG, 1024),
+                            (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
         SocketPlan('stats', zmq.ROUTER, config.master_stats, bind=True, curve=curve,
-                   options=HEARTBEATS + ((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
-                                         (zmq.SNDHWM, 1000),
-                                         (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
+                   options=((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
+                            (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
     )
 
 

@@ -17,6 +17,7 @@ class Policy:
     def __init__(self, handlers):
         self._handlers = handlers        # fact type -> method(event, now, out)
         self.dirty = True                # the state file is behind
+        self.state_due = None            # no state-file write before this time
         self.limiter = LogLimiter()
 
     def handle(self, event, now):
@@ -32,10 +33,20 @@ class Policy:
     def snapshot(self, now):
         raise NotImplementedError
 
+    def state_interval(self):
+        """The least time between two state-file writes: none by default."""
+        return 0.0
+
+    def state_deadline(self):
+        """When a state file held back by state_interval() is due."""
+        return self.state_due if self.dirty and self.state_due is not None else None
+
     def flush(self, now):
-        if not self.dirty:
+        if not self.dirty or (self.state_due is not None and now < self.state_due):
             return []
         self.dirty = False
+        interval = self.state_interval()
+        self.state_due = now + interval if interval else None
         return [act.WriteState(self.snapshot(now))]
 
     def limited(self, out, key, message, now, level=logging.WARNING):

@@ -70,6 +70,7 @@ class ZmqLink(threading.Thread):
         self.zap_keys = zap_keys            # z85 public key -> node name; None: no ZAP
         self._outbox = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_pending = False      # a byte is in the pipe: no need for another
         self._stopping = False
         self._rebuild = False
         self._ready = threading.Event()
@@ -103,10 +104,16 @@ class ZmqLink(threading.Thread):
         self.join(5)
 
     def _wake(self):
+        """One write per batch of sends, not one per message (the master answers a
+        thousand nodes at once). The flag is cleared before the outbox is drained,
+        so a message queued behind a skipped write is always drained."""
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
             os.write(self._wake_w, b'x')
         except BlockingIOError:
-            pass  # a wake-up is already pending
+            pass  # the pipe is full of wake-ups already
 
     # ------------------------------------------------------------ this thread
 
@@ -220,15 +227,23 @@ class ZmqLink(threading.Thread):
             os.read(self._wake_r, 4096)
         except BlockingIOError:
             pass
+        # after the read (a byte written after it stays for the next poll), and
+        # before _flush_outbox, which follows: no queued message is left behind
+        self._wake_pending = False
 
     def _receive(self, item):
+        # the ZAP User-Id lives on a Frame; without keys, plain bytes are cheaper
+        with_user_id = item.plan.curve is not None
         for _ in range(RECV_BATCH):
             try:
-                frames = item.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = item.socket.recv_multipart(zmq.NOBLOCK, copy=not with_user_id)
             except zmq.Again:
                 return
-            user_id = _user_id(frames[-1])
-            self.post(LinkMessage(item.plan.name, tuple(f.bytes for f in frames), user_id))
+            if with_user_id:
+                user_id, frames = _user_id(frames[-1]), [f.bytes for f in frames]
+            else:
+                user_id = None
+            self.post(LinkMessage(item.plan.name, tuple(frames), user_id))
 
     def _report_event(self, item):
         try:

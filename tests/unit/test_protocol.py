@@ -3,6 +3,7 @@ dpd.master), pure: frames in, Message or ProtocolError out; scripted facts and
 a fake clock in, actions out (SPEC 2.3, 2.4, 4; research/protocol.md 5.3-5.8).
 """
 import hashlib
+import logging
 import json
 import math
 import random
@@ -1301,3 +1302,33 @@ def test_a_deaf_updates_socket_is_re_created_even_while_the_stats_socket_answers
         if any(m.kind == 'REPORT' for _, m in world.sent[sent:]):
             world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0))
     assert world.rebuilds, 'the updates socket was silent for %d s' % (world.now - 9)
+
+
+# ------------------------------------------------------------ the master's own costs
+
+def test_the_master_state_file_waits_2_ms_per_node_between_writes():
+    world = MasterWorld({'n%d' % i: LIST_A for i in range(5)})
+    policy = world.policy
+    assert policy.state_interval() == pytest.approx(0.010)
+    assert [type(a) for a in policy.flush(1.0)] == [act.WriteState]
+    world.ask('n1', 1.001)
+    assert policy.dirty and policy.flush(1.002) == [], 'held back'
+    assert policy.next_deadline() <= 1.010, 'but the loop wakes up for it'
+    assert [type(a) for a in policy.flush(1.010)] == [act.WriteState]
+    assert policy.flush(1.5) == [], 'nothing changed since'
+    big = MasterWorld({'n%d' % i: LIST_A for i in range(3000)})
+    assert big.policy.state_interval() == 2.0, 'never more than 2 s behind'
+
+
+def test_a_big_edit_is_one_log_line_and_a_small_one_a_line_per_node():
+    world = MasterWorld({'n%02d' % i: LIST_A for i in range(3)})
+    lines = [a.message for _, a in world.logs if a.level == logging.INFO]
+    assert sorted(lines) == ['node n%02d: list version %d (1 processes)'
+                             % (i, world.desired('n%02d' % i).gen) for i in range(3)]
+    world.logs.clear()
+    world.load({'n%02d' % i: LIST_B for i in range(40)}, 5.0, wall=2000.0)
+    info = [a.message for _, a in world.logs if a.level == logging.INFO]
+    debug = [a.message for _, a in world.logs if a.level == logging.DEBUG]
+    assert info == ['new list versions for 40 nodes: n00, n01, n02, n03, n04, n05, n06, n07, '
+                    'n08, n09 and 30 more (-v names each)']
+    assert len(debug) == 40 and 'node n39: list version' in debug[-1]
