@@ -137,7 +137,7 @@ def check_executable_by(path, who):
     st = os.stat(path)
     if st.st_uid == who.uid:
         allowed = st.st_mode & stat.S_IXUSR
-    elif st.st_gid in who.groups or st.st_gid == who.gid:
+    elif st.st_gid in who.groups:       # the primary group is among them
         allowed = st.st_mode & stat.S_IXGRP
     else:
         allowed = st.st_mode & stat.S_IXOTH
