@@ -1194,7 +1194,8 @@ def run_sim(n, opts, results, workdir, procs, rng):
         node_list(names[0], 0, ppn))))[0])
     master.start()
     fleet = Fleet(workdir, names, master, procs, opts)
-    sim_procs = opts.sim_procs or max(1, math.ceil(n / 250))
+    # real nodes each have their own CPU: spread the simulated ones over every core
+    sim_procs = opts.sim_procs or max(os.cpu_count() or 1, math.ceil(n / 250))
     details['sim_procs'] = sim_procs
     try:
         started = mono()
@@ -1334,7 +1335,8 @@ def options(argv):
     ap.add_argument('--procs-per-node', type=int, default=4,
                     help='processes in each simulated node\'s list (4, ~1 KiB body)')
     ap.add_argument('--sim-procs', type=int, default=0,
-                    help='processes the simulated nodes are spread over (0: one per 250)')
+                    help='processes the simulated nodes are spread over '
+                         '(0: one per 250 nodes, at least one per CPU)')
     ap.add_argument('--fsync', choices=('on', 'off', 'both'), default='both',
                     help='simulated nodes\' worker file writes: with fsync (as the client), '
                          'without, or both, one after the other (both)')
