@@ -18,7 +18,7 @@ log = logging.getLogger('dpd')
 def master_plans(config, curve):
     # No ZMTP heartbeats from the master: each client pings every 10 s with a TTL
     # of 30 s, which is enough for the master to drop a dead node's connections,
-    # and a thousand nodes' pings are already a third of its I/O thread's work.
+    # and with a thousand nodes its own were two thirds of its I/O thread's work.
     return (
         SocketPlan('updates', zmq.XPUB, config.master_updates, bind=True, curve=curve,
                    options=((zmq.XPUB_VERBOSE, 1), (zmq.BACKLOG, 1024),
