@@ -317,7 +317,7 @@ class ClientPolicy(NetworkPolicy):
         return {
             'node': self.node, 'status': self.status, 'applied': self.applied,
             'last_rejected': self.last_rejected, 'master_epoch': self.epoch,
-            'heard_ago': None if self.heard_at is None else round(now - self.heard_at, 3),
+            'heard_at': self.heard_at,
             'conf_file': self.config.conf_file, 'master_stats': self.config.master_stats,
             'master_updates': self.config.master_updates,
         }

@@ -9,15 +9,14 @@ import os
 import queue
 import signal
 import socket
-import time
 
 from . import actions as act
 from . import events as ev
-from . import net, workerfile
+from . import net, state, workerfile
 from .cli import main_for
 from .client import ClientPolicy
 from .config import ConfigError, daemon_files, load_client
-from .executor import DaemonExecutor
+from .executor import NetworkExecutor
 from .loop import Controller
 from .protocol import NODE_PATTERN
 from .reaper import Reaper
@@ -53,17 +52,14 @@ class WorkerObserver(FileWatcher):
             self.post(seen)
 
 
-class ClientExecutor(DaemonExecutor):
+class ClientExecutor(NetworkExecutor):
     program = 'dpd-clientd'
 
     def __init__(self, load_config, daemon_log, state_file, link, conf_file):
-        super().__init__(load_config, daemon_log, state_file)
-        self.link, self.conf_file = link, conf_file
-        self.handles({act.Send: self._send, act.RebuildLink: self._rebuild,
+        super().__init__(load_config, daemon_log, state_file, link)
+        self.conf_file = conf_file
+        self.handles({act.RebuildLink: self._rebuild,
                       act.WriteWorkerFile: self._write_worker_file})
-
-    def _send(self, action):
-        self.link.send(action.socket, action.frames)
 
     def _rebuild(self, action):
         self.link.rebuild()
@@ -76,8 +72,7 @@ class ClientExecutor(DaemonExecutor):
         return [ev.WorkerFileWritten(action.record['gen'], action.record['sha256'])]
 
     def state_body(self, snapshot):
-        ago = snapshot.pop('heard_ago')
-        snapshot['last_heard'] = None if ago is None else round(time.time() - ago, 3)
+        snapshot['last_heard'] = state.to_wall(snapshot.pop('heard_at'))
         return snapshot
 
 

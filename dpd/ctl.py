@@ -44,15 +44,13 @@ def status(config_path, as_json, out=sys.stdout):
     procs, config = doc.get('procs', []), doc.get('config', {})
     healthy = config.get('ok', True) and all(as_desired(p) for p in procs)
     code = EX_OK if healthy else EX_DEGRADED
-    lines = _table([(p['name'], p['state'].upper(), describe(p)) for p in procs])
+    lines = _process_table(procs)
     if not procs:
         lines.append('no processes configured')
-    if not config.get('ok', True):
-        lines.append('configuration rejected; the processes follow the last valid file:')
-        lines.extend('  ' + error for error in config.get('errors', []))
-    _emit(out, as_json, {'schema': 1, 'running': True, 'status': code, 'pid': doc.get('pid'),
-                         'updated': doc.get('updated'), 'config': config,
-                         'processes': [_public(p) for p in procs]}, lines)
+    lines += _rejected_config(config, 'configuration rejected; the processes follow the last '
+                                      'valid file:')
+    _emit(out, as_json, _running_doc(doc, code, config, processes=[_public(p) for p in procs]),
+          lines)
     return code
 
 
@@ -144,18 +142,31 @@ def cluster(config_path, as_json, only_node=None, out=sys.stdout):
     if only_node is not None:
         node = nodes[0]
         lines = _table([(node['node'], node['state'].upper(), describe_node(node))])
-        lines += ['  ' + line for line in _table(
-            [(p['name'], p['state'].upper(), describe(p)) for p in node.get('processes') or []])]
+        lines += ['  ' + line for line in _process_table(node.get('processes') or [])]
     else:
         lines = _table([(n['node'], n['state'].upper(), describe_node(n)) for n in nodes])
         if not nodes:
             lines.append('no nodes')
-    if not config.get('ok', True):
-        lines.append('master file rejected; every node keeps its list:')
-        lines.extend('  ' + error for error in config.get('errors', []))
-    _emit(out, as_json, {'schema': 1, 'running': True, 'status': code, 'pid': doc.get('pid'),
-                         'updated': doc.get('updated'), 'config': config, 'nodes': nodes}, lines)
+    lines += _rejected_config(config, 'master file rejected; every node keeps its list:')
+    _emit(out, as_json, _running_doc(doc, code, config, nodes=nodes), lines)
     return code
+
+
+def _process_table(procs):
+    return _table([(p['name'], p['state'].upper(), describe(p)) for p in procs])
+
+
+def _rejected_config(config, headline):
+    """The lines that say the daemon's file was rejected, and why; none if it was not."""
+    if config.get('ok', True):
+        return []
+    return [headline] + ['  ' + error for error in config.get('errors', [])]
+
+
+def _running_doc(doc, code, config, **listing):
+    """`--json` of a running daemon: the state file's header and its listing."""
+    return dict({'schema': 1, 'running': True, 'status': code, 'pid': doc.get('pid'),
+                 'updated': doc.get('updated'), 'config': config}, **listing)
 
 
 def describe_node(node, now=None):

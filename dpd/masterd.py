@@ -10,11 +10,10 @@ import signal
 import time
 
 from . import keys, net, state
-from . import actions as act
 from .cli import main_for
 from .config import ConfigError, load_master
 from .events import ConfigLoaded
-from .executor import DaemonExecutor
+from .executor import NetworkExecutor
 from .loop import Controller
 from .master import MasterPolicy
 from .procfs import raise_fd_limit
@@ -26,16 +25,12 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 log = logging.getLogger('dpd')
 
 
-class MasterExecutor(DaemonExecutor):
+class MasterExecutor(NetworkExecutor):
     program = 'dpd-masterd'
 
     def __init__(self, load_config, daemon_log, state_file, link, authorized_keys):
-        super().__init__(load_config, daemon_log, state_file)
-        self.link, self.authorized_keys = link, authorized_keys
-        self.handles({act.Send: self._send})
-
-    def _send(self, action):
-        self.link.send(action.socket, action.frames)
+        super().__init__(load_config, daemon_log, state_file, link)
+        self.authorized_keys = authorized_keys
 
     def _reload(self, action):
         if self.authorized_keys is not None:  # HUP is how new node keys are taken in
