@@ -16,15 +16,15 @@ setup(
     long_description=open(os.path.join(HERE, 'README')).read(),
     long_description_content_type='text/markdown',
     license='GPL-2.0-or-later',
-    packages=['dpd'],
+    packages=['dpd', 'dpd.worker', 'dpd.cluster', 'dpd.ctl'],
     python_requires='>=3.11',
     install_requires=['pyzmq>=24'],
     extras_require={'fast': ['simplejson'], 'test': ['pytest', 'hypothesis']},
     entry_points={'console_scripts': [
-        'dpd-workerd = dpd.workerd:main',
-        'dpd-masterd = dpd.masterd:main',
-        'dpd-clientd = dpd.clientd:main',
-        'dpd-ctl = dpd.ctl:main',
+        'dpd-workerd = dpd.worker.main:main',
+        'dpd-masterd = dpd.cluster.masterd:main',
+        'dpd-clientd = dpd.cluster.clientd:main',
+        'dpd-ctl = dpd.ctl.main:main',
     ]},
     data_files=[('share/doc/diprocd', [os.path.join('examples', name)
                                        for name in sorted(os.listdir(os.path.join(HERE, 'examples')))

@@ -88,11 +88,13 @@ if ROOT not in sys.path:
 
 import zmq  # noqa: E402
 
-from dpd import actions as act  # noqa: E402
-from dpd import events as ev  # noqa: E402
-from dpd import inotify, jsonfile, net, protocol, workerfile  # noqa: E402
-from dpd.client import ClientPolicy  # noqa: E402
-from dpd.config import ClientConfig, load_master  # noqa: E402
+from dpd import inotify, jsonfile  # noqa: E402
+from dpd.cluster import actions as act  # noqa: E402
+from dpd.cluster import events as ev  # noqa: E402
+from dpd.cluster import protocol, workerfile  # noqa: E402
+from dpd.cluster import sockets as net  # noqa: E402
+from dpd.cluster.client import ClientPolicy  # noqa: E402
+from dpd.cluster.config import ClientConfig, load_master  # noqa: E402
 
 mono = time.monotonic
 TICK = os.sysconf('SC_CLK_TCK')
@@ -451,7 +453,7 @@ class Master:
 # thread, one .prof file each, written when it exits on SIGTERM.
 PROFILE_WRAPPER = r'''
 import cProfile, os, sys
-from dpd import masterd, zmqlink
+from dpd.cluster import link as zmqlink, masterd
 out, profiles = os.environ['DPD_BENCH_PROFILE'], []
 original_run = zmqlink.ZmqLink.run
 def run(self):

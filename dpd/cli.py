@@ -2,7 +2,7 @@
 
 `run_daemon` is the start-up order every daemon shares: check the config,
 take the lock, detach, log, serve; each daemon supplies `load`, `check` and
-`serve` (see `workerd.py`, `masterd.py`, `clientd.py`).
+`serve` (see `worker/main.py`, `cluster/masterd.py`, `cluster/clientd.py`).
 """
 import argparse
 import logging

@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 
+from .safefile import same_file
 
 LOCK_TRIES = 10          # x 10 ms: a status probe holds a shared lock for microseconds
 
@@ -29,7 +30,7 @@ def take_lock(path):
         os.makedirs(directory, 0o755, exist_ok=True)
     for _ in range(LOCK_TRIES):
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        if _lock(fd) and _still_at(fd, path):
+        if _lock(fd) and same_file(fd, path):
             return fd
         os.close(fd)
         time.sleep(0.01)
@@ -44,14 +45,6 @@ def _lock(fd):
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             return False
         raise
-
-
-def _still_at(fd, path):
-    try:
-        on_disk, held = os.stat(path), os.fstat(fd)
-    except OSError:
-        return False
-    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
 def write_pid(lock_fd):

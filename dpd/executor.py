@@ -61,15 +61,3 @@ class DaemonExecutor:
     @staticmethod
     def _log(action):
         log.log(action.level, action.message)
-
-
-class NetworkExecutor(DaemonExecutor):
-    """The master's and the client's: messages go out through the zmq thread."""
-
-    def __init__(self, load_config, daemon_log, state_file, link):
-        super().__init__(load_config, daemon_log, state_file)
-        self.link = link
-        self.handles({act.Send: self._send})
-
-    def _send(self, action):
-        self.link.send(action.socket, action.frames)

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from .safefile import open_log
+from .safefile import open_log, same_file
 
 ROTATION_CHECK_SECONDS = 1.0
 
@@ -73,12 +73,8 @@ class ReopeningFileHandler(logging.Handler):
         if now < self.next_check:
             return
         self.next_check = now + ROTATION_CHECK_SECONDS
-        try:
-            on_disk, held = os.stat(self.path), os.fstat(self.fd)
-            if (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino):
-                return
-        except OSError:
-            pass
+        if same_file(self.fd, self.path):
+            return
         self._close()
         self._open()
 

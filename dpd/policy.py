@@ -2,12 +2,10 @@
 
 A policy is pure: `handle(event, now)` returns actions, nothing reads a clock
 or touches a file. This base dispatches facts by type, turns "something
-changed" into one state-file write per batch of facts, keeps log lines that
-untrusted input can trigger rate-limited, and gives the two network daemons
-their common answer to signals.
+changed" into one state-file write per batch of facts, and keeps log lines
+that untrusted input can trigger rate-limited.
 """
 import logging
-import signal
 
 from . import actions as act
 from .ratelimit import LogLimiter
@@ -53,29 +51,9 @@ class Policy:
         """Log `message` unless a line with the same key was logged a moment ago."""
         text = self.limiter.admit(key, message, now)
         if text is not None:
-            out.append(log(level, text))
+            out.append(log_action(level, text))
 
 
-class NetworkPolicy(Policy):
-    """The master's and the client's answers to signals and to a crashed thread."""
-    crash_note = ''
-
-    def on_signal(self, event, now, out):
-        if event.signum in (signal.SIGTERM, signal.SIGINT):
-            out.append(act.Notify('STOPPING=1'))
-            out.append(act.WriteState(self.snapshot(now)))
-            out.append(act.Exit(0))
-        elif event.signum == signal.SIGHUP:
-            out.append(log(logging.INFO, 'HUP: reloading the configuration'))
-            out.append(act.ReloadConfig())
-        elif event.signum == signal.SIGUSR1:
-            out.append(act.ReopenLogs())
-
-    def on_thread_crashed(self, event, now, out):
-        out.append(log(logging.CRITICAL, 'thread %s crashed: %s; exiting (%s)'
-                       % (event.thread, event.error, self.crash_note)))
-        out.append(act.Exit(1))
-
-
-def log(level, message):
+def log_action(level, message):
+    """The action that logs `message` at `level`."""
     return act.Log(level, message)

@@ -5,7 +5,8 @@ rewrites the part of README between the markers. A test keeps them equal.
 """
 import sys
 
-from .config import CLIENT_KEYS, MASTER_KEYS, WORKER_KEYS
+from .cluster.config import CLIENT_KEYS, MASTER_KEYS
+from .worker.config import WORKER_KEYS
 from .procspec import EXTENSION_KEYS, PROCESS_KEYS
 from .schema import reference_table
 

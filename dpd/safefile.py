@@ -133,14 +133,6 @@ def _check_own_file(fd, path, owners):
                          'process\'s user' % (path, info.st_uid))
 
 
-def write_pid_file(path, pid):
-    slot = PidFileSlot(path)
-    try:
-        slot.write(pid)
-    finally:
-        slot.close()
-
-
 def remove_pid_file(path, pid):
     """Remove `path` if it still names `pid` (a new owner may have replaced it)."""
     try:
@@ -188,3 +180,14 @@ def open_log(path, owners, append=False):
     except BaseException:
         os.close(fd)
         raise
+
+
+def same_file(fd, path):
+    """True while `path` still names the file open on `fd` (not moved or replaced)."""
+    if fd is None:
+        return False
+    try:
+        on_disk, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)

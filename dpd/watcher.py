@@ -11,12 +11,12 @@ ConfigRejected.
 """
 import os
 import select
-import threading
 import time
 
 from . import inotify
 from .config import ConfigError
-from .events import ConfigLoaded, ConfigRejected, ThreadCrashed
+from .events import ConfigLoaded, ConfigRejected
+from .observer import Observer
 
 SETTLE = 0.3
 POLL = 0.5
@@ -28,47 +28,34 @@ WATCH_MASK = READ_NOW | READ_LATER | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SE
     inotify.IN_ONLYDIR
 
 
-class FileWatcher(threading.Thread):
+class FileWatcher(Observer):
     """Calls `changed()` (in this thread) whenever the file may have changed."""
 
     def __init__(self, path, post, name='watcher'):
-        super().__init__(name=name, daemon=True)
-        self.path, self.post = path, post
+        super().__init__(name, post)
+        self.path = path
         self.directory, self.base = os.path.split(path)
         self._stamp = None
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._stopping = False
 
-    def stop(self):
-        self._stopping = True
-        os.write(self._wake_w, b'x')
-        self.join(5)
-
-    def run(self):
-        try:
-            self._watch()
-        except Exception as err:
-            self.post(ThreadCrashed(self.name, repr(err)))
-
-    def _watch(self):
+    def observe(self):
         try:
             notify_fd = inotify.init()
         except OSError:
             notify_fd = None
         poller = select.epoll()
-        poller.register(self._wake_r, select.EPOLLIN)
+        poller.register(self.wake_r, select.EPOLLIN)
         if notify_fd is not None:
             poller.register(notify_fd, select.EPOLLIN)
         wd = self._add_watch(notify_fd)
         self._check()
         settle_at = None
-        while not self._stopping:
+        while not self.stopping:
             now = time.monotonic()
             timeouts = [POLL] if wd is None else []
             if settle_at is not None:
                 timeouts.append(max(0.0, settle_at - now))
             ready = poller.poll(min(timeouts) if timeouts else -1)
-            if self._stopping:
+            if self.stopping:
                 break
             if not ready:  # a timeout: settling time over, or a stat poll
                 polling, settle_at = settle_at is None, None

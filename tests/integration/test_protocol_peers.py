@@ -27,7 +27,8 @@ import zmq
 
 from cluster_support import Cluster, Node
 from support import TIMEOUT, read_json, run, wait_until
-from dpd import protocol, state
+from dpd import state
+from dpd.cluster import protocol
 
 EPOCH = 'fake-master-1'
 TOPIC = protocol.node_topic('web1')

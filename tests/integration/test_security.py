@@ -7,8 +7,8 @@ import pytest
 import zmq
 
 from cluster_support import Cluster
-from dpd import keys, protocol
-from dpd.zmqlink import Curve, SocketPlan, ZmqLink
+from dpd.cluster import keys, protocol
+from dpd.cluster.link import Curve, SocketPlan, ZmqLink
 from support import IS_ROOT, pid_alive, run, wait_until, write_json
 
 
@@ -150,7 +150,7 @@ def test_without_keys_a_network_endpoint_is_warned_about(workdir):
     write_json(config, {'master_stats': 'tcp://127.0.0.2:0', 'master_updates': 'ipc://' +
                         workdir.join('u'), 'nodes': {}})
     # 127.0.0.2 is loopback: no warning; the check itself is what we look at
-    from dpd.config import is_local_endpoint
+    from dpd.cluster.config import is_local_endpoint
     assert is_local_endpoint('tcp://127.0.0.2:31123') and is_local_endpoint('ipc:///x')
     assert not is_local_endpoint('tcp://192.0.2.1:31123')
     assert not is_local_endpoint('tcp://*:31123')

@@ -5,7 +5,7 @@ import threading
 
 import zmq
 
-from dpd.zmqlink import SocketPlan, ZmqLink
+from dpd.cluster.link import SocketPlan, ZmqLink
 
 
 def test_bursts_of_sends_from_another_thread_all_arrive(tmp_path):

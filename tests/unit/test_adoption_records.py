@@ -2,9 +2,10 @@
 import json
 import os
 
-from dpd import adoption, procfs
-from dpd.config import parse_worker
-from dpd.worker import definition_record
+from dpd import procfs
+from dpd.worker import adoption
+from dpd.worker.config import parse_worker
+from dpd.worker.policy import definition_record
 
 
 def state_file(tmp_path, boot, records):

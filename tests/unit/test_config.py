@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dpd import jsonfile
-from dpd.config import (ClientConfig, ConfigError, MasterConfig, WorkerConfig, load_client,
-                        load_master, load_worker, parse_client, parse_master, parse_worker)
+from dpd.cluster.config import (ClientConfig, MasterConfig, load_client, load_master,
+                                parse_client, parse_master)
+from dpd.config import ConfigError
+from dpd.worker.config import WorkerConfig, load_worker, parse_worker
 from dpd.procspec import ProcessSpec
 
 IS_ROOT = os.geteuid() == 0
@@ -574,7 +576,7 @@ BAD_MASTER_DOCS = [
     ('nodes-list', dict(MASTER_BASE, nodes=[]),
      ['nodes: must be an object of node name -> list of processes, not a list']),
     ('node-name', dict(MASTER_BASE, nodes={'bad node': []}),
-     ['nodes: must be 1-253 of A-Z a-z 0-9 . _ - @ : (and %H for the host name), not "bad node"']),
+     ['nodes: must be 1-253 of A-Z a-z 0-9 . _ - @ :, not "bad node"']),
     ('typo', dict(MASTER_BASE, node={}),
      ['unknown key "node" (did you mean "nodes"?)']),
     ('one-key-only', dict(MASTER_BASE, secret_key='/k'),

@@ -14,14 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dpd import actions as act
-from dpd import events as ev
-from dpd import jsonfile, protocol
-from dpd import client as client_module
-from dpd.client import HELLO_RETRY, SILENCE_REBUILD, ClientPolicy
-from dpd.config import parse_client, parse_master
-from dpd.master import PENDING_GRACE, REPORT_IVL, STALE_AFTER, MasterPolicy
-from dpd.protocol import MAX_GEN, ProtocolError
+from dpd import jsonfile
+from dpd.cluster import actions as act
+from dpd.cluster import client as client_module
+from dpd.cluster import events as ev
+from dpd.cluster import protocol
+from dpd.cluster.client import HELLO_RETRY, SILENCE_REBUILD, ClientPolicy
+from dpd.cluster.config import parse_client, parse_master
+from dpd.cluster.master import PENDING_GRACE, STALE_AFTER, MasterPolicy
+from dpd.cluster.protocol import MAX_GEN, REPORT_IVL, ProtocolError
 
 SHA = 'ab' * 32
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -478,13 +479,13 @@ def check_message(decoder, frames, message):
     """What a decoded message guarantees to whoever acts on it."""
     assert message.fields.get('v') == protocol.VERSION
     if decoder is protocol.decode_update:
-        assert message.kind in protocol.UPDATES and len(frames) == 3
+        assert message.kind in protocol.UPDATE_KINDS and len(frames) == 3
         assert bytes(frames[0]) == (protocol.HUGZ_TOPIC if message.kind == 'HUGZ'
                                     else protocol.node_topic(message.fields['node']))
     elif decoder is protocol.decode_reply:
-        assert message.kind in protocol.REPLIES
+        assert message.kind in protocol.REPLY_KINDS
     else:
-        assert message.kind in protocol.REQUESTS
+        assert message.kind in protocol.REQUEST_KINDS
     if message.kind == 'STATE':
         assert hashlib.sha256(message.body).hexdigest() == message.fields['sha256']
         assert len(message.body) == message.fields['len'] <= protocol.MAX_FRAME_BYTES

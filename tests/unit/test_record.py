@@ -52,7 +52,7 @@ def test_repr_names_every_field():
 def test_the_daemons_import_neither_dataclasses_nor_asyncio():
     """Both cost tens of milliseconds at every start (dataclasses generate code per
     class; pyzmq's monitor parser pulls in asyncio)."""
-    code = ('import sys, dpd.workerd, dpd.masterd, dpd.clientd, dpd.ctl; '
+    code = ('import sys, dpd.worker.main, dpd.cluster.masterd, dpd.cluster.clientd, dpd.ctl.main; '
             'print(sorted({"dataclasses", "asyncio"} & set(sys.modules)))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=60, check=True).stdout

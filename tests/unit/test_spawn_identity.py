@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from dpd import spawn
+from dpd.worker import spawn
 from dpd.procspec import parse_process
 from dpd.schema import Problems
 

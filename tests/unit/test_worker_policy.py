@@ -3,11 +3,11 @@ import signal
 
 import pytest
 
-from dpd import actions as act
-from dpd import events as ev
-from dpd import lifecycle as lc
-from dpd.config import parse_worker
-from dpd.worker import WorkerPolicy, definition_record
+from dpd.worker import actions as act
+from dpd.worker import events as ev
+from dpd.worker import lifecycle as lc
+from dpd.worker.config import parse_worker
+from dpd.worker.policy import WorkerPolicy, definition_record
 
 
 def config(*procs):

@@ -9,10 +9,10 @@ import os
 import sys
 import time
 
-from . import __version__, jsonfile, state
-from .config import daemon_files
-from .daemon import is_locked
-from .lifecycle import SETTLED_OK
+from .. import __version__, jsonfile, state
+from ..config import daemon_files
+from ..daemon import is_locked
+from ..worker.lifecycle import SETTLED_OK
 
 EX_OK, EX_NOT_RUNNING, EX_UNKNOWN, EX_DEGRADED = 0, 3, 4, 150
 
@@ -196,7 +196,7 @@ def describe_node(node, now=None):
 # ------------------------------------------------------------------ keygen
 
 def keygen(directory, name, out=sys.stdout):
-    from .keys import KeyProblem, keygen as make_keys
+    from ..cluster.keys import KeyProblem, keygen as make_keys
     try:
         public, secret = make_keys(directory, name)
     except (KeyProblem, OSError) as err:

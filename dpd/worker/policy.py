@@ -9,11 +9,11 @@ import itertools
 import logging
 import signal
 
+from ..policy import Policy, log_action
+from ..procspec import ProcessSpec
 from . import actions as act
 from . import events as ev
 from . import lifecycle as lc
-from .policy import Policy, log as _log
-from .procspec import ProcessSpec
 
 DAEMON_WAIT = 10.0        # for a `daemon: true` launcher to leave a live pid in its pid file
 DAEMON_POLL = 0.05
@@ -92,7 +92,7 @@ class WorkerPolicy(Policy):
             proc.pid, proc.started = record['pid'], record['started']
             self._move(proc, lc.RUNNING, proc.since)
             self.procs[proc.name] = proc
-            out.append(_log(logging.INFO, '%s: adopted (pid %d), left running by the previous '
+            out.append(log_action(logging.INFO, '%s: adopted (pid %d), left running by the previous '
                             'worker' % (proc.name, proc.pid)))
         for record in event.finished:
             proc = self._from_record(record)
@@ -115,9 +115,9 @@ class WorkerPolicy(Policy):
             return
         config = event.config
         for warning in config.warnings:
-            out.append(_log(logging.WARNING, warning))
+            out.append(log_action(logging.WARNING, warning))
         if self.config_errors:
-            out.append(_log(logging.INFO, '%s: valid again; applying it' % config.path))
+            out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
         wanted = {spec.name: spec for spec in config.procs}
         for name in [name for name in self.procs if name not in wanted]:
@@ -146,7 +146,7 @@ class WorkerPolicy(Policy):
             if proc.state == lc.FAILED:
                 self._start(proc, now, out)  # a reload is the moment to try again
             return
-        out.append(_log(logging.INFO, '%s: definition changed' % spec.name))
+        out.append(log_action(logging.INFO, '%s: definition changed' % spec.name))
         if proc.state in lc.ACTIVE:
             self._stop(proc, now, out, then='start', next_spec=spec)
         else:
@@ -164,8 +164,8 @@ class WorkerPolicy(Policy):
         self.config_errors, self.dirty = tuple(event.messages), True
         running = sum(1 for p in self.procs.values() if p.state in lc.ACTIVE)
         for message in event.messages:
-            out.append(_log(logging.ERROR, message))
-        out.append(_log(logging.ERROR, 'configuration rejected; the %d running processes are '
+            out.append(log_action(logging.ERROR, message))
+        out.append(log_action(logging.ERROR, 'configuration rejected; the %d running processes are '
                         'left as they are' % running))
 
     # ------------------------------------------------------------ starting
@@ -178,7 +178,7 @@ class WorkerPolicy(Policy):
         if counted and not proc.window.allows(now):
             wait_until = proc.window.next_allowed(now)
             if proc.state != lc.BACKOFF:
-                out.append(_log(logging.WARNING, '%s: started %d times in %d s; next start in '
+                out.append(log_action(logging.WARNING, '%s: started %d times in %d s; next start in '
                                 '%.1f s' % (proc.name, lc.MAX_STARTS, lc.WINDOW_SECONDS,
                                             wait_until - now)))
             self._move(proc, lc.BACKOFF, now)
@@ -202,7 +202,7 @@ class WorkerPolicy(Policy):
             proc.launcher = (event.pid, event.started)
             proc.daemon_deadline = now + DAEMON_WAIT
             self._set_deadline(proc, now + DAEMON_POLL)
-            out.append(_log(logging.DEBUG, '%s: launched (pid %d); waiting for %s'
+            out.append(log_action(logging.DEBUG, '%s: launched (pid %d); waiting for %s'
                             % (proc.name, event.pid, proc.spec.pid_file)))
         else:
             self._running(proc, event.pid, event.started, now, out)
@@ -212,7 +212,7 @@ class WorkerPolicy(Policy):
         proc.pid, proc.started = pid, started
         self._move(proc, lc.RUNNING, now)
         self._set_deadline(proc, None)
-        out.append(_log(logging.INFO, '%s: running (pid %d)' % (proc.name, pid)))
+        out.append(log_action(logging.INFO, '%s: running (pid %d)' % (proc.name, pid)))
 
     def _on_spawn_failed(self, event, now, out):
         proc = self.procs.get(event.name)
@@ -221,7 +221,7 @@ class WorkerPolicy(Policy):
         proc.failures += 1
         delay = lc.failure_retry_delay(proc.failures)
         level = logging.ERROR if event.error != proc.error else logging.DEBUG
-        out.append(_log(level, '%s: cannot start: %s (next try in %g s)'
+        out.append(log_action(level, '%s: cannot start: %s (next try in %g s)'
                         % (proc.name, event.error, delay)))
         proc.error = event.error
         self._move(proc, lc.FAILED, now)
@@ -241,7 +241,7 @@ class WorkerPolicy(Policy):
             return
         proc.error = '%s did not name a live process within %g s (%s)' % (
             proc.spec.pid_file, DAEMON_WAIT, event.reason)
-        out.append(_log(logging.ERROR, '%s: %s' % (proc.name, proc.error)))
+        out.append(log_action(logging.ERROR, '%s: %s' % (proc.name, proc.error)))
         launcher_pid = proc.launcher[0]
         out.append(act.SendSignal(proc.name, launcher_pid, signal.SIGKILL))
         self._ended(proc, now, out)
@@ -262,7 +262,7 @@ class WorkerPolicy(Policy):
             proc.awaiting_group = True
             out.append(act.CheckGroup(proc.name, proc.pid))
             return
-        out.append(_log(logging.WARNING if proc.spec.restart else logging.INFO,
+        out.append(log_action(logging.WARNING if proc.spec.restart else logging.INFO,
                         '%s: %s' % (proc.name, describe_exit(event))))
         self._ended(proc, now, out, crashed=lc.is_crash(event.code, event.signal))
 
@@ -271,7 +271,7 @@ class WorkerPolicy(Policy):
         if it succeeded (the pid file is being polled), a failed start if not."""
         if event.code != 0:
             proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
-            out.append(_log(logging.WARNING, '%s: launcher %s before the daemon was up'
+            out.append(log_action(logging.WARNING, '%s: launcher %s before the daemon was up'
                             % (proc.name, describe_exit(event))))
             self._ended(proc, now, out)
 
@@ -301,7 +301,7 @@ class WorkerPolicy(Policy):
     def _forget(self, proc, out):
         del self.procs[proc.name]
         out.append(act.CloseOutput(proc.name))
-        out.append(_log(logging.INFO, '%s: removed' % proc.name))
+        out.append(log_action(logging.INFO, '%s: removed' % proc.name))
         self.dirty = True
 
     def _stop(self, proc, now, out, then=None, next_spec=None):
@@ -312,7 +312,7 @@ class WorkerPolicy(Policy):
         if proc.state == lc.STARTING and not target:
             self._stopped(proc, now, out)   # the spawn is answered at once; nothing runs yet
             return
-        out.append(_log(logging.INFO, '%s: stopping (pid %d, %s)'
+        out.append(log_action(logging.INFO, '%s: stopping (pid %d, %s)'
                         % (proc.name, target, signal.Signals(proc.spec.stop_signal).name)))
         out.append(act.SendSignal(proc.name, target, proc.spec.stop_signal))
         out.append(act.SendSignal(proc.name, target, signal.SIGCONT))
@@ -337,7 +337,7 @@ class WorkerPolicy(Policy):
         self._release(proc, out)
         self._move(proc, lc.STOPPED, now)
         self._set_deadline(proc, None)
-        out.append(_log(logging.INFO, '%s: stopped' % proc.name))
+        out.append(log_action(logging.INFO, '%s: stopped' % proc.name))
         if then == 'remove':
             self._forget(proc, out)
         elif then == 'start':
@@ -348,12 +348,12 @@ class WorkerPolicy(Policy):
     def _on_stop_deadline(self, proc, now, out):
         if now >= proc.stop_deadline:
             if proc.killed:
-                out.append(_log(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in the '
+                out.append(log_action(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in the '
                                 'kernel?); no longer waiting for it'
                                 % (proc.name, proc.pid, KILL_GRACE)))
                 self._stopped(proc, now, out)
                 return
-            out.append(_log(logging.WARNING, '%s: still running %g s after %s; sending KILL '
+            out.append(log_action(logging.WARNING, '%s: still running %g s after %s; sending KILL '
                             'to its group' % (proc.name, proc.spec.stop_timeout,
                                               signal.Signals(proc.spec.stop_signal).name)))
             out.append(act.SendSignal(proc.name, proc.pid, signal.SIGKILL))
@@ -371,20 +371,20 @@ class WorkerPolicy(Policy):
             self._shutdown(now, out)
         elif signum == signal.SIGQUIT:
             alive = sum(1 for p in self.procs.values() if p.state in lc.ACTIVE)
-            out.append(_log(logging.INFO, 'QUIT: exiting now, leaving %d processes running '
+            out.append(log_action(logging.INFO, 'QUIT: exiting now, leaving %d processes running '
                             'for the next worker to adopt' % alive))
             self.dirty = False
             out.append(act.WriteState(self.snapshot(now)))
             out.append(act.Exit(0, leave_running=True))
         elif signum == signal.SIGHUP and not self.shutting_down:
-            out.append(_log(logging.INFO, 'HUP: reloading the configuration'))
+            out.append(log_action(logging.INFO, 'HUP: reloading the configuration'))
             out.append(act.ReloadConfig())
         elif signum == signal.SIGUSR1:
             out.append(act.ReopenLogs())
 
     def _shutdown(self, now, out):
         if self.shutting_down:
-            out.append(_log(logging.WARNING, 'second stop signal: killing every process now'))
+            out.append(log_action(logging.WARNING, 'second stop signal: killing every process now'))
             for proc in self.procs.values():
                 if proc.state == lc.STOPPING and not proc.killed:
                     proc.stop_deadline = now
@@ -393,7 +393,7 @@ class WorkerPolicy(Policy):
         self.shutting_down, self.dirty = True, True
         out.append(act.Notify('STOPPING=1'))
         active = [p for p in self.procs.values() if p.state in lc.ACTIVE]
-        out.append(_log(logging.INFO, 'stopping %d processes' % len(active)))
+        out.append(log_action(logging.INFO, 'stopping %d processes' % len(active)))
         for proc in active:
             self._stop(proc, now, out)
         for proc in self.procs.values():
@@ -403,11 +403,11 @@ class WorkerPolicy(Policy):
 
     def _maybe_exit(self, out):
         if self.shutting_down and not self._active:
-            out.append(_log(logging.INFO, 'every process stopped; exiting'))
+            out.append(log_action(logging.INFO, 'every process stopped; exiting'))
             out.append(act.Exit(0))
 
     def _on_thread_crashed(self, event, now, out):
-        out.append(_log(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving the '
+        out.append(log_action(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving the '
                         'processes running for the next worker' % (event.thread, event.error)))
         out.append(act.WriteState(self.snapshot(now)))
         out.append(act.Exit(1, leave_running=True))

@@ -22,8 +22,8 @@ ProtocolError, which the receiver logs and drops.
 import hashlib
 import re
 
-from . import jsonfile
-from .record import Record
+from .. import jsonfile
+from ..record import Record
 
 VERSION = 1
 MAX_FRAME_BYTES = 4 * 1024 * 1024          # a STATE body: a node's whole list
@@ -33,6 +33,9 @@ HUGZ_TOPIC = b'H\0'
 NODE_PATTERN = re.compile(r'[A-Za-z0-9._@:-]{1,253}\Z')
 SHA256_PATTERN = re.compile(r'[0-9a-f]{64}\Z')
 MAX_GEN = 2 ** 63 - 1
+HUGZ_IVL = 2.0                             # the master's heartbeat
+REPORT_IVL = 10.0                          # a client's report, +-20 %
+UPDATES, STATS = 'updates', 'stats'        # the two sockets, by their names in the plans
 
 
 class ProtocolError(ValueError):
@@ -142,16 +145,16 @@ SCHEMAS = {
     'REPORT': (1, {'node': _node, 'boot': _text, 'version': _text,
                    'applied': _version_stamp}),
 }
-UPDATES = ('NOTIFY', 'HUGZ')
-REPLIES = ('STATE', 'ACK', 'UNMANAGED', 'ERROR')
-REQUESTS = ('HELLO', 'REPORT')
+UPDATE_KINDS = ('NOTIFY', 'HUGZ')
+REPLY_KINDS = ('STATE', 'ACK', 'UNMANAGED', 'ERROR')
+REQUEST_KINDS = ('HELLO', 'REPORT')
 
 
 def decode_update(frames):
     """[topic, type, hdr] from the SUB socket."""
     if len(frames) < 2:
         raise ProtocolError('%d frames, expected 3' % len(frames))
-    message = _decode(frames[1:], UPDATES)
+    message = _decode(frames[1:], UPDATE_KINDS)
     expected = HUGZ_TOPIC if message.kind == 'HUGZ' else node_topic(message.fields['node'])
     if frames[0] != expected:
         raise ProtocolError('%s on topic %r' % (message.kind, bytes(frames[0][:64])))
@@ -160,12 +163,12 @@ def decode_update(frames):
 
 def decode_reply(frames):
     """[type, ...] from the DEALER socket."""
-    return _decode(frames, REPLIES)
+    return _decode(frames, REPLY_KINDS)
 
 
 def decode_request(frames):
     """[type, json] from the ROUTER socket, without the routing id."""
-    return _decode(frames, REQUESTS)
+    return _decode(frames, REQUEST_KINDS)
 
 
 def _decode(frames, allowed):

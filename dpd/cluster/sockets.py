@@ -3,9 +3,10 @@ import logging
 
 import zmq
 
+from ..config import ConfigError
 from . import keys, protocol
-from .config import ConfigError, is_local_endpoint
-from .zmqlink import Curve, SocketPlan
+from .config import is_local_endpoint
+from .link import Curve, SocketPlan
 
 HEARTBEATS = ((zmq.HEARTBEAT_IVL, 10000), (zmq.HEARTBEAT_TIMEOUT, 30000))
 RECONNECT = ((zmq.RECONNECT_IVL, 1000), (zmq.RECONNECT_IVL_MAX, 0),
@@ -20,10 +21,10 @@ def master_plans(config, curve):
     # of 30 s, which is enough for the master to drop a dead node's connections,
     # and with a thousand nodes its own were two thirds of its I/O thread's work.
     return (
-        SocketPlan('updates', zmq.XPUB, config.master_updates, bind=True, curve=curve,
+        SocketPlan(protocol.UPDATES, zmq.XPUB, config.master_updates, bind=True, curve=curve,
                    options=((zmq.XPUB_VERBOSE, 1), (zmq.BACKLOG, 1024),
                             (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
-        SocketPlan('stats', zmq.ROUTER, config.master_stats, bind=True, curve=curve,
+        SocketPlan(protocol.STATS, zmq.ROUTER, config.master_stats, bind=True, curve=curve,
                    options=((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
                             (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
     )
@@ -31,10 +32,10 @@ def master_plans(config, curve):
 
 def client_plans(config, node, curve):
     return (
-        SocketPlan('updates', zmq.SUB, config.master_updates, bind=False, curve=curve,
+        SocketPlan(protocol.UPDATES, zmq.SUB, config.master_updates, bind=False, curve=curve,
                    subscribe=(protocol.node_topic(node), protocol.HUGZ_TOPIC),
                    options=HEARTBEATS + RECONNECT + ((zmq.MAXMSGSIZE, 65536),)),
-        SocketPlan('stats', zmq.DEALER, config.master_stats, bind=False, curve=curve,
+        SocketPlan(protocol.STATS, zmq.DEALER, config.master_stats, bind=False, curve=curve,
                    options=HEARTBEATS + RECONNECT + (
                        (zmq.SNDHWM, 10), (zmq.MAXMSGSIZE, 2 * protocol.MAX_FRAME_BYTES))),
     )

@@ -8,10 +8,10 @@ remembered, so they are not run again.
 """
 import logging
 
+from .. import procfs, state
+from ..procspec import ProcessSpec
 from . import lifecycle as lc
-from . import procfs, state
 from .events import PreviousRun
-from .procspec import ProcessSpec
 
 log = logging.getLogger('dpd.adoption')
 DEFINITION_FIELDS = tuple(f for f in ProcessSpec._fields if f != 'env')

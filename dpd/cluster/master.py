@@ -7,14 +7,14 @@ equal hashes, and the gen only orders competing copies.
 """
 import logging
 
+from ..policy import log_action
+from ..record import Record
 from . import actions as act
 from . import events as ev
 from . import protocol
-from .policy import NetworkPolicy, log as _log
-from .record import Record
+from .policy import NetworkPolicy
+from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
 
-HUGZ_IVL = 2.0
-REPORT_IVL = 10.0
 STALE_AFTER = 3 * REPORT_IVL + 5      # no report for that long: the node is stale
 PENDING_GRACE = 30.0                  # a newer list unapplied for longer: lagging
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
@@ -23,7 +23,6 @@ AGING_IVL = 1.0                       # node states that change with time are re
 STATE_INTERVAL_PER_NODE = 0.002       # the state file, rewritten at most this often...
 STATE_INTERVAL_MAX = 2.0              # ...and at least every 2 s when it changed
 VERSIONS_LOGGED = 10                  # nodes named one per line; beyond, one summary line
-UPDATES, STATS = 'updates', 'stats'
 NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
 
 
@@ -101,7 +100,7 @@ class MasterPolicy(NetworkPolicy):
     def _on_config(self, event, now, out):
         config, first = event.config, self.config is None
         if self.config_errors:
-            out.append(_log(logging.INFO, '%s: valid again; applying it' % config.path))
+            out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
         wall_ms, changed = int((event.wall or 0) * 1000), []
         for name, listed in config.nodes.items():
@@ -112,7 +111,7 @@ class MasterPolicy(NetworkPolicy):
         for node in self.nodes.values():
             if node.managed and node.name not in config.nodes:
                 node.managed = False
-                out.append(_log(logging.WARNING, 'node %s: no longer in the master file; its '
+                out.append(log_action(logging.WARNING, 'node %s: no longer in the master file; its '
                                 'client keeps its list (give it [] to stop everything)'
                                 % node.name))
         if first:
@@ -124,8 +123,8 @@ class MasterPolicy(NetworkPolicy):
         if not listed.valid:
             if listed.errors != node.errors:
                 for message in listed.errors:
-                    out.append(_log(logging.ERROR, message))
-                out.append(_log(logging.ERROR, 'node %s: list rejected; %s' % (
+                    out.append(log_action(logging.ERROR, message))
+                out.append(log_action(logging.ERROR, 'node %s: list rejected; %s' % (
                     node.name, 'it keeps its last valid list' if node.desired
                     else 'it gets nothing until the list is valid')))
             node.errors = listed.errors
@@ -154,8 +153,8 @@ class MasterPolicy(NetworkPolicy):
     def _on_config_rejected(self, event, now, out):
         self.config_errors, self.dirty = tuple(event.messages), True
         for message in event.messages:
-            out.append(_log(logging.ERROR, message))
-        out.append(_log(logging.ERROR, 'master file rejected; every node keeps its list'))
+            out.append(log_action(logging.ERROR, message))
+        out.append(log_action(logging.ERROR, 'master file rejected; every node keeps its list'))
 
     # ------------------------------------------------------------ messages
 
@@ -222,7 +221,7 @@ class MasterPolicy(NetworkPolicy):
                            'processes': _processes(fields.get('processes')),
                            'reason': _small(fields.get('reason'))}
         if first and node.managed:
-            out.append(_log(logging.INFO, 'node %s: connected' % node.name))
+            out.append(log_action(logging.INFO, 'node %s: connected' % node.name))
 
     def _answer(self, node, message, routing_id, now, out):
         if not node.managed:
@@ -285,7 +284,7 @@ class MasterPolicy(NetworkPolicy):
                 state = node.state(now)
                 if self.states.get(node.name) != state:
                     if node.name in self.states and state in NOT_AS_DESIRED:
-                        out.append(_log(logging.WARNING, 'node %s: %s' % (node.name, state)))
+                        out.append(log_action(logging.WARNING, 'node %s: %s' % (node.name, state)))
                     self.states[node.name], self.dirty = state, True
 
     def _forget_strangers(self, now):
@@ -331,12 +330,12 @@ def _log_new_versions(nodes, out):
     lines = ['node %s: list version %d (%d processes)'
              % (node.name, node.desired.gen, node.desired.count) for node in nodes]
     if len(lines) <= VERSIONS_LOGGED:
-        out.extend(_log(logging.INFO, line) for line in lines)
+        out.extend(log_action(logging.INFO, line) for line in lines)
         return
     names = ', '.join(node.name for node in nodes[:VERSIONS_LOGGED])
-    out.append(_log(logging.INFO, 'new list versions for %d nodes: %s and %d more (-v '
+    out.append(log_action(logging.INFO, 'new list versions for %d nodes: %s and %d more (-v '
                     'names each)' % (len(nodes), names, len(nodes) - VERSIONS_LOGGED)))
-    out.extend(_log(logging.DEBUG, line) for line in lines)
+    out.extend(log_action(logging.DEBUG, line) for line in lines)
 
 
 def _newest_version(peers):

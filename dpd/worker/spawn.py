@@ -3,7 +3,7 @@
 Everything is configured through `Popen` keywords (no `preexec_fn`: the
 worker has threads, and arbitrary Python between fork and exec can
 deadlock). `chroot` has no keyword, so a chrooted process goes through a
-tiny launcher (`chroot_exec.py`, its own single-threaded interpreter) that
+tiny launcher (`launcher.py`, its own single-threaded interpreter) that
 chroots, changes directory, drops privileges and execs.
 
 Every other process is started by vfork. Python forks instead (copying the
@@ -21,10 +21,10 @@ import stat
 import subprocess
 import sys
 
-from .procspec import CLEAN_PATH
-from .record import Record
+from ..procspec import CLEAN_PATH
+from ..record import Record
 
-LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'chroot_exec.py')
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'launcher.py')
 SETPRIV = next((path for path in ('/usr/bin/setpriv', '/bin/setpriv')
                 if os.access(path, os.X_OK)), None)
 

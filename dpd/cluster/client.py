@@ -12,19 +12,19 @@ edited by hand since holds an unknown gen, so the master's list replaces it.
 import logging
 import random
 
-from . import __version__
+from .. import __version__
+from ..policy import log_action
+from ..procspec import parse_process_list
+from ..schema import Problems
 from . import actions as act
 from . import events as ev
 from . import protocol
-from .master import HUGZ_IVL, REPORT_IVL
-from .policy import NetworkPolicy, log as _log
-from .procspec import parse_process_list
-from .schema import Problems
+from .policy import NetworkPolicy
+from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
 
 HELLO_RETRY = 2.0          # until the master answers
 SILENCE_REBUILD = 30.0     # no message at all that long: re-create the sockets
 REPORT_SOON = 1.0          # a local change is reported within this delay
-UPDATES, STATS = 'updates', 'stats'
 
 
 def accepted_users_problems(entries, allowed_users):
@@ -119,12 +119,12 @@ class ClientPolicy(NetworkPolicy):
 
     def _heard(self, socket, epoch, now, out):
         if self.status == 'unreachable':
-            out.append(_log(logging.INFO, 'the master answers again'))
+            out.append(log_action(logging.INFO, 'the master answers again'))
             self.status, self.dirty = 'connecting', True
         self.heard_at = self.heard_on[socket] = now
         if epoch and epoch != self.epoch:
             if self.epoch is not None:
-                out.append(_log(logging.INFO, 'the master restarted (epoch %s); saying hello'
+                out.append(log_action(logging.INFO, 'the master restarted (epoch %s); saying hello'
                                 % epoch))
                 self.hello_at = now
             self.epoch = epoch
@@ -190,8 +190,8 @@ class ClientPolicy(NetworkPolicy):
                                 else '')
         self.last_rejected = {'gen': gen, 'sha256': sha256, 'reason': reason}
         for problem in problems:
-            out.append(_log(logging.ERROR, 'list version %d refused: %s' % (gen, problem)))
-        out.append(_log(logging.ERROR, 'the worker file is left as it is'))
+            out.append(log_action(logging.ERROR, 'list version %d refused: %s' % (gen, problem)))
+        out.append(log_action(logging.ERROR, 'the worker file is left as it is'))
         self._set_status('rejected', out)
         self._report_soon(now)
 
@@ -208,7 +208,7 @@ class ClientPolicy(NetworkPolicy):
         self.writing = None
         self.written_at = now
         self.applied = {'gen': event.gen, 'sha256': event.sha256}
-        out.append(_log(logging.INFO, 'applied list version %d to %s'
+        out.append(log_action(logging.INFO, 'applied list version %d to %s'
                         % (event.gen, self.config.conf_file)))
         self._set_status('in-sync', out)
         self._report_soon(now, at_once=True)
@@ -223,7 +223,7 @@ class ClientPolicy(NetworkPolicy):
         applied = event.applied
         if applied != self.applied and not self._read_before_write(event):
             if self.applied is not None and applied and applied.get('gen') == 0:
-                out.append(_log(logging.WARNING, '%s was edited by hand; the master\'s list '
+                out.append(log_action(logging.WARNING, '%s was edited by hand; the master\'s list '
                                 'will replace it' % self.config.conf_file))
             self.applied = applied
             self._report_soon(now)
@@ -304,13 +304,13 @@ class ClientPolicy(NetworkPolicy):
 
     def _on_config_rejected(self, event, now, out):
         for message in event.messages:
-            out.append(_log(logging.ERROR, message))
-        out.append(_log(logging.ERROR, 'client configuration rejected; keeping the current one'))
+            out.append(log_action(logging.ERROR, message))
+        out.append(log_action(logging.ERROR, 'client configuration rejected; keeping the current one'))
 
     def _set_status(self, status, out, message=None):
         if status != self.status:
             if message:
-                out.append(_log(logging.WARNING, message))
+                out.append(log_action(logging.WARNING, message))
             self.status, self.dirty = status, True
 
     def snapshot(self, now):

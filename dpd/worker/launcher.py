@@ -1,4 +1,4 @@
-"""Launcher for chrooted processes: `python3 -I -S chroot_exec.py FD`.
+"""Launcher for chrooted processes: `python3 -I -S launcher.py FD`.
 
 Runs as root in its own single-threaded interpreter, so the steps `Popen`
 cannot do safely in a threaded worker happen here: chroot, chdir inside the

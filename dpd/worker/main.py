@@ -8,16 +8,18 @@ import pwd
 import queue
 from functools import partial
 
-from . import adoption, procfs, spawn
-from .cli import main_for
-from .config import ConfigError, load_worker
-from .events import ConfigLoaded, ThreadCrashed
-from .logpump import Outputs
-from .loop import Controller
+from .. import procfs
+from ..cli import main_for
+from ..config import ConfigError
+from ..loop import Controller
+from ..watcher import ConfigWatcher
+from . import adoption, spawn
+from .config import load_worker
+from .events import ConfigLoaded
+from .executor import WorkerExecutor
+from .output import Outputs
+from .policy import WorkerPolicy
 from .reaper import Reaper
-from .watcher import ConfigWatcher
-from .worker import WorkerPolicy
-from .worker_executor import WorkerExecutor
 
 DRAIN_SECONDS = 2.0
 
@@ -60,8 +62,7 @@ class WorkerDaemon:
         reaper = Reaper(events.put)          # installs the signal handlers: main thread, first
         procfs.set_child_subreaper()
         procfs.raise_fd_limit()
-        outputs = Outputs(_private_dir(fifo_dir(config)),
-                          on_crash=lambda name, error: events.put(ThreadCrashed(name, error)))
+        outputs = Outputs(_private_dir(fifo_dir(config)), events.put)
         load = partial(self.load, config.path)
         executor = WorkerExecutor(load, reaper, outputs, daemon_log, config.state_file)
         controller = Controller(WorkerPolicy(), executor, events)

@@ -7,23 +7,23 @@ ClientPolicy.
 import logging
 import os
 import queue
-import signal
 import socket
 
+from .. import state
+from ..cli import main_for
+from ..config import ConfigError, daemon_files
+from ..loop import Controller
+from ..signals import SignalThread
+from ..watcher import ConfigWatcher, FileWatcher
 from . import actions as act
 from . import events as ev
-from . import net, state, workerfile
-from .cli import main_for
+from . import sockets, workerfile
 from .client import ClientPolicy
-from .config import ConfigError, daemon_files, load_client
+from .config import load_client
 from .executor import NetworkExecutor
-from .loop import Controller
+from .link import ZmqLink
 from .protocol import NODE_PATTERN
-from .reaper import Reaper
-from .watcher import ConfigWatcher, FileWatcher
-from .zmqlink import ZmqLink
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 log = logging.getLogger('dpd')
 
 
@@ -82,7 +82,7 @@ class ClientDaemon:
 
     def load(self, path):
         config = load_client(path)
-        net.client_curve(config)         # a bad key file is a configuration error
+        sockets.client_curve(config)         # a bad key file is a configuration error
         node_name(config)
         return config
 
@@ -92,12 +92,12 @@ class ClientDaemon:
 
     def serve(self, config, daemon_log, ready):
         events = queue.SimpleQueue()
-        reaper = Reaper(events.put, SIGNALS)
+        reaper = SignalThread(events.put)
         node = node_name(config)
-        curve = net.client_curve(config)
-        net.warn_if_open(config, curve, 'pose as the master and run anything as root here')
+        curve = sockets.client_curve(config)
+        sockets.warn_if_open(config, curve, 'pose as the master and run anything as root here')
         workerfile.default_conf(config.conf_file)
-        link = ZmqLink(events.put, net.client_plans(config, node, curve))
+        link = ZmqLink(events.put, sockets.client_plans(config, node, curve))
         executor = ClientExecutor(lambda: self.load(config.path), daemon_log,
                                   config.state_file, link, config.conf_file)
         policy = ClientPolicy(config, node, os.urandom(8).hex())

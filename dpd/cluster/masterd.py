@@ -6,22 +6,22 @@ runs the controller with MasterPolicy.
 import logging
 import os
 import queue
-import signal
 import time
 
-from . import keys, net, state
-from .cli import main_for
-from .config import ConfigError, load_master
+from .. import state
+from ..cli import main_for
+from ..config import ConfigError
+from ..loop import Controller
+from ..procfs import raise_fd_limit
+from ..signals import SignalThread
+from ..watcher import ConfigWatcher
+from . import keys, sockets
+from .config import load_master
 from .events import ConfigLoaded
 from .executor import NetworkExecutor
-from .loop import Controller
+from .link import ZmqLink
 from .master import MasterPolicy
-from .procfs import raise_fd_limit
-from .reaper import Reaper
-from .watcher import ConfigWatcher
-from .zmqlink import ZmqLink
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 log = logging.getLogger('dpd')
 
 
@@ -70,7 +70,7 @@ class MasterDaemon:
 
     def load(self, path):
         config = load_master(path)
-        net.master_keys(config)          # a bad key file is a configuration error
+        sockets.master_keys(config)          # a bad key file is a configuration error
         return config
 
     def check(self, path):
@@ -83,11 +83,11 @@ class MasterDaemon:
 
     def serve(self, config, daemon_log, ready):
         events = queue.SimpleQueue()
-        reaper = Reaper(events.put, SIGNALS)
+        reaper = SignalThread(events.put)
         raise_fd_limit()
-        curve, zap_keys = net.master_keys(config)
-        net.warn_if_open(config, curve, 'pose as a node and read its list')
-        link = ZmqLink(events.put, net.master_plans(config, curve), zap_keys)
+        curve, zap_keys = sockets.master_keys(config)
+        sockets.warn_if_open(config, curve, 'pose as a node and read its list')
+        link = ZmqLink(events.put, sockets.master_plans(config, curve), zap_keys)
         link.start()
         try:
             link.wait_ready()

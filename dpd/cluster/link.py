@@ -12,7 +12,6 @@ which becomes the User-Id of everything that node sends. ZAP_ENFORCE_DOMAIN
 makes a missing handler fail closed.
 """
 import logging
-import os
 import queue
 import struct
 import threading
@@ -20,8 +19,9 @@ import threading
 import zmq
 from zmq.utils import z85
 
-from .events import LinkEvent, LinkMessage, ThreadCrashed
-from .record import Record
+from ..observer import Observer
+from ..record import Record
+from .events import LinkEvent, LinkMessage
 
 ZAP_ENDPOINT = 'inproc://zeromq.zap.01'
 ZAP_DOMAIN = b'diprocd'
@@ -36,7 +36,7 @@ EVENT_NAMES = {zmq.EVENT_CONNECTED: 'connected', zmq.EVENT_DISCONNECTED: 'discon
 MONITOR_HEAD = struct.Struct('=Hi')   # a monitor message's event id and value
 RECV_BATCH = 256       # messages taken from one socket before looking at the others
 
-log = logging.getLogger('dpd.zmqlink')
+log = logging.getLogger('dpd.link')
 
 
 class Curve(Record):
@@ -63,15 +63,13 @@ class _Live:
         self.plan, self.socket, self.monitor = plan, socket, monitor
 
 
-class ZmqLink(threading.Thread):
+class ZmqLink(Observer):
     def __init__(self, post, plans, zap_keys=None):
-        super().__init__(name='zmq', daemon=True)
-        self.post, self.plans = post, tuple(plans)
+        super().__init__('zmq', post)
+        self.plans = tuple(plans)
         self.zap_keys = zap_keys            # z85 public key -> node name; None: no ZAP
         self._outbox = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_pending = False      # a byte is in the pipe: no need for another
-        self._stopping = False
         self._rebuild = False
         self._ready = threading.Event()
         self.error = None
@@ -88,36 +86,28 @@ class ZmqLink(threading.Thread):
 
     def send(self, name, frames):
         self._outbox.put((name, frames))
-        self._wake()
+        self.wake()
 
     def rebuild(self):
         """Close and re-create every socket (after long silence: a wedged connection)."""
         self._rebuild = True
-        self._wake()
+        self.wake()
 
     def set_keys(self, zap_keys):
         self.zap_keys = zap_keys            # one reference swap: read by this thread only
 
-    def stop(self):
-        self._stopping = True
-        self._wake()
-        self.join(5)
-
-    def _wake(self):
+    def wake(self):
         """One write per batch of sends, not one per message (the master answers a
         thousand nodes at once). The flag is cleared before the outbox is drained,
         so a message queued behind a skipped write is always drained."""
         if self._wake_pending:
             return
         self._wake_pending = True
-        try:
-            os.write(self._wake_w, b'x')
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
+        super().wake()
 
     # ------------------------------------------------------------ this thread
 
-    def run(self):
+    def observe(self):
         context = zmq.Context()
         zap, live = None, {}
         try:
@@ -130,9 +120,6 @@ class ZmqLink(threading.Thread):
             finally:
                 self._ready.set()
             self._serve(context, zap, live)
-        except Exception as err:
-            log.exception('the zmq thread crashed')
-            self.post(ThreadCrashed(self.name, repr(err)))
         finally:
             self._close_all(live)
             if zap is not None:
@@ -192,10 +179,10 @@ class ZmqLink(threading.Thread):
 
     def _serve(self, context, zap, live):
         poller, owners = self._poller(zap, live)
-        while not self._stopping:
+        while not self.stopping:
             for sock, _ in poller.poll():
                 owner = owners.get(sock)
-                if sock == self._wake_r:
+                if sock == self.wake_r:
                     self._drain_wakeups()
                 elif sock is zap:
                     self._answer_zap(zap)
@@ -213,7 +200,7 @@ class ZmqLink(threading.Thread):
 
     def _poller(self, zap, live):
         poller, owners = zmq.Poller(), {}
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self.wake_r, zmq.POLLIN)
         if zap is not None:
             poller.register(zap, zmq.POLLIN)
         for item in live.values():
@@ -223,10 +210,7 @@ class ZmqLink(threading.Thread):
         return poller, owners
 
     def _drain_wakeups(self):
-        try:
-            os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            pass
+        self.read_wakeups()
         # after the read (a byte written after it stays for the next poll), and
         # before _flush_outbox, which follows: no queued message is left behind
         self._wake_pending = False

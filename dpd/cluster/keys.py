@@ -9,7 +9,7 @@ import stat
 
 import zmq.auth
 
-from .procspec import NAME_PATTERN
+from .protocol import NODE_PATTERN
 
 SUFFIX = '.key'
 
@@ -58,7 +58,7 @@ def load_authorized(directory):
     keys = {}
     for name in names:
         node = name[:-len(SUFFIX)]
-        if not name.endswith(SUFFIX) or not NAME_PATTERN.match(node):
+        if not name.endswith(SUFFIX) or not NODE_PATTERN.match(node):
             continue
         public = load_public(os.path.join(directory, name))
         if public in keys:
@@ -70,7 +70,7 @@ def load_authorized(directory):
 
 def keygen(directory, name):
     """Write NAME.key (public, 0644) and NAME.key_secret (0600); return both paths."""
-    if not NAME_PATTERN.match(name):
+    if not NODE_PATTERN.match(name):
         raise KeyProblem('"%s" is not a valid node name' % name)
     os.makedirs(directory, 0o755, exist_ok=True)
     public_path = os.path.join(directory, name + SUFFIX)

@@ -1,13 +1,11 @@
-"""The signal thread: turns signals and process deaths into events.
+"""The worker's signal thread, which also reaps: signals and deaths become facts.
 
-Signal handlers do nothing; `signal.set_wakeup_fd` writes each signal's number
-into a pipe this thread waits on (trap 1 of DESIGN.md: no work in handlers).
 Children are reaped by pid, never with a blind `waitpid(-1)`: the thread
 peeks at the next zombie with WNOWAIT, reaps that pid, and hands the status
 to its `Popen`, so `Popen` never waits for it or reports it as exit 0.
 Zombies of orphans that the subreaper inherited are reaped too. Processes
 that are not our children (adopted after a worker restart) are watched
-through pidfds.
+through pidfds, in the same epoll as the signals.
 """
 import os
 import select
@@ -15,7 +13,8 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from .events import ProcessExited, SignalReceived, ThreadCrashed
+from ..signals import SignalThread
+from .events import ProcessExited
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                    signal.SIGQUIT, signal.SIGCHLD)
@@ -28,21 +27,13 @@ class _Watch:
         self.name, self.pid, self.popen, self.pidfd = name, pid, popen, pidfd
 
 
-class Reaper(threading.Thread):
-    def __init__(self, post, signals=HANDLED_SIGNALS):
+class Reaper(SignalThread):
+    def __init__(self, post):
         """Call from the main thread, before any other thread exists."""
-        super().__init__(name='signals', daemon=True)
-        self._post = post
+        super().__init__(post, HANDLED_SIGNALS)
         self._lock = threading.Lock()
         self._watched = {}                    # pid -> _Watch
         self._by_pidfd = {}                   # pidfd -> _Watch
-        self._stopping = False
-        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._epoll = select.epoll()
-        self._epoll.register(self._read_fd, select.EPOLLIN)
-        for signum in signals:
-            signal.signal(signum, _ignore)
-        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
 
     # ------------------------------------------------------------ main thread
 
@@ -67,42 +58,15 @@ class Reaper(threading.Thread):
         with self._lock:
             self._watched[pid] = watch
             self._by_pidfd[pidfd] = watch
-            self._epoll.register(pidfd, select.EPOLLIN)
+            self.epoll.register(pidfd, select.EPOLLIN)
         return True
-
-    def stop(self):
-        self._stopping = True
-        os.write(self._write_fd, b'\0')
-        self.join(5)
 
     # ------------------------------------------------------------ this thread
 
-    def run(self):
-        try:
-            while not self._stopping:
-                self._wait_once()
-        except Exception as err:
-            self._post(ThreadCrashed(self.name, repr(err)))
-
-    def _wait_once(self):
-        reap = False
-        for fd, _ in self._epoll.poll():
-            if fd == self._read_fd:
-                reap |= self._read_signals()
-            else:
-                self._pidfd_ready(fd)
-        if reap:
+    def signals_arrived(self, signums):
+        super().signals_arrived([s for s in signums if s != signal.SIGCHLD])
+        if signal.SIGCHLD in signums:
             self._reap_zombies()
-
-    def _read_signals(self):
-        try:
-            data = os.read(self._read_fd, 512)
-        except BlockingIOError:
-            return False
-        for signum in data:
-            if signum and signum != signal.SIGCHLD:
-                self._post(SignalReceived(signum))
-        return signal.SIGCHLD in data
 
     def _reap_zombies(self):
         while True:
@@ -117,7 +81,7 @@ class Reaper(threading.Thread):
                 code, sig = self._reap(zombie.si_pid, watch)
                 self._forget_pidfd(watch)
             if watch is not None:
-                self._post(ProcessExited(watch.name, watch.pid, code, sig))
+                self.post(ProcessExited(watch.name, watch.pid, code, sig))
 
     @staticmethod
     def _reap(pid, watch):
@@ -131,7 +95,7 @@ class Reaper(threading.Thread):
             watch.popen.returncode = code
         return (code, None) if code >= 0 else (None, -code)
 
-    def _pidfd_ready(self, pidfd):
+    def fd_ready(self, pidfd):
         with self._lock:
             watch = self._by_pidfd.get(pidfd)
             if watch is None:
@@ -139,7 +103,7 @@ class Reaper(threading.Thread):
             self._watched.pop(watch.pid, None)
             code, sig = self._reap_pidfd(pidfd)
             self._forget_pidfd(watch)
-        self._post(ProcessExited(watch.name, watch.pid, code, sig))
+        self.post(ProcessExited(watch.name, watch.pid, code, sig))
 
     @staticmethod
     def _reap_pidfd(pidfd):
@@ -157,9 +121,5 @@ class Reaper(threading.Thread):
     def _forget_pidfd(self, watch):
         if watch is not None and watch.pidfd is not None:
             self._by_pidfd.pop(watch.pidfd, None)
-            self._epoll.unregister(watch.pidfd)
+            self.epoll.unregister(watch.pidfd)
             os.close(watch.pidfd)
-
-
-def _ignore(signum, frame):
-    """The real handler is the wakeup fd; this only keeps the default action away."""

@@ -5,10 +5,11 @@ import pwd
 import signal
 import subprocess
 
+from .. import procfs, safefile, state
+from ..executor import DaemonExecutor
 from . import actions as act
 from . import events as ev
-from . import procfs, safefile, spawn, state
-from .executor import DaemonExecutor
+from . import spawn
 
 log = logging.getLogger('dpd')
 

@@ -9,9 +9,10 @@ and skipped when nothing would change.
 import os
 import time
 
-from . import jsonfile, protocol, state
-from .config import daemon_files
-from .daemon import is_locked
+from .. import jsonfile, state
+from ..config import daemon_files
+from ..daemon import is_locked
+from . import protocol
 from .events import WorkerObserved
 
 RECORD_KEY = '_diprocd'

@@ -29,7 +29,8 @@ import stat
 import threading
 import time
 
-from .safefile import open_log
+from ..observer import Observer
+from ..safefile import open_log, same_file
 
 CHUNK = 1 << 20
 ROUND_BYTES = 4 << 20       # per FIFO per wake-up: a busy writer cannot starve the others
@@ -37,7 +38,7 @@ PIPE_SIZE = 1 << 20
 ROTATION_CHECK_SECONDS = 1.0
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
 
-log = logging.getLogger('dpd.logpump')
+log = logging.getLogger('dpd.output')
 
 
 class Channel:
@@ -51,18 +52,15 @@ class Channel:
         self.dropped = 0                    # bytes lost since the last good write
 
 
-class Pump(threading.Thread):
-    def __init__(self, on_crash):
-        super().__init__(name='outputs', daemon=True)
-        self.on_crash = on_crash
+class Pump(Observer):
+    def __init__(self, post):
+        super().__init__('outputs', post)
         self.generation = 0                 # bumped on USR1
         self._channels = {}                 # reader fd -> Channel
         self._commands = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll = select.epoll()
-        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._epoll.register(self.wake_r, select.EPOLLIN)
         self._idle = threading.Condition()
-        self._stopping = False
         self._handlers = {'retarget': self._retarget}
 
     # ------------------------------------------------------------ other threads
@@ -76,7 +74,7 @@ class Pump(threading.Thread):
 
     def command(self, *command):
         self._commands.put(command)
-        os.write(self._wake_w, b'x')
+        self.wake()
 
     def wait_drained(self, timeout):
         """Wait until every channel has reached EOF (after their keepers closed)."""
@@ -85,30 +83,19 @@ class Pump(threading.Thread):
             while self._channels and time.monotonic() < deadline:
                 self._idle.wait(max(0.0, deadline - time.monotonic()))
 
-    def stop(self):
-        self._stopping = True
-        os.write(self._wake_w, b'x')
-        self.join(5)
-
     # ------------------------------------------------------------ this thread
 
-    def run(self):
-        try:
-            while not self._stopping:
-                for fd, _ in self._epoll.poll():
-                    if fd == self._wake_r:
-                        self._run_commands()
-                    elif fd in self._channels:
-                        self._drain(self._channels[fd])
-        except Exception as err:  # a dead pump would freeze every child: say so loudly
-            log.exception('the output thread crashed')
-            self.on_crash(self.name, repr(err))
+    def observe(self):
+        # a crash is posted by Observer.run: a dead pump would freeze every child
+        while not self.stopping:
+            for fd, _ in self._epoll.poll():
+                if fd == self.wake_r:
+                    self._run_commands()
+                elif fd in self._channels:
+                    self._drain(self._channels[fd])
 
     def _run_commands(self):
-        try:
-            os.read(self._wake_r, 65536)
-        except BlockingIOError:
-            pass
+        self.read_wakeups()
         while True:
             try:
                 command, *args = self._commands.get_nowait()
@@ -173,8 +160,8 @@ class Pump(threading.Thread):
         if not asked and now < channel.next_check:
             return
         channel.generation, channel.next_check = self.generation, now + ROTATION_CHECK_SECONDS
-        if not asked and channel.log_fd is not None and _same_file(channel.log_fd,
-                                                                   channel.log_path):
+        if not asked and channel.log_fd is not None and same_file(channel.log_fd,
+                                                                  channel.log_path):
             return
         _close(channel.log_fd)
         channel.log_fd = None
@@ -202,14 +189,6 @@ def _close(fd):
         os.close(fd)
 
 
-def _same_file(fd, path):
-    try:
-        on_disk, held = os.stat(path), os.fstat(fd)
-    except OSError:
-        return False
-    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
-
-
 class OutputChannel:
     """The executor's handle on one process name's FIFO: its path and keeper."""
 
@@ -225,9 +204,9 @@ class OutputChannel:
 class Outputs:
     """Every process's output channel, by name; used by the executor only."""
 
-    def __init__(self, fifo_dir, on_crash):
+    def __init__(self, fifo_dir, post):
         self.fifo_dir = fifo_dir
-        self.pump = Pump(on_crash)
+        self.pump = Pump(post)
         self.pump.start()
         self.channels = {}
 

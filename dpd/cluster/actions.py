@@ -1,0 +1,18 @@
+"""What the master's and the client's policies ask; the shared actions are re-exported."""
+from ..actions import Exit, Log, Notify, ReloadConfig, ReopenLogs, WriteState  # noqa: F401
+from ..record import Record
+
+
+class Send(Record):
+    socket: str
+    frames: tuple
+
+
+class RebuildLink(Record):
+    """Close and re-create the sockets (long silence: maybe a wedged connection)."""
+
+
+class WriteWorkerFile(Record):
+    """Replace the worker file's `procs` (and `_diprocd` record), atomically."""
+    entries: list
+    record: dict            # {gen, sha256, epoch}

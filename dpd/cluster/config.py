@@ -1,0 +1,176 @@
+"""The client file and the master file."""
+import hashlib
+import re
+
+from .. import jsonfile
+from ..config import (ConfigError, both_or_neither, daemon_keys, decode, default_state_file,
+                      read_file, with_file)
+from ..procspec import account_name, parse_process_list
+from ..record import Record
+from ..schema import REQUIRED, Invalid, Key, Problems, absolute_path, check_object, json_type, \
+    list_of, string
+from .protocol import NODE_PATTERN
+
+ENDPOINT = re.compile(r'(tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})'
+                      r'|ipc://[^\0]+)\Z')
+HOST_NAME = '%H'
+
+
+def endpoint(value):
+    value = string(value)
+    match = ENDPOINT.match(value)
+    if not match or (match.group(3) and not 0 < int(match.group(3)) < 65536):
+        raise Invalid('must be a ZeroMQ endpoint such as "tcp://192.0.2.1:31123" or '
+                      '"ipc:///run/diprocd/stats", not %s' % jsonfile.quote(value))
+    return value
+
+
+def is_local_endpoint(value):
+    """True for ipc:// and loopback tcp:// endpoints (no keys needed there)."""
+    if value.startswith('ipc://'):
+        return True
+    host = value[len('tcp://'):].rsplit(':', 1)[0].strip('[]')
+    return host in ('localhost', '::1') or host.startswith('127.')
+
+
+def node_name(value):
+    """A node's name: the one pattern of the protocol (`NODE_PATTERN`)."""
+    value = string(value)
+    if not NODE_PATTERN.match(value):
+        raise Invalid('must be 1-253 of A-Z a-z 0-9 . _ - @ :, not %s' % jsonfile.quote(value))
+    return value
+
+
+def _node_name_template(value):
+    """A client's node_name: a node name, where %H stands for the host's name."""
+    value = string(value)
+    if not NODE_PATTERN.match(value.replace(HOST_NAME, 'h')):
+        raise Invalid('must be 1-253 of A-Z a-z 0-9 . _ - @ : (and %%H for the host name), '
+                      'not %s' % jsonfile.quote(value))
+    return value
+
+
+def _endpoint_keys(stats_rule, updates_rule):
+    return (Key('master_stats', 'string', REQUIRED, stats_rule, endpoint),
+            Key('master_updates', 'string', REQUIRED, updates_rule, endpoint))
+
+
+# ------------------------------------------------------------------ client
+
+class ClientConfig(Record):
+    path: str
+    master_stats: str
+    master_updates: str
+    node_name: str
+    conf_file: str
+    pid_file: str = None
+    log_file: str = None
+    state_file: str = None
+    master_public_key: str = None
+    secret_key: str = None
+    allowed_users: tuple = None
+    sha256: str = ''
+
+
+CLIENT_KEYS = daemon_keys(_endpoint_keys(
+    'ZeroMQ endpoint of the master\'s stats socket',
+    'ZeroMQ endpoint of the master\'s updates socket') + (
+    Key('node_name', 'string', HOST_NAME, 'this node\'s name; `%H` becomes the host name',
+        _node_name_template),
+    Key('conf_file', 'string', REQUIRED, 'absolute path of the worker file to keep',
+        absolute_path),
+    Key('master_public_key', 'string', None, 'path of the master\'s public key file; with '
+        '`secret_key`', absolute_path),
+    Key('secret_key', 'string', None, 'path of this node\'s secret key file (mode 0600); with '
+        '`master_public_key`', absolute_path),
+    Key('allowed_users', 'list of strings', None, 'users this node accepts from the master; '
+        '`root` only when listed', list_of(account_name, max_items=1000),
+        default_text='any user except `root`'),
+))
+
+
+def parse_client(doc, path, sha256=''):
+    problems = Problems()
+    fields = check_object(doc, CLIENT_KEYS, '', problems, ignore_underscore=True)
+    if fields is not None:
+        both_or_neither(fields, 'master_public_key', 'secret_key', problems)
+    if problems:
+        raise ConfigError(problems.messages)
+    fields['state_file'] = fields['state_file'] or default_state_file(path)
+    return ClientConfig(path=path, sha256=sha256, **fields)
+
+
+def load_client(path):
+    data, _ = read_file(path)
+    return with_file(path, lambda: parse_client(decode(data), path,
+                                                hashlib.sha256(data).hexdigest()))
+
+
+# ------------------------------------------------------------------ master
+
+class NodeList(Record):
+    """One node's list in the master file: its raw entries, or why it is invalid."""
+    entries: tuple = None     # the raw JSON entries, when valid
+    errors: tuple = ()
+
+    @property
+    def valid(self):
+        return not self.errors
+
+
+class MasterConfig(Record):
+    path: str
+    master_stats: str
+    master_updates: str
+    nodes: dict                 # node name -> NodeList
+    pid_file: str = None
+    log_file: str = None
+    state_file: str = None
+    secret_key: str = None
+    authorized_keys: str = None
+    sha256: str = ''
+
+
+def _nodes_object(value):
+    if not isinstance(value, dict):
+        raise Invalid('must be an object of node name -> list of processes, not %s'
+                      % json_type(value))
+    for name in value:
+        node_name(name)
+    return value
+
+
+MASTER_KEYS = daemon_keys(_endpoint_keys(
+    'endpoint the master binds for HELLO/REPORT/STATE',
+    'endpoint the master binds for notifications') + (
+    Key('nodes', 'object', REQUIRED, 'node name → list of PROCESS; a node absent is left alone',
+        _nodes_object),
+    Key('secret_key', 'string', None, 'the master\'s secret key file (mode 0600); with '
+        '`authorized_keys`', absolute_path),
+    Key('authorized_keys', 'string', None, 'directory of node public keys, one `NODE.key` per '
+        'node; with `secret_key`', absolute_path),
+))
+
+
+def parse_master(doc, path, sha256=''):
+    """The master file; a node whose list is invalid is kept with its errors."""
+    problems = Problems()
+    fields = check_object(doc, MASTER_KEYS, '', problems, ignore_underscore=True)
+    if fields is not None:
+        both_or_neither(fields, 'secret_key', 'authorized_keys', problems)
+    if problems:
+        raise ConfigError(problems.messages)
+    nodes = {}
+    for node, entries in fields.pop('nodes').items():
+        node_problems = Problems()
+        parse_process_list(entries, 'nodes[%s]' % jsonfile.quote(node), node_problems, 'nobody')
+        nodes[node] = (NodeList(errors=tuple(node_problems.messages)) if node_problems
+                       else NodeList(entries=tuple(entries)))
+    fields['state_file'] = fields['state_file'] or default_state_file(path)
+    return MasterConfig(path=path, nodes=nodes, sha256=sha256, **fields)
+
+
+def load_master(path):
+    data, _ = read_file(path)
+    return with_file(path, lambda: parse_master(decode(data), path,
+                                                hashlib.sha256(data).hexdigest()))

@@ -1,0 +1,34 @@
+"""The master's and the client's facts; the shared ones are re-exported."""
+from ..events import ConfigLoaded, ConfigRejected, SignalReceived, ThreadCrashed, Tick  # noqa: F401
+from ..record import Record
+
+
+class LinkMessage(Record):
+    socket: str             # the socket's name in the daemon's plan
+    frames: tuple           # bytes; on a ROUTER the first is the peer's routing id
+    user_id: str = None     # the ZAP User-Id (the node name) when keys are in use
+
+
+class LinkEvent(Record):
+    socket: str
+    kind: str               # connected, disconnected, handshake-ok, handshake-*, denied
+    detail: str = ''
+
+
+# the client's view of its worker file
+
+class WorkerObserved(Record):
+    """What the local worker file holds and what its worker says about it."""
+    applied: dict = None    # {gen, sha256} the file really holds (gen 0: edited by hand)
+    worker: dict = None     # {running, pid, config_ok, errors}
+    processes: tuple = ()   # per-process states from the worker's state file
+    read_at: float = None   # monotonic time the file was read; None: now
+
+
+class WorkerFileWritten(Record):
+    gen: int
+    sha256: str
+
+
+class WorkerFileRefused(Record):
+    reason: str

@@ -1,0 +1,37 @@
+"""What the worker's policy asks its executor to do; the shared actions are re-exported."""
+from ..actions import Exit, Log, Notify, ReloadConfig, ReopenLogs, WriteState  # noqa: F401
+from ..record import Record
+
+
+class Spawn(Record):
+    name: str
+    spec: object            # ProcessSpec
+
+
+class FindDaemon(Record):
+    """Read `pid_file`; report the process it names if it started after `not_before`."""
+    name: str
+    pid_file: str
+    not_before: int         # start ticks of the launcher
+
+
+class SendSignal(Record):
+    name: str
+    pid: int
+    signum: int
+    group: bool = True      # to the whole process group, led by `pid`
+
+
+class CheckGroup(Record):
+    name: str
+    pgid: int
+
+
+class RemovePidFile(Record):
+    path: str
+    pid: int                # only if the file still names this pid
+
+
+class CloseOutput(Record):
+    """The process is gone for good: drain its output channel and close it."""
+    name: str

@@ -1,0 +1,44 @@
+"""The worker's facts; the shared ones are re-exported, so the worker reads one namespace."""
+from ..events import ConfigLoaded, ConfigRejected, SignalReceived, ThreadCrashed, Tick  # noqa: F401
+from ..record import Record
+
+
+class ProcessStarted(Record):
+    name: str
+    pid: int
+    started: tuple          # procfs.identity: (start ticks, session); None if gone
+
+
+class SpawnFailed(Record):
+    name: str
+    error: str
+
+
+class ProcessExited(Record):
+    name: str
+    pid: int
+    code: int = None        # exit status, when the process exited
+    signal: int = None      # the signal that ended it; both None: unknown (not our child)
+
+
+class DaemonFound(Record):
+    name: str
+    pid: int
+    started: tuple
+
+
+class DaemonNotFound(Record):
+    name: str
+    reason: str
+
+
+class GroupChecked(Record):
+    name: str
+    pgid: int
+    alive: bool
+
+
+class PreviousRun(Record):
+    """What the last worker on this config left: live processes, finished ones."""
+    adopted: tuple          # of dicts: the state-file records, verified alive
+    finished: tuple         # of dicts: `exited` records of this boot
