@@ -5,12 +5,9 @@ returns the facts an action produced, which the controller hands straight
 back to the policy.
 """
 import logging
-import time
 
 from . import actions as act
-from . import events as ev
 from . import state
-from .config import ConfigError
 from .daemon import sd_notify
 
 log = logging.getLogger('dpd')
@@ -19,8 +16,8 @@ log = logging.getLogger('dpd')
 class DaemonExecutor:
     program = None
 
-    def __init__(self, load_config, daemon_log, state_file):
-        self.load_config = load_config      # () -> config; raises ConfigError
+    def __init__(self, reload_config, daemon_log, state_file):
+        self.reload_config = reload_config  # asks the config watcher to read the file now
         self.daemon_log, self.state_file = daemon_log, state_file
         self._state_encoder = state.StateEncoder()
         self._table = {act.Log: self._log, act.Notify: self._notify,
@@ -38,10 +35,8 @@ class DaemonExecutor:
         return snapshot
 
     def _reload(self, action):
-        try:
-            return [ev.ConfigLoaded(self.load_config(), time.time())]
-        except ConfigError as err:
-            return [ev.ConfigRejected(tuple(err.messages))]
+        """HUP: the watcher reads the file and posts what it finds, as for an edit."""
+        self.reload_config()
 
     def _reopen_logs(self, action):
         self.daemon_log.reopen()

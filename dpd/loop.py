@@ -3,7 +3,14 @@
 Threads post facts to one queue; this loop hands each to the policy, which
 answers with actions; the executor performs them and its outcomes are fed
 back at once, before the next queued fact. The loop sleeps until the next
-fact or the policy's nearest deadline: nothing polls.
+fact or the nearest deadline: nothing polls.
+
+Two kinds of deadline: the policy's own (`next_deadline()`: a restart, a
+stop timeout, a heartbeat), which a `Tick` serves, and the state file's
+(`flush_deadline()`), which only `flush()` serves. Queued facts always come
+first: a deadline that has passed is served once the queue is empty, or
+after a full batch, so a flood of facts delays a Tick by one batch at most
+and a Tick never delays a fact.
 """
 import logging
 import queue
@@ -25,26 +32,40 @@ class Controller:
     def run(self):
         """Handle facts until the policy asks to exit; return its Exit action."""
         while self.exit is None:
-            self.dispatch(self._next_event())
-            handled = 1
-            while self.exit is None and handled < DRAIN_BATCH and not self.events.empty():
-                self.dispatch(self._next_event())
-                handled += 1
+            self._handle_batch()
             self.flush()
         return self.exit
 
-    def _next_event(self):
-        deadline = self.policy.next_deadline()
-        if deadline is not None:
-            timeout = deadline - self.clock()
-            if timeout <= 0:
-                return Tick()
-        else:
-            timeout = None
+    def _handle_batch(self):
+        """Queued facts (at most DRAIN_BATCH), then one Tick if a deadline has passed."""
+        event = self._wait()
+        handled = 0
+        while event is not None and self.exit is None:
+            self.dispatch(event)
+            handled += 1
+            event = self._queued() if handled < DRAIN_BATCH else None
+        if self.exit is None and self._overdue(self.policy.next_deadline()):
+            self.dispatch(Tick())
+
+    def _wait(self):
+        """The next fact; None when a deadline (the policy's or the flush's) comes first."""
+        nearest = _earliest(self.policy.next_deadline(), self.policy.flush_deadline())
+        timeout = None if nearest is None else max(0.0, nearest - self.clock())
+        if timeout == 0.0:
+            return self._queued()
         try:
             return self.events.get(timeout=timeout)
         except queue.Empty:
-            return Tick()
+            return None
+
+    def _queued(self):
+        try:
+            return self.events.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _overdue(self, deadline):
+        return deadline is not None and deadline <= self.clock()
 
     def dispatch(self, event):
         pending = deque([event])
@@ -65,3 +86,22 @@ class Controller:
         except Exception:  # one failed action must not take the daemon down
             log.exception('failed to perform %r', action)
             return ()
+
+
+def _earliest(*deadlines):
+    present = [d for d in deadlines if d is not None]
+    return min(present) if present else None
+
+
+def serve(controller, threads, ready):
+    """The end of every daemon's start: start the threads not started yet, say
+    ready, run until the policy exits; then stop every thread, the last first.
+    Returns the policy's Exit action."""
+    for thread in threads:
+        if thread.ident is None:
+            thread.start()
+    ready()
+    finish = controller.run()
+    for thread in reversed(threads):
+        thread.stop()
+    return finish

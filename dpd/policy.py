@@ -26,6 +26,7 @@ class Policy:
         return out
 
     def next_deadline(self):
+        """When the policy next wants a Tick (None: never); `flush()` has its own."""
         raise NotImplementedError
 
     def snapshot(self, now):
@@ -35,8 +36,8 @@ class Policy:
         """The least time between two state-file writes: none by default."""
         return 0.0
 
-    def state_deadline(self):
-        """When a state file held back by state_interval() is due."""
+    def flush_deadline(self):
+        """When a state file held back by state_interval() is due (served by flush)."""
         return self.state_due if self.dirty and self.state_due is not None else None
 
     def flush(self, now):

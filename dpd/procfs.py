@@ -63,12 +63,6 @@ def read_pid_file(path):
         return None
 
 
-def pidfd_open(pid):
-    """A pidfd for `pid`, or None when the process is gone."""
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
 
 
 def set_child_subreaper():

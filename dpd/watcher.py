@@ -7,7 +7,8 @@ read after SETTLE seconds of quiet, so a half-written file is at worst
 rejected, never applied half. Without inotify, or while the directory is
 missing, it falls back to a stat every POLL seconds. The config watcher posts
 a result only when it differs from the last one: ConfigLoaded, or
-ConfigRejected.
+ConfigRejected; or whatever it is when asked to `recheck()` (a HUP), so a
+reload takes the same road as an edit.
 """
 import os
 import select
@@ -36,6 +37,12 @@ class FileWatcher(Observer):
         self.path = path
         self.directory, self.base = os.path.split(path)
         self._stamp = None
+        self._recheck = False
+
+    def recheck(self):
+        """From any thread: read the file now and report it even if unchanged."""
+        self._recheck = True
+        self.wake()
 
     def observe(self):
         try:
@@ -64,7 +71,13 @@ class FileWatcher(Observer):
                 self._check(only_if_touched=polling)
                 continue
             for fd, _ in ready:
-                if fd == notify_fd:
+                if fd == self.wake_r:
+                    self.read_wakeups()
+                    if self._recheck:
+                        self._recheck = False
+                        self._stamp = self._file_stamp()
+                        self.changed(force=True)
+                elif fd == notify_fd:
                     read_now, read_later, gone = self._read_events(notify_fd)
                     wd = None if gone else wd
                     if read_now:
@@ -108,7 +121,8 @@ class FileWatcher(Observer):
         self._stamp = stamp
         self.changed()
 
-    def changed(self):
+    def changed(self, force=False):
+        """The file may have changed (`force`: report it even if it has not)."""
         raise NotImplementedError
 
     def _file_stamp(self):
@@ -128,13 +142,13 @@ class ConfigWatcher(FileWatcher):
         self.load = load
         self._last = ('ok', known_sha256) if known_sha256 else None
 
-    def changed(self):
+    def changed(self, force=False):
         try:
             config = self.load(self.path)
         except ConfigError as err:
             result, event = ('bad', tuple(err.messages)), ConfigRejected(tuple(err.messages))
         else:
             result, event = ('ok', config.sha256), ConfigLoaded(config, time.time())
-        if result != self._last:
+        if force or result != self._last:
             self._last = result
             self.post(event)

@@ -12,7 +12,7 @@ import socket
 from .. import state
 from ..cli import main_for
 from ..config import ConfigError, daemon_files
-from ..loop import Controller
+from ..loop import Controller, serve
 from ..signals import SignalThread
 from ..watcher import ConfigWatcher, FileWatcher
 from . import actions as act
@@ -44,10 +44,10 @@ class WorkerObserver(FileWatcher):
         self.conf_file = conf_file
         self._last = None
 
-    def changed(self):
+    def changed(self, force=False):
         seen = workerfile.observe(self.conf_file)
         what = (seen.applied, seen.worker, seen.processes)
-        if what != self._last:
+        if force or what != self._last:
             self._last = what
             self.post(seen)
 
@@ -55,8 +55,8 @@ class WorkerObserver(FileWatcher):
 class ClientExecutor(NetworkExecutor):
     program = 'dpd-clientd'
 
-    def __init__(self, load_config, daemon_log, state_file, link, conf_file):
-        super().__init__(load_config, daemon_log, state_file, link)
+    def __init__(self, reload_config, daemon_log, state_file, link, conf_file):
+        super().__init__(reload_config, daemon_log, state_file, link)
         self.conf_file = conf_file
         self.handles({act.RebuildLink: self._rebuild,
                       act.WriteWorkerFile: self._write_worker_file})
@@ -81,8 +81,15 @@ class ClientDaemon:
     description = 'Keep the local worker file equal to what the master wants for this node.'
 
     def load(self, path):
+        """At start and for -t: the file and its keys (a bad key file is a
+        configuration error); an edit reloads the file alone (`reload`)."""
+        config = self.reload(path)
+        sockets.client_curve(config)
+        return config
+
+    @staticmethod
+    def reload(path):
         config = load_client(path)
-        sockets.client_curve(config)         # a bad key file is a configuration error
         node_name(config)
         return config
 
@@ -92,33 +99,25 @@ class ClientDaemon:
 
     def serve(self, config, daemon_log, ready):
         events = queue.SimpleQueue()
-        reaper = SignalThread(events.put)
+        signals = SignalThread(events.put)
         node = node_name(config)
         curve = sockets.client_curve(config)
         sockets.warn_if_open(config, curve, 'pose as the master and run anything as root here')
         workerfile.default_conf(config.conf_file)
         link = ZmqLink(events.put, sockets.client_plans(config, node, curve))
-        executor = ClientExecutor(lambda: self.load(config.path), daemon_log,
-                                  config.state_file, link, config.conf_file)
+        watcher = ConfigWatcher(config.path, self.reload, events.put, config.sha256)
+        executor = ClientExecutor(watcher.recheck, daemon_log, config.state_file, link,
+                                  config.conf_file)
         policy = ClientPolicy(config, node, os.urandom(8).hex())
         controller = Controller(policy, executor, events)
         controller.dispatch(workerfile.observe(config.conf_file))
         link.start()
         link.wait_ready()
-        reaper.start()
-        watchers = [ConfigWatcher(config.path, self.load, events.put, config.sha256),
-                    WorkerObserver(config.conf_file, events.put)]
-        for watcher in watchers:
-            watcher.start()
+        signals.start()
         log.info('node %s; master %s and %s%s', node, config.master_stats,
                  config.master_updates, ' (CURVE)' if curve else '')
-        ready()
-        finish = controller.run()
-        for watcher in watchers:
-            watcher.stop()
-        link.stop()
-        reaper.stop()
-        return finish.code
+        threads = [signals, link, watcher, WorkerObserver(config.conf_file, events.put)]
+        return serve(controller, threads, ready).code
 
 
 main = main_for(ClientDaemon)

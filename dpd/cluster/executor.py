@@ -7,8 +7,8 @@ from . import actions as act
 class NetworkExecutor(DaemonExecutor):
     """The master's and the client's: messages go out through the zmq thread."""
 
-    def __init__(self, load_config, daemon_log, state_file, link):
-        super().__init__(load_config, daemon_log, state_file)
+    def __init__(self, reload_config, daemon_log, state_file, link):
+        super().__init__(reload_config, daemon_log, state_file)
         self.link = link
         self.handles({act.Send: self._send})
 

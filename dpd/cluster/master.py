@@ -85,8 +85,7 @@ class MasterPolicy(NetworkPolicy):
         self.states = {}                 # node -> last computed state (to notice changes)
 
     def next_deadline(self):
-        deadlines = [d for d in (self.next_hugz, self.next_aging, self.state_deadline())
-                     if d is not None]
+        deadlines = [d for d in (self.next_hugz, self.next_aging) if d is not None]
         return min(deadlines) if deadlines else None
 
     def state_interval(self):

@@ -11,7 +11,7 @@ import time
 from .. import state
 from ..cli import main_for
 from ..config import ConfigError
-from ..loop import Controller
+from ..loop import Controller, serve
 from ..procfs import raise_fd_limit
 from ..signals import SignalThread
 from ..watcher import ConfigWatcher
@@ -28,8 +28,8 @@ log = logging.getLogger('dpd')
 class MasterExecutor(NetworkExecutor):
     program = 'dpd-masterd'
 
-    def __init__(self, load_config, daemon_log, state_file, link, authorized_keys):
-        super().__init__(load_config, daemon_log, state_file, link)
+    def __init__(self, reload_config, daemon_log, state_file, link, authorized_keys):
+        super().__init__(reload_config, daemon_log, state_file, link)
         self.authorized_keys = authorized_keys
 
     def _reload(self, action):
@@ -69,8 +69,11 @@ class MasterDaemon:
     description = 'Serve each node its process list from one JSON file.'
 
     def load(self, path):
+        """At start and for -t: the file and its keys (a bad key file is a
+        configuration error). An edit reloads the file alone: keys are read at
+        start, and node keys again on HUP."""
         config = load_master(path)
-        sockets.master_keys(config)          # a bad key file is a configuration error
+        sockets.master_keys(config)
         return config
 
     def check(self, path):
@@ -83,7 +86,7 @@ class MasterDaemon:
 
     def serve(self, config, daemon_log, ready):
         events = queue.SimpleQueue()
-        reaper = SignalThread(events.put)
+        signals = SignalThread(events.put)
         raise_fd_limit()
         curve, zap_keys = sockets.master_keys(config)
         sockets.warn_if_open(config, curve, 'pose as a node and read its list')
@@ -94,24 +97,18 @@ class MasterDaemon:
         except OSError as err:
             raise OSError(err.errno, 'cannot bind %s or %s: %s' % (
                 config.master_stats, config.master_updates, err.strerror or err)) from None
-        executor = MasterExecutor(lambda: self.load(config.path), daemon_log, config.state_file,
-                                  link, config.authorized_keys)
+        watcher = ConfigWatcher(config.path, load_master, events.put, known_sha256=config.sha256)
+        executor = MasterExecutor(watcher.recheck, daemon_log, config.state_file, link,
+                                  config.authorized_keys)
         policy = MasterPolicy(os.urandom(8).hex(), curve is not None,
                               previous_versions(config.state_file))
         controller = Controller(policy, executor, events)
-        reaper.start()
+        signals.start()
         controller.dispatch(ConfigLoaded(config, time.time()))
         controller.flush()
-        watcher = ConfigWatcher(config.path, self.load, events.put, known_sha256=config.sha256)
-        watcher.start()
         if zap_keys is not None:
             log.info('keys: %d nodes authorized', len(zap_keys))
-        ready()
-        finish = controller.run()
-        watcher.stop()
-        link.stop()
-        reaper.stop()
-        return finish.code
+        return serve(controller, [signals, link, watcher], ready).code
 
 
 main = main_for(MasterDaemon)

@@ -17,8 +17,8 @@ log = logging.getLogger('dpd')
 class WorkerExecutor(DaemonExecutor):
     program = 'dpd-workerd'
 
-    def __init__(self, load_config, reaper, outputs, daemon_log, state_file):
-        super().__init__(load_config, daemon_log, state_file)
+    def __init__(self, reload_config, reaper, outputs, daemon_log, state_file):
+        super().__init__(reload_config, daemon_log, state_file)
         self.reaper, self.outputs = reaper, outputs
         self._groups = {}                   # pid -> its process group, seen while it lived
         self.handles({

@@ -1,7 +1,10 @@
-"""Process states and the restart limits, as pure arithmetic on `now`.
+"""A process's life: its states, the moves allowed between them, the restart limit.
 
-Times are `time.monotonic()` values handed in by the caller: the limits are
-immune to wall-clock jumps and unit-testable with a fake clock.
+Pure: times are `time.monotonic()` values handed in by the caller, so the
+limits are immune to wall-clock jumps and unit-testable with a fake clock.
+`Proc.move` refuses a move the table does not allow: a policy bug shows as
+an error at the line that made it, not as a process in a state it cannot
+leave.
 """
 import signal
 from collections import deque
@@ -17,10 +20,78 @@ FAILED = 'failed'       # could not be started; retried later
 ACTIVE = frozenset((STARTING, RUNNING, STOPPING))  # a process may exist
 SETTLED_OK = frozenset((RUNNING, EXITED))          # "as desired" for dpd-ctl
 
+# state -> the states it may move to
+TRANSITIONS = {
+    STOPPED: {STARTING, BACKOFF, RUNNING, EXITED},   # RUNNING, EXITED: adopted records
+    STARTING: {RUNNING, FAILED, STOPPING, STOPPED, EXITED, BACKOFF},
+    RUNNING: {STARTING, BACKOFF, EXITED, STOPPING},
+    STOPPING: {STOPPED},
+    BACKOFF: {STARTING},
+    FAILED: {STARTING, BACKOFF},
+    EXITED: {STARTING, BACKOFF},
+}
+
+# what a stopping process does once it is down
+THEN_NOTHING, THEN_START, THEN_REMOVE = None, 'start', 'remove'
+
 MAX_STARTS = 5
 WINDOW_SECONDS = 60.0
 FAILURE_RETRY_FIRST = 1.0
 FAILURE_RETRY_MAX = 60.0
+
+
+class BadMove(RuntimeError):
+    pass
+
+
+class Stop:
+    """A stop under way: what follows it, and how far it has gone."""
+
+    def __init__(self, then, next_spec, limit):
+        self.then, self.next_spec = then, next_spec
+        self.limit = limit                # stop_timeout ends here (then KILL_GRACE)
+        self.killed = False               # KILL was sent
+        self.awaiting_group = False       # the leader is gone, its group is not
+
+
+class Launch:
+    """A `daemon: true` program started and not yet found in its pid file."""
+
+    def __init__(self, pid, started, give_up_at):
+        self.pid, self.started, self.give_up_at = pid, started, give_up_at
+
+
+class Proc:
+    """The controller's record of one named process."""
+
+    def __init__(self, spec, fingerprint=None):
+        self.spec = spec                  # the definition it runs (or ran) with
+        self.fingerprint = fingerprint or spec.fingerprint
+        self.state, self.since = STOPPED, None
+        self.pid = self.started = None    # the process and its procfs.identity
+        self.window = RestartWindow()
+        self.restarts, self.last_exit, self.error = 0, None, None
+        self.failures = 0                 # spawn failures in a row
+        self.counted = True               # this start counts toward the restart limit
+        self.deadline = None              # the policy's one timer for this process
+        self.stop = None                  # a Stop while STOPPING
+        self.launch = None                # a Launch while a daemon is looked for
+
+    @property
+    def name(self):
+        return self.spec.name
+
+    def move(self, state, now):
+        """Enter `state` (a no-op if already there); True if the state changed."""
+        if state == self.state:
+            return False
+        if state not in TRANSITIONS[self.state]:
+            raise BadMove('%s: %s -> %s is not a move a process makes'
+                          % (self.name, self.state, state))
+        self.state, self.since = state, now
+        if state != STOPPING:
+            self.stop = None
+        return True
 
 
 class RestartWindow:
@@ -50,9 +121,10 @@ FAULT_SIGNALS = frozenset((signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.
                            signal.SIGXFSZ, signal.SIGPIPE))
 
 
-def is_crash(code, signum):
+def is_crash(signum):
     """True if an end counts toward the restart limit: an exit of its own (any
-    status), a fault signal, or an end we could not observe (an adopted process)."""
+    status: no signal), a fault signal, or an end we could not observe (an
+    adopted process, whose signal is unknown)."""
     return signum is None or signum in FAULT_SIGNALS
 
 

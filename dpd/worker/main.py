@@ -6,12 +6,11 @@ pump per process with `logs`. The main thread runs the controller.
 import os
 import pwd
 import queue
-from functools import partial
 
 from .. import procfs
 from ..cli import main_for
 from ..config import ConfigError
-from ..loop import Controller
+from ..loop import Controller, serve
 from ..watcher import ConfigWatcher
 from . import adoption, spawn
 from .config import load_worker
@@ -63,22 +62,17 @@ class WorkerDaemon:
         procfs.set_child_subreaper()
         procfs.raise_fd_limit()
         outputs = Outputs(_private_dir(fifo_dir(config)), events.put)
-        load = partial(self.load, config.path)
-        executor = WorkerExecutor(load, reaper, outputs, daemon_log, config.state_file)
+        watcher = ConfigWatcher(config.path, self.load, events.put, known_sha256=config.sha256)
+        executor = WorkerExecutor(watcher.recheck, reaper, outputs, daemon_log, config.state_file)
         controller = Controller(WorkerPolicy(), executor, events)
         previous = executor.adopt(adoption.previous_run(config.state_file))
         reaper.start()
         controller.dispatch(previous)
         controller.dispatch(ConfigLoaded(config))
         controller.flush()
-        watcher = ConfigWatcher(config.path, self.load, events.put, known_sha256=config.sha256)
-        watcher.start()
-        ready()
-        finish = controller.run()
-        watcher.stop()
+        finish = serve(controller, [reaper, watcher], ready)
         if not finish.leave_running:
             outputs.drain(DRAIN_SECONDS)
-        reaper.stop()
         return finish.code
 
 

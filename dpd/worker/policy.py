@@ -21,38 +21,8 @@ GROUP_POLL = 0.05         # while the leader is gone but its group is not
 KILL_GRACE = 5.0          # after KILL, how long a process may take to vanish
 
 
-class Proc:
-    """The controller's record of one named process."""
-
-    def __init__(self, spec, fingerprint=None):
-        self.spec = spec                  # the definition it runs (or ran) with
-        self.fingerprint = fingerprint or spec.fingerprint
-        self.state = lc.STOPPED
-        self.pid = None
-        self.started = None               # procfs.identity of `pid`
-        self.since = None                 # when `state` began
-        self.window = lc.RestartWindow()
-        self.restarts = 0
-        self.last_exit = None
-        self.error = None
-        self.failures = 0                 # spawn failures in a row
-        self.counted = True               # this start counts toward the restart limit
-        self.deadline = None
-        self.then = None                  # after the stop: None, 'start' or 'remove'
-        self.next_spec = None             # for 'start': the new definition
-        self.stop_deadline = None
-        self.killed = False
-        self.awaiting_group = False       # stopping: the leader is gone, its group is not
-        self.launcher = None              # daemon: (pid, started) of the program we ran
-        self.daemon_deadline = None
-
-    @property
-    def name(self):
-        return self.spec.name
-
-
 class WorkerPolicy(Policy):
-    def __init__(self, config=None):
+    def __init__(self):
         super().__init__({
             ev.PreviousRun: self._on_previous_run,
             ev.ConfigLoaded: self._on_config_loaded,
@@ -68,7 +38,7 @@ class WorkerPolicy(Policy):
             ev.Tick: self._on_tick,
         })
         self.procs = {}                   # name -> Proc, in the file's order
-        self.config = config
+        self.config = None
         self.config_errors = ()
         self.shutting_down = False
         self._active = 0                  # processes in an ACTIVE state (counted by _move)
@@ -103,7 +73,7 @@ class WorkerPolicy(Policy):
     @staticmethod
     def _from_record(record):
         spec = ProcessSpec(**dict(record['definition'], env=()))
-        proc = Proc(spec, record['fingerprint'])
+        proc = lc.Proc(spec, record['fingerprint'])
         proc.window = lc.RestartWindow(record.get('starts') or ())
         proc.restarts = record.get('restarts', 0)
         proc.since = record.get('since')
@@ -126,7 +96,7 @@ class WorkerPolicy(Policy):
         for spec in config.procs:
             proc = self.procs.get(spec.name)
             if proc is None:
-                proc = Proc(spec)
+                proc = lc.Proc(spec)
                 self.procs[spec.name] = proc
                 self._start(proc, now, out)
             else:
@@ -136,10 +106,10 @@ class WorkerPolicy(Policy):
         self.procs = {**ordered, **{n: p for n, p in self.procs.items() if n not in ordered}}
 
     def _apply_definition(self, proc, spec, now, out):
-        if proc.state == lc.STOPPING and proc.then in ('remove', 'start'):
+        if proc.state == lc.STOPPING and proc.stop.then in (lc.THEN_REMOVE, lc.THEN_START):
             # already going down, for a removal or an earlier edit: once it is down,
             # start what the file says now
-            proc.then, proc.next_spec = 'start', spec
+            proc.stop.then, proc.stop.next_spec = lc.THEN_START, spec
             return
         if spec.fingerprint == proc.fingerprint:
             proc.spec = spec                 # adopted records lack `env`; the file has it
@@ -148,7 +118,7 @@ class WorkerPolicy(Policy):
             return
         out.append(log_action(logging.INFO, '%s: definition changed' % spec.name))
         if proc.state in lc.ACTIVE:
-            self._stop(proc, now, out, then='start', next_spec=spec)
+            self._stop(proc, now, out, then=lc.THEN_START, next_spec=spec)
         else:
             self._renew(proc, spec)
             self._start(proc, now, out)
@@ -186,7 +156,7 @@ class WorkerPolicy(Policy):
             return
         self._move(proc, lc.STARTING, now)
         self._set_deadline(proc, None)
-        proc.pid = proc.started = proc.launcher = None
+        proc.pid = proc.started = proc.launch = None
         out.append(act.Spawn(proc.name, proc.spec))
 
     def _on_started(self, event, now, out):
@@ -199,8 +169,7 @@ class WorkerPolicy(Policy):
             proc.window.record(now)
         proc.failures, proc.error = 0, None
         if proc.spec.daemon:
-            proc.launcher = (event.pid, event.started)
-            proc.daemon_deadline = now + DAEMON_WAIT
+            proc.launch = lc.Launch(event.pid, event.started, now + DAEMON_WAIT)
             self._set_deadline(proc, now + DAEMON_POLL)
             out.append(log_action(logging.DEBUG, '%s: launched (pid %d); waiting for %s'
                             % (proc.name, event.pid, proc.spec.pid_file)))
@@ -229,21 +198,20 @@ class WorkerPolicy(Policy):
 
     def _on_daemon_found(self, event, now, out):
         proc = self.procs.get(event.name)
-        if proc is not None and proc.state == lc.STARTING and proc.launcher:
+        if proc is not None and proc.state == lc.STARTING and proc.launch:
             self._running(proc, event.pid, event.started, now, out)
 
     def _on_daemon_not_found(self, event, now, out):
         proc = self.procs.get(event.name)
-        if proc is None or proc.state != lc.STARTING or not proc.launcher:
+        if proc is None or proc.state != lc.STARTING or not proc.launch:
             return
-        if now < proc.daemon_deadline:
+        if now < proc.launch.give_up_at:
             self._set_deadline(proc, now + DAEMON_POLL)
             return
         proc.error = '%s did not name a live process within %g s (%s)' % (
             proc.spec.pid_file, DAEMON_WAIT, event.reason)
         out.append(log_action(logging.ERROR, '%s: %s' % (proc.name, proc.error)))
-        launcher_pid = proc.launcher[0]
-        out.append(act.SendSignal(proc.name, launcher_pid, signal.SIGKILL))
+        out.append(act.SendSignal(proc.name, proc.launch.pid, signal.SIGKILL))
         self._ended(proc, now, out)
 
     # ------------------------------------------------------------ ending
@@ -252,19 +220,19 @@ class WorkerPolicy(Policy):
         proc = self.procs.get(event.name)
         if proc is None:
             return
-        if proc.launcher and event.pid == proc.launcher[0] and proc.pid is None:
+        if proc.launch and event.pid == proc.launch.pid and proc.pid is None:
             self._launcher_exited(proc, event, now, out)
             return
         if event.pid != proc.pid or proc.state not in (lc.RUNNING, lc.STOPPING):
             return
         proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
         if proc.state == lc.STOPPING:
-            proc.awaiting_group = True
+            proc.stop.awaiting_group = True
             out.append(act.CheckGroup(proc.name, proc.pid))
             return
         out.append(log_action(logging.WARNING if proc.spec.restart else logging.INFO,
                         '%s: %s' % (proc.name, describe_exit(event))))
-        self._ended(proc, now, out, crashed=lc.is_crash(event.code, event.signal))
+        self._ended(proc, now, out, crashed=lc.is_crash(event.signal))
 
     def _launcher_exited(self, proc, event, now, out):
         """A `daemon: true` program ended before its pid file named the daemon: fine
@@ -287,14 +255,14 @@ class WorkerPolicy(Policy):
     def _release(self, proc, out):
         if proc.spec.write_pid and proc.spec.pid_file and proc.pid:
             out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid))
-        proc.pid = proc.started = proc.launcher = None
+        proc.pid = proc.started = proc.launch = None
         self.dirty = True
 
     # ------------------------------------------------------------ stopping
 
     def _remove(self, proc, now, out):
         if proc.state in lc.ACTIVE:
-            self._stop(proc, now, out, then='remove')
+            self._stop(proc, now, out, then=lc.THEN_REMOVE)
         else:
             self._forget(proc, out)
 
@@ -304,64 +272,63 @@ class WorkerPolicy(Policy):
         out.append(log_action(logging.INFO, '%s: removed' % proc.name))
         self.dirty = True
 
-    def _stop(self, proc, now, out, then=None, next_spec=None):
-        proc.then, proc.next_spec = then, next_spec
+    def _stop(self, proc, now, out, then=lc.THEN_NOTHING, next_spec=None):
         if proc.state == lc.STOPPING:
+            proc.stop.then, proc.stop.next_spec = then, next_spec
             return
-        target = proc.pid or (proc.launcher and proc.launcher[0])
+        target = proc.pid or (proc.launch and proc.launch.pid)
         if proc.state == lc.STARTING and not target:
-            self._stopped(proc, now, out)   # the spawn is answered at once; nothing runs yet
+            # the spawn is answered at once; nothing runs yet
+            self._stopped(proc, lc.Stop(then, next_spec, now), now, out)
             return
         out.append(log_action(logging.INFO, '%s: stopping (pid %d, %s)'
-                        % (proc.name, target, signal.Signals(proc.spec.stop_signal).name)))
+                              % (proc.name, target, signal.Signals(proc.spec.stop_signal).name)))
         out.append(act.SendSignal(proc.name, target, proc.spec.stop_signal))
         out.append(act.SendSignal(proc.name, target, signal.SIGCONT))
         proc.pid = target
-        proc.killed = proc.awaiting_group = False
-        proc.stop_deadline = now + proc.spec.stop_timeout
         self._move(proc, lc.STOPPING, now)
-        self._set_deadline(proc, proc.stop_deadline)
+        proc.stop = lc.Stop(then, next_spec, now + proc.spec.stop_timeout)
+        self._set_deadline(proc, proc.stop.limit)
 
     def _on_group_checked(self, event, now, out):
         proc = self.procs.get(event.name)
         if proc is None or proc.state != lc.STOPPING or event.pgid != proc.pid:
             return
         if event.alive:
-            self._set_deadline(proc, min(proc.stop_deadline, now + GROUP_POLL))
+            self._set_deadline(proc, min(proc.stop.limit, now + GROUP_POLL))
         else:
-            self._stopped(proc, now, out)
+            self._stopped(proc, proc.stop, now, out)
 
-    def _stopped(self, proc, now, out):
-        then, next_spec = proc.then, proc.next_spec
-        proc.then = proc.next_spec = None
+    def _stopped(self, proc, stop, now, out):
         self._release(proc, out)
         self._move(proc, lc.STOPPED, now)
         self._set_deadline(proc, None)
         out.append(log_action(logging.INFO, '%s: stopped' % proc.name))
-        if then == 'remove':
+        if stop.then == lc.THEN_REMOVE:
             self._forget(proc, out)
-        elif then == 'start':
-            self._renew(proc, next_spec)
+        elif stop.then == lc.THEN_START:
+            self._renew(proc, stop.next_spec)
             self._start(proc, now, out)
         self._maybe_exit(out)
 
     def _on_stop_deadline(self, proc, now, out):
-        if now >= proc.stop_deadline:
-            if proc.killed:
+        stop = proc.stop
+        if now >= stop.limit:
+            if stop.killed:
                 out.append(log_action(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in the '
                                 'kernel?); no longer waiting for it'
                                 % (proc.name, proc.pid, KILL_GRACE)))
-                self._stopped(proc, now, out)
+                self._stopped(proc, stop, now, out)
                 return
-            out.append(log_action(logging.WARNING, '%s: still running %g s after %s; sending KILL '
-                            'to its group' % (proc.name, proc.spec.stop_timeout,
-                                              signal.Signals(proc.spec.stop_signal).name)))
+            out.append(log_action(logging.WARNING, '%s: still running %g s after %s; sending '
+                                  'KILL to its group' % (proc.name, proc.spec.stop_timeout,
+                                                         signal.Signals(proc.spec.stop_signal).name)))
             out.append(act.SendSignal(proc.name, proc.pid, signal.SIGKILL))
-            proc.killed, proc.stop_deadline = True, now + KILL_GRACE
-        if proc.awaiting_group:
+            stop.killed, stop.limit = True, now + KILL_GRACE
+        if stop.awaiting_group:
             out.append(act.CheckGroup(proc.name, proc.pid))  # its answer sets the next deadline
         else:
-            self._set_deadline(proc, proc.stop_deadline)
+            self._set_deadline(proc, stop.limit)
 
     # ------------------------------------------------------------ signals, timers
 
@@ -386,8 +353,8 @@ class WorkerPolicy(Policy):
         if self.shutting_down:
             out.append(log_action(logging.WARNING, 'second stop signal: killing every process now'))
             for proc in self.procs.values():
-                if proc.state == lc.STOPPING and not proc.killed:
-                    proc.stop_deadline = now
+                if proc.state == lc.STOPPING and not proc.stop.killed:
+                    proc.stop.limit = now
                     self._set_deadline(proc, now)
             return
         self.shutting_down, self.dirty = True, True
@@ -423,16 +390,17 @@ class WorkerPolicy(Policy):
                 self._start(proc, now, out)
             elif proc.state == lc.STOPPING:
                 self._on_stop_deadline(proc, now, out)
-            elif proc.state == lc.STARTING and proc.launcher:
+            elif proc.state == lc.STARTING and proc.launch:
                 out.append(act.FindDaemon(proc.name, proc.spec.pid_file,
-                                          (proc.launcher[1] or (0, 0))[0]))
+                                          (proc.launch.started or (0, 0))[0]))
 
     # ------------------------------------------------------------ helpers
 
     def _move(self, proc, state, now):
-        if proc.state != state:
-            self._active += (state in lc.ACTIVE) - (proc.state in lc.ACTIVE)
-            proc.state, proc.since, self.dirty = state, now, True
+        was = proc.state
+        if proc.move(state, now):
+            self._active += (state in lc.ACTIVE) - (was in lc.ACTIVE)
+            self.dirty = True
 
     def _set_deadline(self, proc, deadline):
         proc.deadline = deadline

@@ -274,9 +274,16 @@ def test_a_process_killed_from_outside_comes_back_at_once_every_time():
 
 
 def test_fault_signals_are_crashes():
-    assert lc.is_crash(1, None) and lc.is_crash(0, None)
-    assert lc.is_crash(None, signal.SIGSEGV) and lc.is_crash(None, signal.SIGABRT)
-    assert not lc.is_crash(None, signal.SIGKILL) and not lc.is_crash(None, signal.SIGTERM)
+    assert lc.is_crash(None)                       # an exit of its own, any status
+    assert lc.is_crash(signal.SIGSEGV) and lc.is_crash(signal.SIGABRT)
+    assert not lc.is_crash(signal.SIGKILL) and not lc.is_crash(signal.SIGTERM)
+
+
+def test_a_move_the_table_does_not_allow_is_refused():
+    world = World(proc('a'))
+    with pytest.raises(lc.BadMove):
+        world.policy.procs['a'].move(lc.STOPPED, 1.0)      # running -> stopped: never
+    assert world.state('a') == lc.RUNNING
 
 
 def test_a_process_removed_then_put_back_while_stopping_starts_again():
