@@ -63,8 +63,6 @@ def read_pid_file(path):
         return None
 
 
-
-
 def set_child_subreaper():
     """Orphaned descendants (daemons' double forks) become our children."""
     try:

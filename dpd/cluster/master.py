@@ -13,7 +13,8 @@ from . import actions as act
 from . import events as ev
 from . import protocol
 from .policy import NetworkPolicy
-from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
+from .protocol import HUGZ_IVL, PROCESS_FIELDS, REPORT_IVL, STATS, UPDATES
+from .states import NOT_AS_DESIRED
 
 STALE_AFTER = 3 * REPORT_IVL + 5      # no report for that long: the node is stale
 PENDING_GRACE = 30.0                  # a newer list unapplied for longer: lagging
@@ -23,7 +24,6 @@ AGING_IVL = 1.0                       # node states that change with time are re
 STATE_INTERVAL_PER_NODE = 0.002       # the state file, rewritten at most this often...
 STATE_INTERVAL_MAX = 2.0              # ...and at least every 2 s when it changed
 VERSIONS_LOGGED = 10                  # nodes named one per line; beyond, one summary line
-NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
 
 
 class Desired(Record):
@@ -354,10 +354,6 @@ def _small(value, depth=4):
     if isinstance(value, str):
         return value[:1000]
     return value if isinstance(value, (int, float, bool)) or value is None else None
-
-
-PROCESS_FIELDS = ('name', 'state', 'pid', 'restarts', 'since', 'error', 'last_exit',
-                  'next_start')
 
 
 def _processes(value):

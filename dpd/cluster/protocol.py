@@ -36,6 +36,9 @@ MAX_GEN = 2 ** 63 - 1
 HUGZ_IVL = 2.0                             # the master's heartbeat
 REPORT_IVL = 10.0                          # a client's report, +-20 %
 UPDATES, STATS = 'updates', 'stats'        # the two sockets, by their names in the plans
+# what a REPORT says of each process (from the worker's state file)
+PROCESS_FIELDS = ('name', 'state', 'pid', 'restarts', 'since', 'error', 'last_exit',
+                  'next_start', 'restart')
 
 
 class ProtocolError(ValueError):

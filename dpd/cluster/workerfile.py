@@ -13,11 +13,10 @@ from .. import jsonfile, state
 from ..config import daemon_files
 from ..daemon import is_locked
 from . import protocol
+from .protocol import PROCESS_FIELDS
 from .events import WorkerObserved
 
 RECORD_KEY = '_diprocd'
-PROCESS_FIELDS = ('name', 'state', 'pid', 'restarts', 'since', 'error', 'last_exit',
-                  'next_start')
 
 
 class Refused(Exception):

@@ -18,7 +18,6 @@ EXITED = 'exited'       # ended with restart: false
 FAILED = 'failed'       # could not be started; retried later
 
 ACTIVE = frozenset((STARTING, RUNNING, STOPPING))  # a process may exist
-SETTLED_OK = frozenset((RUNNING, EXITED))          # "as desired" for dpd-ctl
 
 # state -> the states it may move to
 TRANSITIONS = {
@@ -38,6 +37,13 @@ MAX_STARTS = 5
 WINDOW_SECONDS = 60.0
 FAILURE_RETRY_FIRST = 1.0
 FAILURE_RETRY_MAX = 60.0
+
+
+def as_desired(record):
+    """A process record (state file, REPORT) is as desired: running, or a
+    `restart: false` process that ended."""
+    state = record.get('state')
+    return state == RUNNING or (state == EXITED and not record.get('restart', False))
 
 
 class BadMove(RuntimeError):

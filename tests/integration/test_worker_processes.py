@@ -36,6 +36,9 @@ def test_killed_child_is_back_with_a_new_pid(workdir):
     worker = start_worker(workdir, workdir.actor('a', 'sleep', pid_file=pid_file))
     try:
         first = wait_until(lambda: read_pid(pid_file))
+        wait_state(workdir, 'a', 'running')
+        _, out, _ = run('dpd-ctl', 'status', workdir.join('worker.json'))
+        assert 'restarts 0' in out            # SPEC 2.5: always said, 0 included
         os.kill(first, signal.SIGKILL)
         second = wait_until(lambda: (read_pid(pid_file) or first) != first and read_pid(pid_file))
         assert pid_alive(second) and not pid_alive(first)

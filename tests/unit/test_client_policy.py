@@ -1,0 +1,392 @@
+"""The client's policy (dpd.cluster.client), pure: scripted facts and a fake
+clock in, actions out (SPEC 2.3, 4)."""
+import math
+import random
+import signal
+from collections import deque
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dpd.cluster import actions as act
+from dpd.cluster import events as ev
+from dpd.cluster import protocol
+from dpd.cluster.client import HELLO_RETRY, SILENCE_REBUILD, ClientPolicy
+from dpd.cluster.config import parse_client
+from dpd.cluster.protocol import REPORT_IVL
+from protocol_cases import FUZZ, LIST_A, LIST_B, LIST_C, mutate, proc, stamp, state_frames, \
+    valid_messages
+
+# ============================================================ the client's policy
+
+def client_config(allowed_users=('nobody',)):
+    return parse_client({'master_stats': 'ipc:///tmp/dpdt-stats', 'master_updates':
+                         'ipc:///tmp/dpdt-updates', 'node_name': 'web1',
+                         'conf_file': '/srv/w.json', 'allowed_users': list(allowed_users)},
+                        '/srv/c.json')
+
+
+class ClientWorld:
+    """A ClientPolicy, and an executor that writes nothing but answers like the real one:
+    a WriteWorkerFile succeeds (unless told otherwise), a RebuildLink is done at once."""
+
+    def __init__(self, applied=None, seed=1, allowed_users=('nobody',), confirm_writes=True):
+        self.policy = ClientPolicy(client_config(allowed_users), 'web1', 'boot-1',
+                                   rng=random.Random(seed))
+        self.confirm_writes = confirm_writes
+        self.now = 0.0
+        self.writes, self.sent, self.logs, self.rebuilds, self.statuses = [], [], [], [], []
+        self.next_hugz = None
+        self.handle(ev.WorkerObserved(applied=applied, worker={'running': True}), 0.0)
+
+    def handle(self, event, now=None):
+        self.now = self.now if now is None else now
+        pending, actions = deque([event]), []
+        while pending:
+            for action in self.policy.handle(pending.popleft(), self.now):
+                actions.append(action)
+                if isinstance(action, act.WriteWorkerFile):
+                    self.writes.append(action)
+                    if self.confirm_writes:
+                        pending.append(ev.WorkerFileWritten(action.record['gen'],
+                                                            action.record['sha256']))
+                elif isinstance(action, act.Send):
+                    assert action.socket == 'stats'
+                    self.sent.append((self.now, protocol.decode_request(action.frames)))
+                elif isinstance(action, act.Log):
+                    self.logs.append((self.now, action))
+                elif isinstance(action, act.RebuildLink):
+                    self.rebuilds.append(self.now)
+                    pending.append(ev.LinkEvent('*', 'rebuilt', ''))
+            if not self.statuses or self.statuses[-1][1] != self.policy.status:
+                self.statuses.append((self.now, self.policy.status))
+        return actions
+
+    def reply(self, frames, now=None):
+        return self.handle(ev.LinkMessage('stats', tuple(frames)), now)
+
+    def publish(self, frames, now=None):
+        return self.handle(ev.LinkMessage('updates', tuple(frames)), now)
+
+    def state(self, gen, entries, node='web1', now=None):
+        return self.reply(state_frames(node, gen, entries), now)
+
+    def run_until(self, end, hugz_from=None, hugz_until=math.inf):
+        """What the controller does: a Tick at each of the policy's deadlines (and, when
+        asked, a HUGZ from the master every 2 s in [hugz_from, min(hugz_until, end)])."""
+        self.next_hugz = hugz_from
+        for _ in range(100000):
+            deadline = self.policy.next_deadline()
+            deadline = math.inf if deadline is None else max(deadline, self.now)
+            hugz = self.next_hugz if self.next_hugz is not None and \
+                self.next_hugz <= hugz_until else math.inf
+            when = min(deadline, hugz)
+            if when > end:
+                self.now = end
+                return
+            if hugz <= deadline:
+                self.publish(protocol.hugz('e1', 1, 2.0, REPORT_IVL), hugz)
+                self.next_hugz = hugz + 2.0
+            else:
+                self.handle(ev.Tick(), when)
+        raise AssertionError('the policy never lets time pass')
+
+    def requests(self, kind, since=-1.0):
+        return [t for t, m in self.sent if m.kind == kind and t >= since]
+
+    def last(self, kind):
+        return [m for _, m in self.sent if m.kind == kind][-1]
+
+    def log_text(self, since=-1.0):
+        return '\n'.join(a.message for t, a in self.logs if t >= since)
+
+
+def test_client_says_hello_every_2_s_until_the_master_answers():
+    world = ClientWorld()
+    world.run_until(7.0)
+    assert world.requests('HELLO') == [0.0, 2.0, 4.0, 6.0]
+    assert world.last('HELLO').fields['node'] == 'web1'
+    assert world.last('HELLO').fields['applied'] is None
+    world.state(5, LIST_A, now=7.5)
+    assert len(world.writes) == 1
+    world.run_until(29.0, hugz_from=8.0)
+    assert world.requests('HELLO', since=7.0) == [], 'answered: no more HELLO'
+    assert HELLO_RETRY == 2.0
+
+
+def test_any_answer_on_the_stats_socket_stops_the_hellos():
+    for answer in (protocol.ack('web1', 5, stamp(LIST_A, 5)['sha256'], 'e1', 10.0),
+                   protocol.unmanaged('web1', 'e1'), protocol.error('x', 'y')):
+        world = ClientWorld(applied=stamp(LIST_A, 5))
+        world.run_until(3.0)
+        world.reply(answer, 3.0)
+        world.run_until(20.0, hugz_from=3.0)
+        assert world.requests('HELLO') == [0.0, 2.0]
+
+
+def test_client_reports_every_10_s_plus_or_minus_20_percent():
+    gaps = []
+    for seed in range(40):
+        world = ClientWorld(applied=stamp(LIST_A, 5), seed=seed)
+        world.run_until(0.1)
+        world.reply(protocol.ack('web1', 5, stamp(LIST_A, 5)['sha256'], 'e1', 10.0), 0.1)
+        world.run_until(60.0, hugz_from=1.0)
+        times = world.requests('REPORT')
+        assert times[0] <= 1.0, 'what the worker file holds was new: reported within 1 s'
+        assert 5 <= len(times) <= 8
+        gaps += [b - a for a, b in zip(times, times[1:])]
+    assert all(8.0 <= t <= 12.0 for t in gaps), gaps
+    assert min(gaps) < 8.5 and max(gaps) > 11.5, 'jittered, over the whole range'
+    assert len(set(round(g, 3) for g in gaps)) > len(gaps) // 2
+
+
+def test_a_report_carries_what_is_applied_and_what_was_refused():
+    world = ClientWorld(applied=stamp(LIST_A, 5))
+    world.run_until(12.5)
+    report = world.last('REPORT').fields
+    assert report['applied'] == stamp(LIST_A, 5) and report['node'] == 'web1'
+    assert report['boot'] == 'boot-1' and report['last_rejected'] is None
+    assert report['worker'] == {'running': True}
+
+
+def test_an_older_gen_is_ignored_and_reported_soon():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 0.5)
+    world.state(50, LIST_B, now=1.0)
+    assert world.writes == []
+    assert 'ignored list version 50: version 100 is applied' in world.log_text()
+    world.run_until(2.05, hugz_from=1.0)
+    assert world.requests('REPORT', since=1.0), 'a report within 1 s'
+    assert world.last('REPORT').fields['applied'] == stamp(LIST_A, 100)
+
+
+def test_the_same_gen_with_another_sha_is_a_conflict_and_not_applied():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.state(100, LIST_B, now=1.0)
+    assert world.writes == []
+    world.run_until(2.05, hugz_from=1.0)
+    assert world.requests('REPORT', since=1.0)
+    assert world.policy.applied == stamp(LIST_A, 100)
+
+
+def test_a_newer_gen_with_the_same_sha_changes_nothing():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.state(200, LIST_A, now=1.0)
+    assert world.writes == []
+    assert world.policy.status == 'in-sync'
+
+
+def test_a_newer_list_is_written_once():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.state(200, LIST_B, now=1.0)
+    assert len(world.writes) == 1
+    write = world.writes[0]
+    assert write.entries == LIST_B
+    assert write.record == dict(stamp(LIST_B, 200), epoch='e1')
+    assert 'applied list version 200' in world.log_text()
+    world.run_until(1.0)
+    assert world.requests('REPORT', since=1.0) == [1.0], 'reported at once'
+    assert world.last('REPORT').fields['applied'] == stamp(LIST_B, 200)
+    for now in (2.0, 3.0):                    # duplicates, then the same from either path
+        world.state(200, LIST_B, now=now)
+    world.state(150, LIST_C, now=4.0)         # older than applied
+    assert len(world.writes) == 1
+
+
+def test_a_duplicate_while_the_write_is_in_flight_is_not_written_again():
+    world = ClientWorld(applied=stamp(LIST_A, 100), confirm_writes=False)
+    world.state(200, LIST_B, now=1.0)
+    world.state(200, LIST_B, now=1.1)
+    assert len(world.writes) == 1
+
+
+def test_a_hand_edited_file_takes_the_masters_list():
+    world = ClientWorld(applied={'gen': 0, 'sha256': stamp(LIST_C, 0)['sha256']})
+    world.state(3, LIST_A, now=1.0)
+    assert [w.entries for w in world.writes] == [LIST_A]
+
+
+def test_an_observation_read_before_the_clients_own_write_does_not_undo_it():
+    """The observer thread may read the file, then the client writes it, then the
+    observation is dispatched: its older `applied` must not count as a hand edit."""
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.state(200, LIST_B, now=2.0)
+    stale = ev.WorkerObserved(applied=stamp(LIST_A, 100), worker={'running': True},
+                              read_at=1.9)
+    world.handle(stale, 2.1)
+    assert world.policy.applied == stamp(LIST_B, 200)
+    world.state(200, LIST_C, now=2.2)
+    assert [w.entries for w in world.writes] == [LIST_B], 'gen 200 is held'
+    edited = {'gen': 0, 'sha256': stamp(LIST_C, 0)['sha256']}
+    world.handle(ev.WorkerObserved(applied=edited, worker={'running': True}, read_at=2.3), 2.3)
+    assert world.policy.applied == edited, 'a later read is believed'
+
+
+def test_a_refused_list_is_refused_once_and_then_ignored():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    root_list = [proc('r', user='root')]
+    world.state(200, root_list, now=1.0)
+    assert world.writes == [] and world.policy.status == 'rejected'
+    assert 'root is not in this node\'s allowed_users' in world.log_text()
+    for now in (1.5, 2.0, 2.5, 3.0):
+        assert world.state(200, root_list, now=now) == [], 'the same list: nothing to do'
+    assert 'allowed_users' not in world.log_text(since=1.1), 'said once'
+    world.run_until(3.0)
+    rejected = world.last('REPORT').fields['last_rejected']
+    assert rejected['gen'] == 200 and rejected['sha256'] == stamp(root_list, 0)['sha256']
+    assert 'root' in rejected['reason']
+    world.state(300, LIST_B, now=4.0)           # the next valid list is applied
+    assert [w.entries for w in world.writes] == [LIST_B]
+
+
+def test_an_invalid_list_is_refused_with_the_workers_rules():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.state(200, [proc('a', resatrt=True)], now=1.0)
+    world.state(201, [proc('a'), proc('a')], now=1.0)
+    assert world.writes == []
+    assert 'unknown key "resatrt"' in world.log_text()
+    assert 'duplicate name' in world.log_text()
+
+
+def test_a_state_for_another_node_is_dropped():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    for node in ('web10', 'web', 'web1.domain.tld'):
+        world.state(200, LIST_B, node=node, now=1.0)
+    assert world.writes == []
+    assert 'dropped a STATE for node web10 (this is web1)' in world.log_text()
+    assert world.policy.applied == stamp(LIST_A, 100)
+
+
+def test_nothing_from_the_updates_socket_is_applied():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    frames = state_frames('web1', 200, LIST_B)
+    world.publish([b'N:web1\0'] + list(frames), 1.0)
+    world.publish([b'N:web1\0'] + list(frames[:2]), 1.0)
+    assert world.writes == []
+    assert 'dropped a bad message from the master (updates)' in world.log_text()
+
+
+def test_a_notify_of_a_newer_list_asks_for_it_at_once():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 0.1)
+    world.run_until(3.0, hugz_from=1.0)
+    world.publish(protocol.notify('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1'), 3.0)
+    world.run_until(3.0)
+    assert world.requests('HELLO', since=1.0) == [], 'it holds that list already'
+    world.publish(protocol.notify('web1', 200, stamp(LIST_B, 200)['sha256'], 'e1'), 3.5)
+    world.run_until(3.5)
+    assert world.requests('HELLO', since=3.5) == [3.5]
+    assert world.writes == [], 'a NOTIFY carries no list'
+
+
+def test_unmanaged_and_errors_keep_the_worker_file():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.reply(protocol.unmanaged('web1', 'e1'), 1.0)
+    assert world.policy.status == 'unmanaged'
+    world.reply(protocol.error('no-valid-list', 'bad'), 2.0)
+    assert world.policy.status == 'master-error'
+    assert world.writes == []
+
+
+def test_the_client_says_unreachable_6_s_after_the_last_word():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 0.5)
+    world.publish(protocol.hugz('e1', 1, 2.0, REPORT_IVL), 10.0)
+    world.handle(ev.Tick(), 15.9)
+    assert world.policy.status == 'in-sync'
+    world.handle(ev.Tick(), 16.1)
+    assert world.policy.status == 'unreachable'
+    assert world.policy.snapshot(16.1)['status'] == 'unreachable'
+    assert 'no word from the master for 6 s' in world.log_text()
+    world.publish(protocol.hugz('e1', 2, 2.0, REPORT_IVL), 17.0)
+    assert world.policy.status != 'unreachable'
+    assert world.writes == [] and world.rebuilds == []
+
+
+# Regression test; before 92e604f, ClientPolicy.next_deadline() has no
+# deadline at heard_at + 6 s, so the controller only notices the silence at the next
+# HELLO/REPORT/rebuild timer (up to 12 s later)
+def test_the_client_says_unreachable_6_s_after_the_last_word_when_run_by_its_deadlines():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.run_until(0.5)
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 0.5)
+    world.run_until(30.0, hugz_from=2.0, hugz_until=10.0)
+    became = [t for t, status in world.statuses if status == 'unreachable']
+    assert became and 16.0 <= became[0] <= 17.0, world.statuses
+
+
+def test_sockets_are_re_created_after_30_s_of_silence():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.run_until(29.9)
+    assert world.rebuilds == []
+    world.run_until(31.0)
+    assert world.rebuilds == [30.0] and SILENCE_REBUILD == 30.0
+    assert world.policy.status == 'unreachable'
+    assert 30.0 in world.requests('HELLO'), 'hello again on the new sockets'
+    assert world.writes == []
+
+
+def test_a_master_that_talks_postpones_the_rebuild():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.run_until(0.1)
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 0.1)
+    world.run_until(19.0, hugz_from=1.0)          # HUGZ on one socket until 19 s,
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 19.0)
+    world.run_until(59.0)                         # an answer on the other at 19 s
+    assert world.rebuilds == [49.0]
+    world.run_until(81.0)
+    assert world.rebuilds == [49.0, 79.0]
+
+
+def test_a_new_master_epoch_makes_the_client_say_hello():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 0.5)
+    world.run_until(4.0, hugz_from=1.0)
+    world.publish(protocol.hugz('e2', 1, 2.0, REPORT_IVL), 4.5)
+    world.run_until(4.5)
+    assert world.requests('HELLO', since=4.5) == [4.5]
+    assert 'the master restarted (epoch e2)' in world.log_text()
+
+
+def test_term_exits_and_the_worker_file_stays():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    out = world.handle(ev.SignalReceived(signal.SIGTERM), 1.0)
+    assert [a.code for a in out if isinstance(a, act.Exit)] == [0]
+    assert world.writes == []
+
+
+@FUZZ
+@given(st.data())
+def test_client_policy_survives_mutated_messages_and_applies_only_valid_lists(data):
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    for i in range(data.draw(st.integers(1, 6))):
+        decoder, frames = data.draw(st.sampled_from(valid_messages()[:6] + [
+            (protocol.decode_reply, state_frames('web10', 200, LIST_B)),
+            (protocol.decode_reply, state_frames('web1', 200, LIST_A))]))
+        frames = mutate(frames, data)
+        socket = 'updates' if decoder is protocol.decode_update else 'stats'
+        writes = len(world.writes)
+        world.handle(ev.LinkMessage(socket, tuple(frames)), 1.0 + i)
+        if len(world.writes) > writes:
+            # only a message that is itself a valid, newer STATE for web1 may be applied
+            message = protocol.decode_reply(frames)
+            assert socket == 'stats' and message.kind == 'STATE'
+            assert message.fields['node'] == 'web1'
+
+
+# Regression test; before 92e604f, ClientPolicy._heard() resets the 30 s
+# rebuild timer on a message from either socket, so a SUB made deaf for good (an oversize frame,
+# research/protocol.md 3.2) is never re-created while the stats socket still gets ACKs: NOTIFYs
+# and HUGZ never arrive again, edits wait for the next REPORT (~10 s) instead of being pushed
+def test_a_deaf_updates_socket_is_re_created_even_while_the_stats_socket_answers():
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0), 0.1)
+    world.run_until(10.0, hugz_from=1.0)          # HUGZ until 9 s, then the SUB is deaf
+    for _ in range(1000):                         # while every REPORT is still ACKed
+        if world.now > 9.0 + SILENCE_REBUILD + 10 or world.rebuilds:
+            break
+        sent = len(world.sent)
+        world.run_until(world.policy.next_deadline())
+        if any(m.kind == 'REPORT' for _, m in world.sent[sent:]):
+            world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0))
+    assert world.rebuilds, 'the updates socket was silent for %d s' % (world.now - 9)

@@ -1,0 +1,402 @@
+"""The master's policy (dpd.cluster.master), pure: scripted facts and a fake
+clock in, actions out (SPEC 2.4, 2.5, 4, 5)."""
+import json
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dpd import jsonfile
+from dpd.cluster import actions as act
+from dpd.cluster import events as ev
+from dpd.cluster import protocol
+from dpd.cluster.config import parse_master
+from dpd.cluster.master import PENDING_GRACE, STALE_AFTER, MasterPolicy
+from dpd.cluster.protocol import MAX_GEN, REPORT_IVL
+from protocol_cases import FUZZ, LIST_A, LIST_B, LIST_C, proc, raw, stamp
+
+# ============================================================ the master's policy
+
+def master_config(nodes):
+    return parse_master({'master_stats': 'ipc:///tmp/dpdt-stats',
+                         'master_updates': 'ipc:///tmp/dpdt-updates', 'nodes': nodes},
+                        '/srv/m.json')
+
+
+class MasterWorld:
+    def __init__(self, nodes, secure=False, previous=None, wall=1000.0):
+        self.policy = MasterPolicy('epoch-1', secure, previous)
+        self.logs, self.replies, self.notifies = [], [], []
+        self.load(nodes, 0.0, wall)
+
+    def handle(self, event, now):
+        actions = self.policy.handle(event, now)
+        for action in actions:
+            if isinstance(action, act.Log):
+                self.logs.append((now, action))
+            elif isinstance(action, act.Send) and action.socket == 'stats':
+                rid, frames = action.frames[0], action.frames[1:]
+                self.replies.append((rid, protocol.decode_reply(frames)))
+            elif isinstance(action, act.Send):
+                message = protocol.decode_update(action.frames)
+                if message.kind == 'NOTIFY':
+                    self.notifies.append((now, message))
+        return actions
+
+    def load(self, nodes, now, wall=1000.0):
+        return self.handle(ev.ConfigLoaded(master_config(nodes), wall), now)
+
+    def ask(self, node, now, kind='HELLO', applied=None, rid=b'rid-1', boot='boot-1',
+            user_id=None, **more):
+        if kind == 'HELLO':
+            frames = protocol.hello(node, boot, '1.0', applied)
+        else:
+            frames = protocol.report(node, boot, '1.0', applied, **more)
+        before = len(self.replies)
+        self.handle(ev.LinkMessage('stats', (rid,) + tuple(frames), user_id), now)
+        answers = self.replies[before:]
+        assert all(r == rid for r, _ in answers), 'replies go to whoever asked'
+        return [m for _, m in answers]
+
+    def desired(self, node):
+        return self.policy.nodes[node].desired
+
+    def node_state(self, node, now):
+        return self.policy.nodes[node].state(now)
+
+    def log_text(self):
+        return '\n'.join(a.message for _, a in self.logs)
+
+    def tick(self, now):
+        return self.handle(ev.Tick(), now)
+
+
+def test_master_versions_a_list_and_a_list_change():
+    world = MasterWorld({'n1': LIST_A})
+    first = world.desired('n1')
+    assert first.gen == 1000 * 1000 and first.sha256 == stamp(LIST_A, 0)['sha256']
+    assert [m.fields['gen'] for _, m in world.notifies] == [first.gen]
+    world.load({'n1': LIST_B}, 5.0, wall=1000.0)      # the wall clock did not move
+    second = world.desired('n1')
+    assert second.gen > first.gen and second.sha256 == stamp(LIST_B, 0)['sha256']
+    world.load({'n1': LIST_A}, 6.0, wall=999.0)       # nor backwards
+    assert world.desired('n1').gen > second.gen
+    assert [m.fields['gen'] for _, m in world.notifies][-1] == world.desired('n1').gen
+    assert [m.fields['node'] for _, m in world.notifies] == ['n1'] * 3
+
+
+def test_master_keeps_the_version_of_an_identical_list():
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_C})
+    before = {n: world.desired(n) for n in ('n1', 'n2')}
+    notified = len(world.notifies)
+    reordered = [{'args': ['100'], 'run': '/bin/sleep', 'name': 'a'}]   # same list, other order
+    world.load({'n1': reordered, 'n2': LIST_B}, 5.0, wall=2000.0)
+    assert world.desired('n1') == before['n1']
+    assert world.desired('n2').gen > before['n2'].gen
+    assert [m.fields['node'] for _, m in world.notifies[notified:]] == ['n2']
+
+
+def test_a_restarted_master_keeps_previous_versions_of_identical_lists():
+    old = MasterWorld({'n1': LIST_A, 'n2': LIST_B}, wall=5000.0)
+    previous = {n: {'gen': old.desired(n).gen, 'sha256': old.desired(n).sha256}
+                for n in ('n1', 'n2')}
+    new = MasterWorld({'n1': LIST_A, 'n2': LIST_C, 'n3': LIST_A},
+                      previous={n: dict(p) for n, p in previous.items()},
+                      wall=1.0)                       # and a clock far behind
+    assert new.desired('n1').gen == previous['n1']['gen']
+    assert new.desired('n2').gen > max(p['gen'] for p in previous.values())
+    assert new.desired('n3').gen > new.desired('n2').gen
+    answer = new.ask('n1', 1.0, applied=previous['n1'])
+    assert [m.kind for m in answer] == ['ACK']
+
+
+def test_an_invalid_node_list_keeps_the_last_valid_one():
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_C})
+    good = world.desired('n1')
+    world.load({'n1': [proc('a', resatrt=True)], 'n2': LIST_B}, 5.0, wall=2000.0)
+    assert world.desired('n1') == good
+    assert world.policy.nodes['n1'].errors
+    assert 'unknown key "resatrt"' in world.log_text()
+    assert 'node n1: list rejected; it keeps its last valid list' in world.log_text()
+    assert world.desired('n2').sha256 == stamp(LIST_B, 0)['sha256'], 'others proceed'
+    [answer] = world.ask('n1', 6.0)
+    assert answer.kind == 'STATE' and protocol.decode_body(answer.body) == LIST_A
+    record = [n for n in world.policy.snapshot(6.0)['nodes'] if n['node'] == 'n1'][0]
+    assert record['errors'] and record['desired']['gen'] == good.gen
+    world.load({'n1': [proc('a', resatrt=True)], 'n2': LIST_B}, 7.0, wall=2000.0)
+    assert world.log_text().count('list rejected') == 1, 'the same errors are said once'
+
+
+def test_a_node_invalid_from_the_start_gets_an_error_not_a_list():
+    world = MasterWorld({'n1': [proc('a', resatrt=True)]})
+    [answer] = world.ask('n1', 1.0)
+    assert answer.kind == 'ERROR' and answer.fields['code'] == 'no-valid-list'
+    assert world.notifies == []
+
+
+def test_an_absent_node_is_unmanaged():
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_B})
+    [answer] = world.ask('stranger', 1.0)
+    assert answer.kind == 'UNMANAGED' and answer.fields['node'] == 'stranger'
+    world.ask('n2', 1.0, rid=b'rid-2', applied=stamp(LIST_B, world.desired('n2').gen))
+    world.load({'n1': LIST_A}, 2.0)
+    assert 'node n2: no longer in the master file' in world.log_text()
+    [answer] = world.ask('n2', 3.0, rid=b'rid-2', applied=stamp(LIST_B, 1))
+    assert answer.kind == 'UNMANAGED'
+    assert world.node_state('n2', 3.0) == 'unmanaged'
+    assert world.node_state('stranger', 3.0) == 'unmanaged'
+
+
+def test_a_node_reporting_a_higher_gen_is_outbid():
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_B})
+    desired = world.desired('n1')
+    stranger = {'gen': desired.gen + 10 ** 6, 'sha256': stamp(LIST_C, 0)['sha256']}
+    [answer] = world.ask('n1', 1.0, applied=stranger)
+    assert answer.kind == 'STATE' and answer.fields['gen'] == stranger['gen'] + 1
+    assert answer.fields['sha256'] == desired.sha256
+    assert world.notifies[-1][1].fields['gen'] == stranger['gen'] + 1
+    # the same gen with another sha is outbid too
+    current = world.desired('n1').gen
+    [answer] = world.ask('n1', 2.0, applied={'gen': current,
+                                             'sha256': stamp(LIST_C, 0)['sha256']})
+    assert answer.fields['gen'] == current + 1
+    # and the node's later versions stay above
+    world.load({'n1': LIST_C, 'n2': LIST_B}, 3.0)
+    assert world.desired('n1').gen > current + 1
+
+
+# Regression test; before 92e604f, MasterPolicy._answer outbids with
+# applied.gen + 1 without a bound: a report of gen 2**63-1 makes the master emit gens above
+# protocol.MAX_GEN, which every client refuses, for that node and (through global_gen) every
+# later version of every node
+def test_a_node_reporting_the_largest_gen_does_not_wedge_the_master():
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_B})
+    answers = world.ask('n1', 1.0, applied={'gen': MAX_GEN,
+                                            'sha256': stamp(LIST_C, 0)['sha256']})
+    world.load({'n1': LIST_A, 'n2': LIST_C}, 2.0)
+    body, sha = world.desired('n2').body, world.desired('n2').sha256
+    frames = protocol.state('n2', world.desired('n2').gen, sha, body, 'epoch-1')
+    assert world.desired('n2').gen <= MAX_GEN
+    protocol.decode_reply(frames)
+    for answer in answers:
+        assert answer.fields['gen'] <= MAX_GEN
+
+
+def test_master_answers_hello_and_report():
+    world = MasterWorld({'n1': LIST_A})
+    desired = world.desired('n1')
+    [answer] = world.ask('n1', 1.0)
+    assert answer.kind == 'STATE' and answer.fields['node'] == 'n1'
+    assert answer.fields['gen'] == desired.gen and answer.body == desired.body
+    [answer] = world.ask('n1', 2.0, kind='REPORT', applied=stamp(LIST_A, desired.gen))
+    assert answer.kind == 'ACK' and answer.fields['sha256'] == desired.sha256
+    assert answer.fields['report_ivl'] == REPORT_IVL
+    [answer] = world.ask('n1', 3.0, kind='REPORT', applied=stamp(LIST_C, 1))
+    assert answer.kind == 'STATE', 'a node behind or different gets the list'
+
+
+def test_master_does_not_resend_a_list_the_node_refused():
+    world = MasterWorld({'n1': LIST_A})
+    desired = world.desired('n1')
+    refused = {'gen': desired.gen, 'sha256': desired.sha256, 'reason': 'root not accepted'}
+    answers = world.ask('n1', 1.0, kind='REPORT', applied=stamp(LIST_C, 1),
+                        last_rejected=refused)
+    assert [m for m in answers if m.kind == 'STATE'] == []
+    assert world.node_state('n1', 1.0) == 'rejected'
+    [answer] = world.ask('n1', 2.0)              # a HELLO always gets the list
+    assert answer.kind == 'STATE'
+
+
+def test_node_states_at_the_right_times():
+    world = MasterWorld({'n1': LIST_A})
+    gen = world.desired('n1').gen
+    assert world.node_state('n1', 0.0) == 'never-seen'
+    world.ask('n1', 10.0)
+    assert world.node_state('n1', 10.0) == 'pending'
+    world.ask('n1', 29.0, kind='REPORT', applied=None)
+    assert world.node_state('n1', PENDING_GRACE - 0.1) == 'pending'
+    assert world.node_state('n1', PENDING_GRACE + 0.1) == 'lagging'
+    world.ask('n1', 31.0, kind='REPORT', applied=stamp(LIST_A, gen))
+    assert world.node_state('n1', 31.0) == 'in-sync'
+    assert world.node_state('n1', 31.0 + STALE_AFTER - 0.1) == 'in-sync'
+    assert world.node_state('n1', 31.0 + STALE_AFTER + 0.1) == 'stale'
+    world.ask('n1', 100.0, kind='REPORT', applied=stamp(LIST_A, gen))
+    world.load({'n1': LIST_B}, 101.0)
+    assert world.node_state('n1', 101.0) == 'pending'
+    assert world.node_state('n1', 101.0 + PENDING_GRACE + 0.1) == 'lagging'
+    refused = dict(stamp(LIST_B, world.desired('n1').gen), reason='no')
+    world.ask('n1', 102.0, kind='REPORT', applied=stamp(LIST_A, gen), last_rejected=refused)
+    assert world.node_state('n1', 102.0) == 'rejected'
+    world.load({}, 103.0)
+    assert world.node_state('n1', 103.0) == 'unmanaged'
+    assert STALE_AFTER == 3 * REPORT_IVL + 5
+
+
+def test_node_state_changes_are_logged_and_written_by_the_aging_tick():
+    world = MasterWorld({'n1': LIST_A})
+    world.tick(0.0)
+    world.ask('n1', 1.0, kind='REPORT', applied=stamp(LIST_A, world.desired('n1').gen))
+    world.tick(1.0)
+    world.policy.flush(1.0)
+    world.tick(1.0 + STALE_AFTER + 1)
+    assert 'node n1: stale' in world.log_text()
+    assert world.policy.flush(1.0 + STALE_AFTER + 1), 'the state file is rewritten'
+
+
+def test_master_sends_hugz_every_2_s():
+    world = MasterWorld({'n1': LIST_A})
+    sent = []
+    for now in (0.0, 1.0, 1.99, 2.0, 3.0, 4.0):
+        sent += [(now, a) for a in world.tick(now)
+                 if isinstance(a, act.Send) and a.frames[1] == b'HUGZ']
+    assert [t for t, _ in sent] == [0.0, 2.0, 4.0]
+    assert [protocol.decode_update(a.frames).fields['hseq'] for _, a in sent] == [1, 2, 3]
+
+
+def test_a_subscription_gets_a_notify_at_most_once_a_second():
+    world = MasterWorld({'n1': LIST_A, 'n10': LIST_B})
+    start = len(world.notifies)
+    for now in (2.0, 2.5, 3.1):
+        world.handle(ev.LinkMessage('updates', (b'\x01N:n1\0',)), now)
+    world.handle(ev.LinkMessage('updates', (b'\x01N:stranger\0',)), 3.2)
+    world.handle(ev.LinkMessage('updates', (b'\x00N:n1\0',)), 3.3)      # unsubscribe
+    world.handle(ev.LinkMessage('updates', (b'\x01',)), 3.4)            # everything
+    world.handle(ev.LinkMessage('updates', (b'\x01N:n1\0', b'x')), 3.5)
+    assert [(t, m.fields['node']) for t, m in world.notifies[start:]] == [(2.0, 'n1'),
+                                                                          (3.1, 'n1')]
+
+
+def test_identity_mismatch_is_refused_when_secure():
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_B}, secure=True)
+    [answer] = world.ask('n1', 1.0, user_id='n2')
+    assert answer.kind == 'ERROR' and answer.fields['code'] == 'identity-mismatch'
+    assert 'the key of node n2 asked as node n1: refused' in world.log_text()
+    assert world.policy.nodes['n1'].seen_at is None
+    [answer] = world.ask('n1', 2.0, user_id=None)
+    assert answer.kind == 'ERROR'
+    [answer] = world.ask('n1', 3.0, user_id='n1')
+    assert answer.kind == 'STATE' and answer.fields['node'] == 'n1'
+
+
+def test_without_keys_a_client_may_ask_as_any_node():
+    world = MasterWorld({'n1': LIST_A}, secure=False)
+    [answer] = world.ask('n1', 1.0, user_id=None)
+    assert answer.kind == 'STATE'
+
+
+def test_two_boots_claiming_one_node_are_reported():
+    world = MasterWorld({'n1': LIST_A})
+    world.ask('n1', 1.0, boot='boot-1')
+    world.ask('n1', 2.0, boot='boot-1', rid=b'rid-1')
+    assert 'two clients claim' not in world.log_text()
+    world.ask('n1', 3.0, boot='boot-2', rid=b'rid-2')
+    assert 'node n1: two clients claim this node (client runs boot-1, boot-2)' in \
+        world.log_text()
+    record = world.policy.snapshot(3.0)['nodes'][0]
+    assert record['clients'] == 2
+    world.ask('n1', 3.0 + STALE_AFTER + 1, boot='boot-2', rid=b'rid-2')
+    assert world.policy.snapshot(3.0 + STALE_AFTER + 1)['nodes'][0]['clients'] == 1
+
+
+def test_bad_requests_get_an_error_and_a_rate_limited_log_line():
+    world = MasterWorld({'n1': LIST_A})
+    for i in range(200):
+        world.handle(ev.LinkMessage('stats', (b'rid-x', b'HELLO', b'{"v":2}')), 1.0 + i / 100)
+    errors = [m for r, m in world.replies if r == b'rid-x']
+    # protocol.md 5.3: an unknown version gets its own code
+    assert len(errors) == 200 and {m.fields['code'] for m in errors} == {'unsupported-version'}
+    assert world.log_text().count('dropped a bad message') == 1
+    world.handle(ev.LinkMessage('stats', (b'rid-x', b'HELLO', b'{"v":2}')), 70.0)
+    assert '(199 more like it in the last 60 s)' in world.log_text()
+
+
+def test_bad_node_names_never_become_nodes():
+    world = MasterWorld({'n1': LIST_A})
+    for node in ('web 1', '', '../x', 'n1\0'):
+        fields = json.loads(protocol.hello('n1', 'b', 'v', None)[1])
+        fields['node'] = node
+        world.handle(ev.LinkMessage('stats', (b'rid', b'HELLO', raw(fields))), 1.0)
+    assert set(world.policy.nodes) == {'n1'}
+    assert [m.fields['code'] for _, m in world.replies] == ['bad-request'] * 4
+
+
+def test_a_report_is_kept_small():
+    world = MasterWorld({'n1': LIST_A})
+    processes = [{'name': 'p%d' % i, 'state': 'running', 'pid': i, 'junk': 'x' * 5000,
+                  'error': 'e' * 5000} for i in range(100)]
+    world.ask('n1', 1.0, kind='REPORT', applied=None, processes=processes,
+              worker={'k%d' % i: i for i in range(100)}, reason='r' * 5000)
+    record = world.policy.snapshot(1.0)['nodes'][0]
+    assert len(record['processes']) == 100 and 'junk' not in record['processes'][0]
+    assert len(record['processes'][0]['error']) == 1000
+    assert len(record['worker']) == 32 and len(record['reason']) == 1000
+
+
+# Regression test; before 92e604f, master._small() recurses without a depth
+# bound (two frames per level), so a REPORT nested a few hundred levels deep (valid JSON under 1
+# MiB) raises RecursionError out of MasterPolicy.handle, which the controller does not catch:
+# the master dies
+def test_a_deeply_nested_report_does_not_break_the_master():
+    world = MasterWorld({'n1': LIST_A})
+    deep = '{"a":' * 600 + '1' + '}' * 600
+    frame = ('{"v":1,"node":"n1","boot":"b","version":"x","applied":null,'
+             '"last_rejected":%s,"worker":%s}' % (deep, deep)).encode()
+    try:
+        world.handle(ev.LinkMessage('stats', (b'rid', b'REPORT', frame)), 1.0)
+        jsonfile.dumps(world.policy.snapshot(1.0))
+    except RecursionError:      # (its thousand-frame traceback is of no use here)
+        pytest.fail('RecursionError out of MasterPolicy.handle', pytrace=False)
+
+
+# Regression test; before 92e604f, 1e400 in a REPORT becomes float inf
+# (jsonfile.loads), master._small() keeps it, and the master's state file then holds "Infinity",
+# which state.read() (strict) refuses: dpd-ctl cluster and the next master's previous_versions()
+# cannot read it
+def test_a_report_with_a_huge_number_keeps_the_cluster_view_strict_json():
+    world = MasterWorld({'n1': LIST_A})
+    frame = (b'{"v":1,"node":"n1","boot":"b","version":"x","applied":null,'
+             b'"processes":[{"name":"a","pid":1e400,"since":-1e999}],"worker":{"pid":1e400}}')
+    world.handle(ev.LinkMessage('stats', (b'rid', b'REPORT', frame)), 1.0)
+    jsonfile.loads(jsonfile.dumps(world.policy.snapshot(1.0)))
+
+
+@FUZZ
+@given(st.lists(st.lists(st.binary(max_size=120), max_size=4), max_size=8))
+def test_master_policy_survives_arbitrary_frames(messages):
+    world = MasterWorld({'n1': LIST_A})
+    for i, frames in enumerate(messages):
+        world.handle(ev.LinkMessage('stats', tuple(frames)), 1.0 + i)
+        world.handle(ev.LinkMessage('updates', tuple(frames)), 1.0 + i)
+    assert set(world.policy.nodes) <= {'n1'} | {n for n in world.policy.nodes
+                                                if protocol.NODE_PATTERN.match(n)}
+
+
+# ------------------------------------------------------------ the master's own costs
+
+def test_the_master_state_file_waits_2_ms_per_node_between_writes():
+    world = MasterWorld({'n%d' % i: LIST_A for i in range(5)})
+    policy = world.policy
+    assert policy.state_interval() == pytest.approx(0.010)
+    assert [type(a) for a in policy.flush(1.0)] == [act.WriteState]
+    world.ask('n1', 1.001)
+    assert policy.dirty and policy.flush(1.002) == [], 'held back'
+    assert policy.flush_deadline() == pytest.approx(1.010), 'but the loop wakes up for it'
+    assert [type(a) for a in policy.flush(1.010)] == [act.WriteState]
+    assert policy.flush(1.5) == [], 'nothing changed since'
+    big = MasterWorld({'n%d' % i: LIST_A for i in range(3000)})
+    assert big.policy.state_interval() == 2.0, 'never more than 2 s behind'
+
+
+def test_a_big_edit_is_one_log_line_and_a_small_one_a_line_per_node():
+    world = MasterWorld({'n%02d' % i: LIST_A for i in range(3)})
+    lines = [a.message for _, a in world.logs if a.level == logging.INFO]
+    assert sorted(lines) == ['node n%02d: list version %d (1 processes)'
+                             % (i, world.desired('n%02d' % i).gen) for i in range(3)]
+    world.logs.clear()
+    world.load({'n%02d' % i: LIST_B for i in range(40)}, 5.0, wall=2000.0)
+    info = [a.message for _, a in world.logs if a.level == logging.INFO]
+    debug = [a.message for _, a in world.logs if a.level == logging.DEBUG]
+    assert info == ['new list versions for 40 nodes: n00, n01, n02, n03, n04, n05, n06, n07, '
+                    'n08, n09 and 30 more (-v names each)']
+    assert len(debug) == 40 and 'node n39: list version' in debug[-1]
