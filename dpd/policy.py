@@ -32,6 +32,14 @@ class Policy:
     def snapshot(self, now):
         raise NotImplementedError
 
+    def config_record(self):
+        """The state file's `config`: the file in force and the last load's errors
+        (a policy keeps `config` and `config_errors`)."""
+        config = self.config
+        return {'path': config.path if config else None,
+                'sha256': config.sha256 if config else None,
+                'ok': not self.config_errors, 'errors': list(self.config_errors)}
+
     def state_interval(self):
         """The least time between two state-file writes: none by default."""
         return 0.0

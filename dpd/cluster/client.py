@@ -125,7 +125,7 @@ class ClientPolicy(NetworkPolicy):
         if epoch and epoch != self.epoch:
             if self.epoch is not None:
                 out.append(log_action(logging.INFO, 'the master restarted (epoch %s); saying hello'
-                                % epoch))
+                                      % epoch))
                 self.hello_at = now
             self.epoch = epoch
 
@@ -209,7 +209,7 @@ class ClientPolicy(NetworkPolicy):
         self.written_at = now
         self.applied = {'gen': event.gen, 'sha256': event.sha256}
         out.append(log_action(logging.INFO, 'applied list version %d to %s'
-                        % (event.gen, self.config.conf_file)))
+                              % (event.gen, self.config.conf_file)))
         self._set_status('in-sync', out)
         self._report_soon(now, at_once=True)
 
@@ -224,7 +224,7 @@ class ClientPolicy(NetworkPolicy):
         if applied != self.applied and not self._read_before_write(event):
             if self.applied is not None and applied and applied.get('gen') == 0:
                 out.append(log_action(logging.WARNING, '%s was edited by hand; the master\'s list '
-                                'will replace it' % self.config.conf_file))
+                                      'will replace it' % self.config.conf_file))
             self.applied = applied
             self._report_soon(now)
         if (event.worker, event.processes) != (self.worker, self.processes):
@@ -305,7 +305,8 @@ class ClientPolicy(NetworkPolicy):
     def _on_config_rejected(self, event, now, out):
         for message in event.messages:
             out.append(log_action(logging.ERROR, message))
-        out.append(log_action(logging.ERROR, 'client configuration rejected; keeping the current one'))
+        out.append(log_action(logging.ERROR, 'client configuration rejected; keeping the '
+                              'current one'))
 
     def _set_status(self, status, out, message=None):
         if status != self.status:
@@ -332,5 +333,3 @@ LINK_PROBLEMS = {
                         'master_public_key the master\'s key? (or keys are configured on one '
                         'side only)',
 }
-
-

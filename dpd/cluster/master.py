@@ -111,8 +111,8 @@ class MasterPolicy(NetworkPolicy):
             if node.managed and node.name not in config.nodes:
                 node.managed = False
                 out.append(log_action(logging.WARNING, 'node %s: no longer in the master file; its '
-                                'client keeps its list (give it [] to stop everything)'
-                                % node.name))
+                                      'client keeps its list (give it [] to stop everything)'
+                                      % node.name))
         if first:
             self.next_hugz = self.next_aging = now
 
@@ -298,12 +298,9 @@ class MasterPolicy(NetworkPolicy):
     # ------------------------------------------------------------ the cluster view
 
     def snapshot(self, now):
-        config = self.config
         return {
             'epoch': self.epoch,
-            'config': {'path': config.path if config else None,
-                       'sha256': config.sha256 if config else None,
-                       'ok': not self.config_errors, 'errors': list(self.config_errors)},
+            'config': self.config_record(),
             'nodes': [self._node_record(node, now) for node in
                       sorted(self.nodes.values(), key=lambda n: n.name)],
         }
@@ -333,7 +330,7 @@ def _log_new_versions(nodes, out):
         return
     names = ', '.join(node.name for node in nodes[:VERSIONS_LOGGED])
     out.append(log_action(logging.INFO, 'new list versions for %d nodes: %s and %d more (-v '
-                    'names each)' % (len(nodes), names, len(nodes) - VERSIONS_LOGGED)))
+                          'names each)' % (len(nodes), names, len(nodes) - VERSIONS_LOGGED)))
     out.extend(log_action(logging.DEBUG, line) for line in lines)
 
 
@@ -361,4 +358,3 @@ def _processes(value):
         return None
     return [{k: _small(p.get(k)) for k in PROCESS_FIELDS}
             for p in value[:10000] if isinstance(p, dict)]
-

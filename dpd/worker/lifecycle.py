@@ -79,7 +79,6 @@ class Proc:
         self.restarts, self.last_exit, self.error = 0, None, None
         self.failures = 0                 # spawn failures in a row
         self.counted = True               # this start counts toward the restart limit
-        self.deadline = None              # the policy's one timer for this process
         self.stop = None                  # a Stop while STOPPING
         self.launch = None                # a Launch while a daemon is looked for
 
@@ -137,3 +136,14 @@ def is_crash(signum):
 def failure_retry_delay(failures):
     """Seconds before retrying a process that could not be started: 1, 2, 4... 60."""
     return min(FAILURE_RETRY_MAX, FAILURE_RETRY_FIRST * 2 ** max(0, failures - 1))
+
+
+def describe_exit(event):
+    if event.signal:
+        try:
+            return 'killed by signal %d (%s)' % (event.signal, signal.Signals(event.signal).name)
+        except ValueError:
+            return 'killed by signal %d' % event.signal
+    if event.code is not None:
+        return 'exited with status %d' % event.code
+    return 'ended (exit status unknown: not our child)'

@@ -4,16 +4,16 @@ Pure: `handle(event, now)` returns actions and reads neither clock nor disk,
 so every decision (restart limits, stops, edits, adoption) is tested with a
 fake clock and no processes. `now` is `time.monotonic()`.
 """
-import heapq
-import itertools
 import logging
 import signal
 
+from ..deadlines import Deadlines
 from ..policy import Policy, log_action
-from ..procspec import ProcessSpec
 from . import actions as act
 from . import events as ev
 from . import lifecycle as lc
+from .lifecycle import describe_exit
+from .records import proc_from_record, proc_record
 
 DAEMON_WAIT = 10.0        # for a `daemon: true` launcher to leave a live pid in its pid file
 DAEMON_POLL = 0.05
@@ -42,43 +42,26 @@ class WorkerPolicy(Policy):
         self.config_errors = ()
         self.shutting_down = False
         self._active = 0                  # processes in an ACTIVE state (counted by _move)
-        self._timers = []                 # heap of (deadline, seq, name)
-        self._seq = itertools.count()
+        self.timers = Deadlines()         # process name -> its one timer
 
     def next_deadline(self):
-        while self._timers:
-            deadline, _, name = self._timers[0]
-            proc = self.procs.get(name)
-            if proc is not None and proc.deadline == deadline:
-                return deadline
-            heapq.heappop(self._timers)
-        return None
+        return self.timers.nearest()
 
     # ------------------------------------------------------------ config
 
     def _on_previous_run(self, event, now, out):
         for record in event.adopted:
-            proc = self._from_record(record)
+            proc = proc_from_record(record)
             proc.pid, proc.started = record['pid'], record['started']
             self._move(proc, lc.RUNNING, proc.since)
             self.procs[proc.name] = proc
-            out.append(log_action(logging.INFO, '%s: adopted (pid %d), left running by the previous '
-                            'worker' % (proc.name, proc.pid)))
+            out.append(log_action(logging.INFO, '%s: adopted (pid %d), left running by the '
+                                  'previous worker' % (proc.name, proc.pid)))
         for record in event.finished:
-            proc = self._from_record(record)
+            proc = proc_from_record(record)
             self._move(proc, lc.EXITED, proc.since)
             self.procs[proc.name] = proc
         self.dirty = True
-
-    @staticmethod
-    def _from_record(record):
-        spec = ProcessSpec(**dict(record['definition'], env=()))
-        proc = lc.Proc(spec, record['fingerprint'])
-        proc.window = lc.RestartWindow(record.get('starts') or ())
-        proc.restarts = record.get('restarts', 0)
-        proc.since = record.get('since')
-        proc.last_exit = record.get('last_exit')
-        return proc
 
     def _on_config_loaded(self, event, now, out):
         if self.shutting_down:
@@ -136,7 +119,7 @@ class WorkerPolicy(Policy):
         for message in event.messages:
             out.append(log_action(logging.ERROR, message))
         out.append(log_action(logging.ERROR, 'configuration rejected; the %d running processes are '
-                        'left as they are' % running))
+                              'left as they are' % running))
 
     # ------------------------------------------------------------ starting
 
@@ -148,9 +131,9 @@ class WorkerPolicy(Policy):
         if counted and not proc.window.allows(now):
             wait_until = proc.window.next_allowed(now)
             if proc.state != lc.BACKOFF:
-                out.append(log_action(logging.WARNING, '%s: started %d times in %d s; next start in '
-                                '%.1f s' % (proc.name, lc.MAX_STARTS, lc.WINDOW_SECONDS,
-                                            wait_until - now)))
+                out.append(log_action(logging.WARNING, '%s: started %d times in %d s; next '
+                                      'start in %.1f s' % (proc.name, lc.MAX_STARTS,
+                                                           lc.WINDOW_SECONDS, wait_until - now)))
             self._move(proc, lc.BACKOFF, now)
             self._set_deadline(proc, wait_until)
             return
@@ -172,7 +155,7 @@ class WorkerPolicy(Policy):
             proc.launch = lc.Launch(event.pid, event.started, now + DAEMON_WAIT)
             self._set_deadline(proc, now + DAEMON_POLL)
             out.append(log_action(logging.DEBUG, '%s: launched (pid %d); waiting for %s'
-                            % (proc.name, event.pid, proc.spec.pid_file)))
+                                  % (proc.name, event.pid, proc.spec.pid_file)))
         else:
             self._running(proc, event.pid, event.started, now, out)
         self.dirty = True
@@ -191,7 +174,7 @@ class WorkerPolicy(Policy):
         delay = lc.failure_retry_delay(proc.failures)
         level = logging.ERROR if event.error != proc.error else logging.DEBUG
         out.append(log_action(level, '%s: cannot start: %s (next try in %g s)'
-                        % (proc.name, event.error, delay)))
+                              % (proc.name, event.error, delay)))
         proc.error = event.error
         self._move(proc, lc.FAILED, now)
         self._set_deadline(proc, now + delay)
@@ -231,7 +214,7 @@ class WorkerPolicy(Policy):
             out.append(act.CheckGroup(proc.name, proc.pid))
             return
         out.append(log_action(logging.WARNING if proc.spec.restart else logging.INFO,
-                        '%s: %s' % (proc.name, describe_exit(event))))
+                              '%s: %s' % (proc.name, describe_exit(event))))
         self._ended(proc, now, out, crashed=lc.is_crash(event.signal))
 
     def _launcher_exited(self, proc, event, now, out):
@@ -240,7 +223,7 @@ class WorkerPolicy(Policy):
         if event.code != 0:
             proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
             out.append(log_action(logging.WARNING, '%s: launcher %s before the daemon was up'
-                            % (proc.name, describe_exit(event))))
+                                  % (proc.name, describe_exit(event))))
             self._ended(proc, now, out)
 
     def _ended(self, proc, now, out, crashed=True):
@@ -268,6 +251,7 @@ class WorkerPolicy(Policy):
 
     def _forget(self, proc, out):
         del self.procs[proc.name]
+        self.timers.set(proc.name, None)
         out.append(act.CloseOutput(proc.name))
         out.append(log_action(logging.INFO, '%s: removed' % proc.name))
         self.dirty = True
@@ -315,14 +299,15 @@ class WorkerPolicy(Policy):
         stop = proc.stop
         if now >= stop.limit:
             if stop.killed:
-                out.append(log_action(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in the '
-                                'kernel?); no longer waiting for it'
-                                % (proc.name, proc.pid, KILL_GRACE)))
+                out.append(log_action(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in '
+                                      'the kernel?); no longer waiting for it'
+                                      % (proc.name, proc.pid, KILL_GRACE)))
                 self._stopped(proc, stop, now, out)
                 return
+            signame = signal.Signals(proc.spec.stop_signal).name
             out.append(log_action(logging.WARNING, '%s: still running %g s after %s; sending '
                                   'KILL to its group' % (proc.name, proc.spec.stop_timeout,
-                                                         signal.Signals(proc.spec.stop_signal).name)))
+                                                         signame)))
             out.append(act.SendSignal(proc.name, proc.pid, signal.SIGKILL))
             stop.killed, stop.limit = True, now + KILL_GRACE
         if stop.awaiting_group:
@@ -339,7 +324,7 @@ class WorkerPolicy(Policy):
         elif signum == signal.SIGQUIT:
             alive = sum(1 for p in self.procs.values() if p.state in lc.ACTIVE)
             out.append(log_action(logging.INFO, 'QUIT: exiting now, leaving %d processes running '
-                            'for the next worker to adopt' % alive))
+                                  'for the next worker to adopt' % alive))
             self.dirty = False
             out.append(act.WriteState(self.snapshot(now)))
             out.append(act.Exit(0, leave_running=True))
@@ -374,18 +359,15 @@ class WorkerPolicy(Policy):
             out.append(act.Exit(0))
 
     def _on_thread_crashed(self, event, now, out):
-        out.append(log_action(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving the '
-                        'processes running for the next worker' % (event.thread, event.error)))
+        out.append(log_action(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving '
+                              'the processes running for the next worker'
+                              % (event.thread, event.error)))
         out.append(act.WriteState(self.snapshot(now)))
         out.append(act.Exit(1, leave_running=True))
 
     def _on_tick(self, event, now, out):
-        while self._timers and self._timers[0][0] <= now:
-            deadline, _, name = heapq.heappop(self._timers)
-            proc = self.procs.get(name)
-            if proc is None or proc.deadline != deadline:
-                continue
-            proc.deadline = None
+        for name in self.timers.pop_due(now):
+            proc = self.procs[name]
             if proc.state in (lc.BACKOFF, lc.FAILED):
                 self._start(proc, now, out)
             elif proc.state == lc.STOPPING:
@@ -403,45 +385,10 @@ class WorkerPolicy(Policy):
             self.dirty = True
 
     def _set_deadline(self, proc, deadline):
-        proc.deadline = deadline
-        if deadline is not None:
-            heapq.heappush(self._timers, (deadline, next(self._seq), proc.name))
+        self.timers.set(proc.name, deadline)
 
     def snapshot(self, now=None):
         """Everything the state file shows, and what the next worker needs to adopt."""
-        config = self.config
-        return {
-            'config': {'path': config.path if config else None,
-                       'sha256': config.sha256 if config else None,
-                       'ok': not self.config_errors, 'errors': list(self.config_errors)},
-            'shutting_down': self.shutting_down,
-            'procs': [_proc_record(proc) for proc in self.procs.values()],
-        }
-
-
-def _proc_record(proc):
-    return {
-        'name': proc.name, 'state': proc.state, 'pid': proc.pid, 'started': proc.started,
-        'since': proc.since, 'restarts': proc.restarts, 'last_exit': proc.last_exit,
-        'error': proc.error, 'restart': proc.spec.restart,
-        'next_start': proc.deadline if proc.state in (lc.BACKOFF, lc.FAILED) else None,
-        'fingerprint': proc.fingerprint, 'starts': list(proc.window.starts),
-        'definition': definition_record(proc.spec),
-    }
-
-
-def definition_record(spec):
-    """A definition without `env` (secrets stay out of the state file)."""
-    return spec.public_record
-
-
-def describe_exit(event):
-    if event.signal:
-        try:
-            return 'killed by signal %d (%s)' % (event.signal, signal.Signals(event.signal).name)
-        except ValueError:
-            return 'killed by signal %d' % event.signal
-    if event.code is not None:
-        return 'exited with status %d' % event.code
-    return 'ended (exit status unknown: not our child)'
-
+        return {'config': self.config_record(), 'shutting_down': self.shutting_down,
+                'procs': [proc_record(proc, self.timers.get(proc.name))
+                          for proc in self.procs.values()]}

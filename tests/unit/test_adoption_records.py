@@ -5,7 +5,7 @@ import os
 from dpd import procfs
 from dpd.worker import adoption
 from dpd.worker.config import parse_worker
-from dpd.worker.policy import definition_record
+from dpd.worker.records import definition_record
 
 
 def state_file(tmp_path, boot, records):

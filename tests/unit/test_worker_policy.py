@@ -7,7 +7,8 @@ from dpd.worker import actions as act
 from dpd.worker import events as ev
 from dpd.worker import lifecycle as lc
 from dpd.worker.config import parse_worker
-from dpd.worker.policy import WorkerPolicy, definition_record
+from dpd.worker.policy import WorkerPolicy
+from dpd.worker.records import definition_record
 
 
 def config(*procs):

@@ -1,0 +1,32 @@
+"""What the worker keeps of each process in its state file, for dpd-ctl and for
+the next worker (adoption), and a Proc rebuilt from such a record."""
+from ..procspec import ProcessSpec
+from . import lifecycle as lc
+
+
+def proc_record(proc, deadline):
+    """`deadline`: the process's timer (the next start, in BACKOFF or FAILED)."""
+    return {
+        'name': proc.name, 'state': proc.state, 'pid': proc.pid, 'started': proc.started,
+        'since': proc.since, 'restarts': proc.restarts, 'last_exit': proc.last_exit,
+        'error': proc.error, 'restart': proc.spec.restart,
+        'next_start': deadline if proc.state in (lc.BACKOFF, lc.FAILED) else None,
+        'fingerprint': proc.fingerprint, 'starts': list(proc.window.starts),
+        'definition': definition_record(proc.spec),
+    }
+
+
+def definition_record(spec):
+    """A definition without `env` (secrets stay out of the state file)."""
+    return spec.public_record
+
+
+def proc_from_record(record):
+    """A stopped Proc with what a checked record (adoption._checked) says of its past."""
+    spec = ProcessSpec(**dict(record['definition'], env=()))
+    proc = lc.Proc(spec, record['fingerprint'])
+    proc.window = lc.RestartWindow(record.get('starts') or ())
+    proc.restarts = record.get('restarts', 0)
+    proc.since = record.get('since')
+    proc.last_exit = record.get('last_exit')
+    return proc
