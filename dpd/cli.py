@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from . import __version__
+from . import __version__, nodepolicy
 from .config import ConfigError, lock_path
 from .daemon import Readiness, detach, sd_notify, take_lock, write_pid
 from .logsetup import DaemonLog
@@ -18,7 +18,7 @@ EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
 log = logging.getLogger('dpd')
 
 
-def parser(program, description):
+def parser(program, description, takes_policy=False):
     ap = argparse.ArgumentParser(
         prog=program, description=description,
         epilog='Exit status: 0 stopped normally (or already running); 1 runtime failure; '
@@ -31,13 +31,20 @@ def parser(program, description):
                     help='validate CONFIG, print every problem, exit 0 if valid, 78 if not')
     ap.add_argument('--version', action='version', version='%s (diprocd) %s'
                     % (program, __version__))
+    if takes_policy:
+        ap.add_argument('--policy', metavar='FILE', help='the node policy: what root may do for '
+                        'a file that root does not own or a client manages (default %s; '
+                        'absent: the defaults)' % nodepolicy.DEFAULT_FILE)
     ap.add_argument('config', metavar='CONFIG', help='the JSON configuration file')
     return ap
 
 
 def run_daemon(daemon, argv=None):
-    args = parser(daemon.program, daemon.description).parse_args(argv)
+    args = parser(daemon.program, daemon.description,
+                  getattr(daemon, 'takes_policy', False)).parse_args(argv)
     path = os.path.abspath(args.config)
+    if getattr(daemon, 'takes_policy', False):
+        daemon.node_policy = nodepolicy.PolicyInForce(args.policy)
     if args.check:
         return _check(daemon, path)
     try:

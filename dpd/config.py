@@ -12,6 +12,8 @@ import stat
 from . import jsonfile
 from .schema import Key, absolute_path
 
+MANAGED_RECORD = '_diprocd'     # the client's record in a worker file it manages
+
 
 class ConfigError(Exception):
     def __init__(self, messages):

@@ -11,10 +11,8 @@ is kept beside, since start times restart at every boot.
 import ctypes
 import functools
 import os
-import re
 
 PR_SET_CHILD_SUBREAPER = 36
-_PID_TEXT = re.compile(rb'\s*([0-9]{1,10})\s*\Z')
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,21 +44,26 @@ def is_alive(pid, known):
     return pid > 1 and known is not None and identity(pid) == tuple(known)
 
 
-def parse_pid(data):
-    """A pid from pid-file bytes: digits only, 1 < pid < 2**22; else None."""
-    match = _PID_TEXT.match(data)
-    if not match:
-        return None
-    pid = int(match.group(1))
-    return pid if 1 < pid <= 4194304 else None
+def ancestors(pid, limit=64):
+    """The parent of `pid`, its parent... up to init (pid 1 excluded); [] if gone."""
+    chain = []
+    while len(chain) < limit:
+        parent = _parent(pid)
+        if parent is None or parent <= 1:
+            break
+        chain.append(parent)
+        pid = parent
+    return chain
 
 
-def read_pid_file(path):
+def _parent(pid):
     try:
-        with open(path, 'rb') as f:
-            return parse_pid(f.read(64))
-    except (OSError, ValueError):
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            data = f.read()
+    except OSError:
         return None
+    fields = data[data.rfind(b')') + 2:].split()
+    return int(fields[1]) if len(fields) > 1 else None
 
 
 def set_child_subreaper():

@@ -44,6 +44,10 @@ class Record:
                 values[name] = self._defaults[name]
         self.__dict__.update(values)
 
+    def _replace(self, **changes):
+        """A copy with `changes` (as namedtuple's _replace)."""
+        return type(self)(**dict(self.__dict__, **changes))
+
     def _values(self):
         return tuple(self.__dict__[name] for name in self._fields)
 

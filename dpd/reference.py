@@ -6,6 +6,7 @@ rewrites the part of README between the markers. A test keeps them equal.
 import sys
 
 from .cluster.config import CLIENT_KEYS, MASTER_KEYS
+from .nodepolicy import POLICY_KEYS
 from .worker.config import WORKER_KEYS
 from .procspec import EXTENSION_KEYS, PROCESS_KEYS
 from .schema import reference_table
@@ -29,6 +30,9 @@ def markdown():
         reference_table(CLIENT_KEYS),
         '#### Master file (`dpd-masterd CONFIG`)',
         reference_table(MASTER_KEYS),
+        '#### Node policy (`--policy FILE` of the worker and the client)',
+        reference_table(POLICY_KEYS),
+        'Keys starting with `_` are comments. Any other unknown key is an error.',
     ])
 
 

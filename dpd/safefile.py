@@ -5,19 +5,25 @@ write into or truncate a file that belongs to someone else or has other
 links: a planted link or file is an error, not a write. Directories are walked one component
 at a time with O_NOFOLLOW from a path resolved once, so a swap during the
 walk makes it fail instead of leading elsewhere.
+
+`confine` (the node policy's directories, SPEC 5.1) is the last guard: the
+directory the walk really reached, as the kernel names it, must lie below one
+of them, whatever was checked when the file was loaded.
 """
 import errno
 import os
+import re
 import stat
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PID_TEXT = re.compile(rb'\s*([0-9]{1,10})\s*\Z')
 
 
 class UnsafePath(OSError):
     pass
 
 
-def open_parent(path):
+def open_parent(path, confine=None):
     """(fd of the directory holding `path`, last component); close the fd after use.
 
     The path as written is walked first; only when a component is a symlink
@@ -36,6 +42,8 @@ def open_parent(path):
         raise UnsafePath('%s: directory %s: %s' % (path, directory, err.strerror)) from None
     try:
         _check_directory(fd, path, directory)
+        if confine is not None:
+            _check_confined(fd, path, confine)
     except BaseException:
         os.close(fd)
         raise
@@ -71,6 +79,18 @@ def _check_directory(fd, path, real):
                          % (path, real))
 
 
+def is_below(path, directories):
+    """True if `path` is one of `directories` or inside one (no I/O)."""
+    return any(path == d or path.startswith(d.rstrip('/') + '/') for d in directories)
+
+
+def _check_confined(fd, path, confine):
+    reached = os.readlink('/proc/self/fd/%d' % fd)
+    if not is_below(reached, confine):
+        raise UnsafePath('%s: refused: it leads to %s, outside the node policy\'s allowed_paths'
+                         % (path, reached))
+
+
 def _refuse_link(dir_fd, base, path):
     try:
         info = os.lstat(base, dir_fd=dir_fd)
@@ -91,9 +111,9 @@ class PidFileSlot:
     empty file.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, confine=None):
         self.path = path
-        self.dir_fd, self.base = open_parent(path)
+        self.dir_fd, self.base = open_parent(path, confine)
         try:
             _refuse_link(self.dir_fd, self.base, path)
         except BaseException:
@@ -133,16 +153,18 @@ def _check_own_file(fd, path, owners):
                          'process\'s user' % (path, info.st_uid))
 
 
-def remove_pid_file(path, pid):
+def remove_pid_file(path, pid, confine=None):
     """Remove `path` if it still names `pid` (a new owner may have replaced it)."""
     try:
-        dir_fd, base = open_parent(path)
+        dir_fd, base = open_parent(path, confine)
     except OSError:
         return
     try:
         fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
                      dir_fd=dir_fd)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
             content = os.read(fd, 64)
         finally:
             os.close(fd)
@@ -154,7 +176,40 @@ def remove_pid_file(path, pid):
         os.close(dir_fd)
 
 
-def open_log(path, owners, append=False):
+def read_pid_file(path, confine=None):
+    """The pid a program wrote in `path`, or None if there is none yet. Read the
+    way pid and log files are written: no link followed, never blocking (a FIFO
+    or a device in its place is an error, not a wait)."""
+    dir_fd, base = open_parent(path, confine)
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK |
+                     os.O_NOCTTY, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UnsafePath('%s: refused: it is a symbolic link' % path) from None
+        raise
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePath('%s: refused: not a regular file' % path)
+        return parse_pid(os.read(fd, 64))
+    finally:
+        os.close(fd)
+
+
+def parse_pid(data):
+    """A pid from pid-file bytes: digits only, 1 < pid < 2**22; else None."""
+    match = _PID_TEXT.match(data)
+    if not match:
+        return None
+    pid = int(match.group(1))
+    return pid if 1 < pid <= 4194304 else None
+
+
+def open_log(path, owners, append=False, confine=None):
     """A write fd on log file `path`, created 0640 if missing.
 
     The file must be a regular file with one link, owned by one of `owners`
@@ -162,7 +217,7 @@ def open_log(path, owners, append=False):
     a root daemon gets tricked into writing where it should not. Without
     `append` the caller places each write itself (the pumps' splice).
     """
-    dir_fd, base = open_parent(path)
+    dir_fd, base = open_parent(path, confine)
     try:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC |
                      os.O_NOCTTY | os.O_NONBLOCK | (os.O_APPEND if append else 0), 0o640,

@@ -79,10 +79,13 @@ class Node:
         self.worker = self.client = None
 
     def start_worker(self):
-        self.worker = Daemon('dpd-workerd', self.worker_config).start()
+        policy = self.cluster.workdir.policy()
+        self.worker = Daemon('dpd-workerd', self.worker_config, ['--policy', policy]).start()
         return self.worker
 
     def start_client(self, **keys):
+        policy = ['--policy', self.cluster.workdir.policy()]
+        keys['extra'] = policy + list(keys.get('extra', ()))
         self.client = Daemon('dpd-clientd', self.client_config, **keys).start()
         return self.client
 

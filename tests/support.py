@@ -96,6 +96,13 @@ class Workdir:
         os.chmod(self.path, 0o755)
         self.marker = 'dpdt-' + uuid.uuid4().hex[:12]
 
+    def policy(self, name='policy.json', **keys):
+        """A node policy file for `--policy`: by default, managed files may run
+        anyone's processes and use any path in this directory (keys override)."""
+        path = self.join(name)
+        write_json(path, dict({'allowed_users': ['*'], 'allowed_paths': [self.path]}, **keys))
+        return path
+
     def join(self, *parts):
         return os.path.join(self.path, *parts)
 

@@ -216,8 +216,7 @@ class ClientPolicy(NetworkPolicy):
     def _on_refused(self, event, now, out):
         gen, sha256 = self.writing or (None, None)
         self.writing = None
-        self._reject(gen, sha256, ['cannot write %s: %s' % (self.config.conf_file,
-                                                            event.reason)], now, out)
+        self._reject(gen, sha256, list(event.reasons), now, out)
 
     def _on_worker(self, event, now, out):
         applied = event.applied

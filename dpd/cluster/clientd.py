@@ -9,7 +9,7 @@ import os
 import queue
 import socket
 
-from .. import state
+from .. import nodepolicy, state
 from ..cli import main_for
 from ..config import ConfigError, daemon_files
 from ..loop import Controller, serve
@@ -55,9 +55,10 @@ class WorkerObserver(FileWatcher):
 class ClientExecutor(NetworkExecutor):
     program = 'dpd-clientd'
 
-    def __init__(self, reload_config, daemon_log, state_file, link, conf_file):
-        super().__init__(reload_config, daemon_log, state_file, link)
-        self.conf_file = conf_file
+    def __init__(self, reload_config, daemon_log, config, link, node_policy):
+        super().__init__(reload_config, daemon_log, config.state_file, link)
+        self.conf_file, self.node_policy = config.conf_file, node_policy
+        self.taken = _files_taken(config)
         self.handles({act.RebuildLink: self._rebuild,
                       act.WriteWorkerFile: self._write_worker_file})
 
@@ -65,10 +66,16 @@ class ClientExecutor(NetworkExecutor):
         self.link.rebuild()
 
     def _write_worker_file(self, action):
+        """The node policy first (the worker holds the file to it again), then the
+        write: the master hears at once why a list is refused."""
+        problems = nodepolicy.check_entries(action.entries, self.node_policy.policy, 'nobody',
+                                            self.taken)
+        if problems:
+            return [ev.WorkerFileRefused(tuple(problems))]
         try:
             workerfile.write(self.conf_file, action.entries, action.record)
         except workerfile.Refused as err:
-            return [ev.WorkerFileRefused(str(err))]
+            return [ev.WorkerFileRefused(('cannot write %s: %s' % (self.conf_file, err),))]
         return [ev.WorkerFileWritten(action.record['gen'], action.record['sha256'])]
 
     def state_body(self, snapshot):
@@ -76,13 +83,28 @@ class ClientExecutor(NetworkExecutor):
         return snapshot
 
 
+def _files_taken(config):
+    """Files no process of the worker file may be given: the worker's (by its
+    config's path; its own keys may add more, which the worker refuses itself)
+    and this client's."""
+    lock, state_file = daemon_files(config.conf_file)
+    worker = (config.conf_file, lock, state_file, state_file[:-len('.json')] + '.fifos')
+    ours = (config.path, config.pid_file, config.log_file, config.state_file)
+    return tuple(os.path.normpath(p) for p in worker + ours if p)
+
+
 class ClientDaemon:
     program = 'dpd-clientd'
     description = 'Keep the local worker file equal to what the master wants for this node.'
+    takes_policy = True
+
+    def __init__(self):
+        self.node_policy = nodepolicy.PolicyInForce()   # run_daemon gives it --policy
 
     def load(self, path):
-        """At start and for -t: the file and its keys (a bad key file is a
-        configuration error); an edit reloads the file alone (`reload`)."""
+        """At start and for -t: the node policy, the file and its keys (a bad key
+        file is a configuration error); an edit reloads the file alone (`reload`)."""
+        self.node_policy.load()
         config = self.reload(path)
         sockets.client_curve(config)
         return config
@@ -106,8 +128,10 @@ class ClientDaemon:
         workerfile.default_conf(config.conf_file)
         link = ZmqLink(events.put, sockets.client_plans(config, node, curve))
         watcher = ConfigWatcher(config.path, self.reload, events.put, config.sha256)
-        executor = ClientExecutor(watcher.recheck, daemon_log, config.state_file, link,
-                                  config.conf_file)
+        def reload_config():
+            self.node_policy.reload(log)
+            watcher.recheck()
+        executor = ClientExecutor(reload_config, daemon_log, config, link, self.node_policy)
         policy = ClientPolicy(config, node, os.urandom(8).hex())
         controller = Controller(policy, executor, events)
         controller.dispatch(workerfile.observe(config.conf_file))

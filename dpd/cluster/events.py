@@ -31,4 +31,4 @@ class WorkerFileWritten(Record):
 
 
 class WorkerFileRefused(Record):
-    reason: str
+    reasons: tuple          # the node policy's problems, or why the write failed

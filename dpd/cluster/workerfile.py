@@ -10,13 +10,12 @@ import os
 import time
 
 from .. import jsonfile, state
-from ..config import daemon_files
+from ..config import MANAGED_RECORD as RECORD_KEY, daemon_files
 from ..daemon import is_locked
 from . import protocol
 from .protocol import PROCESS_FIELDS
 from .events import WorkerObserved
 
-RECORD_KEY = '_diprocd'
 
 
 class Refused(Exception):

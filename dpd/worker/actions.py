@@ -6,13 +6,16 @@ from ..record import Record
 class Spawn(Record):
     name: str
     spec: object            # ProcessSpec
+    confine: tuple = None   # the node policy's directories, when it applies
 
 
 class FindDaemon(Record):
-    """Read `pid_file`; report the process it names if it started after `not_before`."""
+    """Read `pid_file`; report the process it names if it descends from the launcher."""
     name: str
     pid_file: str
-    not_before: int         # start ticks of the launcher
+    launcher: int           # the pid of the program the worker ran
+    not_before: int         # its start ticks
+    confine: tuple = None
 
 
 class SendSignal(Record):
@@ -30,6 +33,7 @@ class CheckGroup(Record):
 class RemovePidFile(Record):
     path: str
     pid: int                # only if the file still names this pid
+    confine: tuple = None
 
 
 class CloseOutput(Record):

@@ -1,9 +1,10 @@
 """The worker file: `{"procs": [PROCESS, ...]}` plus the daemon's own keys."""
 import hashlib
+import os
 
-from .. import jsonfile
-from ..config import (ConfigError, check_root_safe, daemon_keys, decode, default_state_file,
-                      read_file, with_file)
+from .. import jsonfile, nodepolicy
+from ..config import (MANAGED_RECORD, ConfigError, check_root_safe, daemon_keys, decode,
+                      default_state_file, lock_path, read_file, with_file)
 from ..procspec import parse_process_list, uses_depends
 from ..record import Record
 from ..schema import REQUIRED, Key, Problems, check_object
@@ -17,6 +18,7 @@ class WorkerConfig(Record):
     state_file: str = None
     sha256: str = ''
     warnings: tuple = ()
+    confine: tuple = None     # the node policy's directories, when it applies (SPEC 5.1)
 
 
 WORKER_KEYS = daemon_keys((Key('procs', 'list of PROCESS', REQUIRED, 'may be empty',
@@ -39,10 +41,40 @@ def parse_worker(doc, path, default_user, sha256=''):
                         sha256=sha256, warnings=warnings)
 
 
-def load_worker(path, default_user, refuse_unsafe=False):
-    """The worker file at `path`, or ConfigError. `refuse_unsafe`: a root worker."""
+def load_worker(path, default_user, root=False, policy=None):
+    """The worker file at `path`, or ConfigError. A root worker refuses a file others
+    can write, and holds a file root does not own, or that a client manages, to
+    the node policy `policy`."""
     data, info = read_file(path)
-    if refuse_unsafe:
+    if root:
         check_root_safe(path, info)
-    return with_file(path, lambda: parse_worker(decode(data), path, default_user,
-                                                hashlib.sha256(data).hexdigest()))
+
+    def parse():
+        doc = decode(data)
+        config = parse_worker(doc, path, default_user, hashlib.sha256(data).hexdigest())
+        if root and policy is not None and (info.st_uid != 0 or MANAGED_RECORD in doc):
+            return _held_to(policy, config, doc, default_user)
+        return config
+    return with_file(path, parse)
+
+
+def _held_to(policy, config, doc, default_user):
+    errors = nodepolicy.check_document(doc, policy, default_user, own_files(config))
+    if errors:
+        raise ConfigError(errors + ['refused by the node policy (%s): the file is not root\'s '
+                                    'own or a client manages it' % policy.describe()])
+    return config._replace(confine=policy.confine)
+
+
+def fifo_dir(config):
+    """Where the children's output FIFOs live: private, beside the state file."""
+    base = config.state_file[:-len('.json')] if config.state_file.endswith('.json') \
+        else config.state_file
+    return base + '.fifos'
+
+
+def own_files(config):
+    """The paths the worker itself uses: no process may be given one of them."""
+    paths = (config.path, config.pid_file, config.log_file, config.state_file,
+             lock_path(config), fifo_dir(config))
+    return tuple(os.path.normpath(p) for p in paths if p)

@@ -30,6 +30,7 @@ class DaemonFound(Record):
 class DaemonNotFound(Record):
     name: str
     reason: str
+    final: bool = False     # not "not yet": the pid file can never name it
 
 
 class GroupChecked(Record):

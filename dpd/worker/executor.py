@@ -41,10 +41,10 @@ class WorkerExecutor(DaemonExecutor):
             who = spawn.identity(spec)
             spawn.check_paths(spec)
             if spec.write_pid and spec.pid_file:
-                pid_slot = safefile.PidFileSlot(spec.pid_file)
-            output = self._output_fd(spec, who)
+                pid_slot = safefile.PidFileSlot(spec.pid_file, action.confine)
+            output = self._output_fd(spec, who, action.confine)
             with self.reaper.spawning():
-                child = spawn.start(spec, who, output)
+                child = spawn.start(spec, who, output, action.confine)
                 self.reaper.watch_child(spec.name, child)
             if pid_slot is not None:
                 self._write_pid(pid_slot, child.pid)
@@ -66,24 +66,42 @@ class WorkerExecutor(DaemonExecutor):
             raise spawn.SpawnError('cannot write pid file %s: %s' % (slot.path, reason(err))) \
                 from None
 
-    def _output_fd(self, spec, who):
+    def _output_fd(self, spec, who, confine):
         if spec.logs is None:
             return subprocess.DEVNULL
-        channel = self.outputs.attach(spec.name, spec.logs, {os.geteuid(), who.uid})
+        channel = self.outputs.attach(spec.name, spec.logs, {os.geteuid(), who.uid}, confine)
         return channel.child_fd()
 
     def _find_daemon(self, action):
-        pid = procfs.read_pid_file(action.pid_file)
+        """The daemon a launcher left, if its pid file names one of the launch's own
+        descendants: a pid of anyone else's process is never adopted or signalled."""
+        try:
+            pid = safefile.read_pid_file(action.pid_file, action.confine)
+        except OSError as err:
+            return [ev.DaemonNotFound(action.name, reason(err), final=True)]
         if pid is None:
             return [ev.DaemonNotFound(action.name, 'no pid in it yet')]
         started = procfs.identity(pid)
         if started is None:
             return [ev.DaemonNotFound(action.name, 'pid %d is not running' % pid)]
-        if started[0] < action.not_before:
-            return [ev.DaemonNotFound(action.name, 'pid %d is older than the launch' % pid)]
+        if started[0] < action.not_before or not self._launched_by(pid, action):
+            return [ev.DaemonNotFound(action.name, 'pid %d is not a process the launcher '
+                                      'started' % pid, final=True)]
         if not self.reaper.watch_process(action.name, pid) or procfs.identity(pid) != started:
             return [ev.DaemonNotFound(action.name, 'pid %d ended' % pid)]
         return [ev.DaemonFound(action.name, pid, started)]
+
+    def _launched_by(self, pid, action):
+        """`pid` descends from the launcher: its ancestors lead to the launcher, or
+        (the launcher gone) to this worker, its subreaper, through an orphan that is
+        not another process of ours."""
+        lineage = procfs.ancestors(pid)
+        if action.launcher in lineage:
+            return True
+        if os.getpid() not in lineage:
+            return False
+        below_us = ([pid] + lineage)[lineage.index(os.getpid())]
+        return self.reaper.name_of(below_us) in (None, action.name)
 
     def _send_signal(self, action):
         if action.group:
@@ -113,12 +131,12 @@ class WorkerExecutor(DaemonExecutor):
         return [ev.GroupChecked(action.name, action.pgid, alive)]
 
     def _remove_pid_file(self, action):
-        safefile.remove_pid_file(action.path, action.pid)
+        safefile.remove_pid_file(action.path, action.pid, action.confine)
 
     def _close_output(self, action):
         self.outputs.close(action.name)
 
-    def adopt(self, previous):
+    def adopt(self, previous, confine):
         """Watch what the previous worker left running; drop what already ended."""
         kept = []
         for record in previous.adopted:
@@ -130,7 +148,7 @@ class WorkerExecutor(DaemonExecutor):
             if logs:
                 try:
                     self.outputs.attach(record['name'], logs, _owners(record['definition']),
-                                        via_pid=record['pid'])
+                                        confine, via_pid=record['pid'])
                 except OSError as err:
                     log.error('%s: cannot reattach its output to %s: %s',
                               record['name'], logs, err)

@@ -21,7 +21,7 @@ def main():
     for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     try:
-        os.chroot(job['chroot'])
+        enter_root(job['chroot'], job.get('confine'))
         os.chdir(job['cwd'])
         os.setgroups(job['groups'])
         os.setgid(job['gid'])
@@ -32,6 +32,22 @@ def main():
         os.write(2, ('dpd-workerd: cannot start %s in chroot %s: %s\n'
                      % (job['run'], job['chroot'], err)).encode())
         os._exit(127)
+
+
+def enter_root(path, confine):
+    """chroot to `path`. Under the node policy, by the directory it resolves to
+    now, which must lie below one of `confine` (a link planted since the file
+    was checked leads nowhere else)."""
+    if confine is None:
+        os.chroot(path)
+        return
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    reached = os.readlink('/proc/self/fd/%d' % fd)
+    if not any(reached == d or reached.startswith(d.rstrip('/') + '/') for d in confine):
+        raise PermissionError(1, 'it leads to %s, outside the node policy\'s allowed_paths'
+                              % reached)
+    os.fchdir(fd)
+    os.chroot('.')
 
 
 if __name__ == '__main__':

@@ -3,17 +3,18 @@
 Threads: the signal thread (signals, deaths), the config watcher, one output
 pump per process with `logs`. The main thread runs the controller.
 """
+import logging
 import os
 import pwd
 import queue
 
-from .. import procfs
+from .. import nodepolicy, procfs
 from ..cli import main_for
 from ..config import ConfigError
 from ..loop import Controller, serve
 from ..watcher import ConfigWatcher
 from . import adoption, spawn
-from .config import load_worker
+from .config import fifo_dir, load_worker
 from .events import ConfigLoaded
 from .executor import WorkerExecutor
 from .output import Outputs
@@ -21,6 +22,7 @@ from .policy import WorkerPolicy
 from .reaper import Reaper
 
 DRAIN_SECONDS = 2.0
+log = logging.getLogger('dpd')
 
 
 def default_user():
@@ -30,19 +32,23 @@ def default_user():
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def fifo_dir(config):
-    """Where the children's output FIFOs live: private, beside the state file."""
-    base = config.state_file[:-len('.json')] if config.state_file.endswith('.json') \
-        else config.state_file
-    return base + '.fifos'
-
-
 class WorkerDaemon:
     program = 'dpd-workerd'
     description = 'Supervise the processes listed in one JSON file; apply its edits at once.'
+    takes_policy = True
+
+    def __init__(self):
+        self.node_policy = nodepolicy.PolicyInForce()   # run_daemon gives it --policy
 
     def load(self, path):
-        return load_worker(path, default_user(), refuse_unsafe=os.geteuid() == 0)
+        """At start and for -t: the node policy, then the file (either bad: exit 78)."""
+        self.node_policy.load()
+        return self.reload(path)
+
+    def reload(self, path):
+        """The config watcher's loader: the file, under the node policy in force."""
+        return load_worker(path, default_user(), root=os.geteuid() == 0,
+                           policy=self.node_policy.policy)
 
     def check(self, path):
         """Validate; warn about what would fail at start on this machine."""
@@ -62,10 +68,14 @@ class WorkerDaemon:
         procfs.set_child_subreaper()
         procfs.raise_fd_limit()
         outputs = Outputs(_private_dir(fifo_dir(config)), events.put)
-        watcher = ConfigWatcher(config.path, self.load, events.put, known_sha256=config.sha256)
-        executor = WorkerExecutor(watcher.recheck, reaper, outputs, daemon_log, config.state_file)
+        watcher = ConfigWatcher(config.path, self.reload, events.put, known_sha256=config.sha256)
+
+        def reload_config():
+            self.node_policy.reload(log)
+            watcher.recheck()
+        executor = WorkerExecutor(reload_config, reaper, outputs, daemon_log, config.state_file)
         controller = Controller(WorkerPolicy(), executor, events)
-        previous = executor.adopt(adoption.previous_run(config.state_file))
+        previous = executor.adopt(adoption.previous_run(config.state_file), config.confine)
         reaper.start()
         controller.dispatch(previous)
         controller.dispatch(ConfigLoaded(config))

@@ -44,9 +44,10 @@ log = logging.getLogger('dpd.output')
 class Channel:
     """One FIFO and the log file it drains into; owned by the pump thread."""
 
-    def __init__(self, name, reader, log_path, log_fd, owners):
+    def __init__(self, name, reader, log_path, log_fd, owners, confine):
         self.name, self.reader = name, reader
         self.log_path, self.log_fd, self.owners = log_path, log_fd, owners
+        self.confine = confine              # reopened under the node policy too
         self.generation = 0
         self.next_check = time.monotonic() + ROTATION_CHECK_SECONDS
         self.dropped = 0                    # bytes lost since the last good write
@@ -103,13 +104,13 @@ class Pump(Observer):
                 return
             self._handlers[command](*args)
 
-    def _retarget(self, reader, log_path, log_fd):
+    def _retarget(self, reader, log_path, log_fd, confine):
         channel = self._channels.get(reader)
         if channel is None:
             os.close(log_fd)
             return
         _close(channel.log_fd)
-        channel.log_path, channel.log_fd = log_path, log_fd
+        channel.log_path, channel.log_fd, channel.confine = log_path, log_fd, confine
 
     def _drain(self, channel):
         moved = 0
@@ -166,7 +167,8 @@ class Pump(Observer):
         _close(channel.log_fd)
         channel.log_fd = None
         try:
-            channel.log_fd = open_log(channel.log_path, channel.owners)
+            channel.log_fd = open_log(channel.log_path, channel.owners,
+                                      confine=channel.confine)
         except OSError as err:
             _failing(channel, 'cannot open %s: %s' % (channel.log_path, err))
 
@@ -192,9 +194,9 @@ def _close(fd):
 class OutputChannel:
     """The executor's handle on one process name's FIFO: its path and keeper."""
 
-    def __init__(self, fifo_path, log_path, reader, keeper):
-        self.fifo_path, self.log_path, self.reader, self.keeper = \
-            fifo_path, log_path, reader, keeper
+    def __init__(self, fifo_path, log_path, confine, reader, keeper):
+        self.fifo_path, self.log_path, self.confine = fifo_path, log_path, confine
+        self.reader, self.keeper = reader, keeper
 
     def child_fd(self):
         """A read-write fd on the FIFO for the child's stdout and stderr."""
@@ -210,7 +212,7 @@ class Outputs:
         self.pump.start()
         self.channels = {}
 
-    def attach(self, name, log_path, owners, via_pid=None):
+    def attach(self, name, log_path, owners, confine=None, via_pid=None):
         """The channel for `name` writing to `log_path`, created if needed.
 
         A new or changed log file is opened here, so a bad path fails the start
@@ -219,22 +221,22 @@ class Outputs:
         leads to the right pipe.
         """
         channel = self.channels.get(name)
-        if channel is not None and channel.log_path == log_path:
+        if channel is not None and (channel.log_path, channel.confine) == (log_path, confine):
             return channel
-        log_fd = open_log(log_path, owners)
+        log_fd = open_log(log_path, owners, confine=confine)
         if channel is not None:
-            self.pump.command('retarget', channel.reader, log_path, log_fd)
-            channel.log_path = log_path
+            self.pump.command('retarget', channel.reader, log_path, log_fd, confine)
+            channel.log_path, channel.confine = log_path, confine
             return channel
         try:
-            channel = self._open(name, log_path, log_fd, owners, via_pid)
+            channel = self._open(name, log_path, log_fd, owners, confine, via_pid)
         except BaseException:
             os.close(log_fd)
             raise
         self.channels[name] = channel
         return channel
 
-    def _open(self, name, log_path, log_fd, owners, via_pid):
+    def _open(self, name, log_path, log_fd, owners, confine, via_pid):
         fifo = os.path.join(self.fifo_dir, name + '.fifo')
         _ensure_fifo(fifo)
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -246,8 +248,8 @@ class Outputs:
             fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass  # over the per-user pipe budget: a smaller buffer still works
-        self.pump.add(Channel(name, reader, log_path, log_fd, owners))
-        return OutputChannel(fifo, log_path, reader, keeper)
+        self.pump.add(Channel(name, reader, log_path, log_fd, owners, confine))
+        return OutputChannel(fifo, log_path, confine, reader, keeper)
 
     def close(self, name):
         """The process is gone for good: the pump drains its FIFO to EOF and ends it."""

@@ -47,6 +47,11 @@ class WorkerPolicy(Policy):
     def next_deadline(self):
         return self.timers.nearest()
 
+    @property
+    def confine(self):
+        """Where root may open files for this file (None: anywhere; SPEC 5.1)."""
+        return self.config.confine if self.config else None
+
     # ------------------------------------------------------------ config
 
     def _on_previous_run(self, event, now, out):
@@ -140,7 +145,7 @@ class WorkerPolicy(Policy):
         self._move(proc, lc.STARTING, now)
         self._set_deadline(proc, None)
         proc.pid = proc.started = proc.launch = None
-        out.append(act.Spawn(proc.name, proc.spec))
+        out.append(act.Spawn(proc.name, proc.spec, self.confine))
 
     def _on_started(self, event, now, out):
         proc = self.procs.get(event.name)
@@ -188,11 +193,12 @@ class WorkerPolicy(Policy):
         proc = self.procs.get(event.name)
         if proc is None or proc.state != lc.STARTING or not proc.launch:
             return
-        if now < proc.launch.give_up_at:
+        if now < proc.launch.give_up_at and not event.final:
             self._set_deadline(proc, now + DAEMON_POLL)
             return
-        proc.error = '%s did not name a live process within %g s (%s)' % (
-            proc.spec.pid_file, DAEMON_WAIT, event.reason)
+        proc.error = '%s: %s' % (proc.spec.pid_file, event.reason) if event.final else \
+            '%s did not name a live process within %g s (%s)' % (proc.spec.pid_file,
+                                                                 DAEMON_WAIT, event.reason)
         out.append(log_action(logging.ERROR, '%s: %s' % (proc.name, proc.error)))
         out.append(act.SendSignal(proc.name, proc.launch.pid, signal.SIGKILL))
         self._ended(proc, now, out)
@@ -237,7 +243,7 @@ class WorkerPolicy(Policy):
 
     def _release(self, proc, out):
         if proc.spec.write_pid and proc.spec.pid_file and proc.pid:
-            out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid))
+            out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid, self.confine))
         proc.pid = proc.started = proc.launch = None
         self.dirty = True
 
@@ -373,8 +379,8 @@ class WorkerPolicy(Policy):
             elif proc.state == lc.STOPPING:
                 self._on_stop_deadline(proc, now, out)
             elif proc.state == lc.STARTING and proc.launch:
-                out.append(act.FindDaemon(proc.name, proc.spec.pid_file,
-                                          (proc.launch.started or (0, 0))[0]))
+                out.append(act.FindDaemon(proc.name, proc.spec.pid_file, proc.launch.pid,
+                                          (proc.launch.started or (0, 0))[0], self.confine))
 
     # ------------------------------------------------------------ helpers
 

@@ -48,6 +48,11 @@ class Reaper(SignalThread):
         """Call inside `spawning()`."""
         self._watched[popen.pid] = _Watch(name, popen.pid, popen, None)
 
+    def name_of(self, pid):
+        """The name a watched process was started or adopted under; None if unknown."""
+        watch = self._watched.get(pid)
+        return watch.name if watch is not None else None
+
     def watch_process(self, name, pid):
         """Watch a process that may not be our child; False if it is gone."""
         try:

@@ -100,14 +100,14 @@ def _inside(root):
     return (lambda path: path) if root == '/' else (lambda path: root + path)
 
 
-def start(spec, who, output_fd):
+def start(spec, who, output_fd, confine=None):
     """Start the child; raise SpawnError with the reason when it cannot run."""
     argv = [spec.run] + list(spec.args)
     common = dict(stdin=subprocess.DEVNULL, stdout=output_fd, stderr=subprocess.STDOUT,
                   close_fds=True, start_new_session=True, restore_signals=True)
     try:
         if spec.chroot != '/':
-            return _start_chrooted(spec, who, argv, common)
+            return _start_chrooted(spec, who, argv, common, confine)
         executable = spec.run
         if not who.is_current():
             if SETPRIV is None:
@@ -145,11 +145,12 @@ def check_executable_by(path, who):
         raise SpawnError('cannot run %s: not executable by user "%s"' % (path, who.user))
 
 
-def _start_chrooted(spec, who, argv, common):
+def _start_chrooted(spec, who, argv, common, confine):
     """The launcher reads its job from a memfd: no secrets in any argv."""
-    job = json.dumps({'chroot': spec.chroot, 'cwd': spec.cwd_in_chroot, 'uid': who.uid,
-                      'gid': who.gid, 'groups': list(who.groups), 'umask': spec.umask,
-                      'run': spec.run, 'argv': argv, 'env': environment(spec, who)})
+    job = json.dumps({'chroot': spec.chroot, 'confine': confine, 'cwd': spec.cwd_in_chroot,
+                      'uid': who.uid, 'gid': who.gid, 'groups': list(who.groups),
+                      'umask': spec.umask, 'run': spec.run, 'argv': argv,
+                      'env': environment(spec, who)})
     fd = os.memfd_create('dpd-job', os.MFD_CLOEXEC)
     try:
         os.write(fd, job.encode())

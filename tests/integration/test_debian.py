@@ -370,10 +370,12 @@ def test_unit_settings(name):
     binary = UNRENDERED_BIN + name
     assert settings['Type'] == 'notify'
     assert settings['EnvironmentFile'] == '-/etc/default/' + name
-    assert settings['Environment'] == 'CONFIG=/var/lib/diprocd/diprocd-%s.json DAEMON_OPTS=' \
-        % KIND[name]
-    assert settings['ExecStart'] == binary + ' -f $DAEMON_OPTS ${CONFIG}'
-    assert [v for k, v in pairs if k == 'ExecReload'] == [binary + ' -t ${CONFIG}',
+    # the worker and the client take the node policy (SPEC 5.1); the master has none
+    policy = ' --policy ${POLICY}' if name != 'dpd-masterd' else ''
+    assert settings['Environment'] == 'CONFIG=/var/lib/diprocd/diprocd-%s.json DAEMON_OPTS=%s' \
+        % (KIND[name], ' POLICY=/etc/diprocd/policy.json' if policy else '')
+    assert settings['ExecStart'] == binary + ' -f%s $DAEMON_OPTS ${CONFIG}' % policy
+    assert [v for k, v in pairs if k == 'ExecReload'] == [binary + ' -t%s ${CONFIG}' % policy,
                                                           '/bin/kill -HUP $MAINPID']
     assert settings['KillMode'] == 'process'
     assert settings['Restart'] == 'on-failure'

@@ -88,8 +88,8 @@ class NetnsDaemon(Daemon):
     so its pid is taken from its own "ready (pid N" line, and stop() ends both that
     pid and the child we started: TERM, then KILL, each by pid; then reaps them."""
 
-    def __init__(self, netns, program, config):
-        super().__init__(program, config)
+    def __init__(self, netns, program, config, extra=()):
+        super().__init__(program, config, extra)
         self.netns = netns
         self.daemon_pid = None
 
@@ -98,7 +98,7 @@ class NetnsDaemon(Daemon):
             self.log_offset = log.tell()
             self.proc = subprocess.Popen(
                 ['ip', 'netns', 'exec', self.netns] + command(self.program)
-                + ['-f', '-v', self.config],
+                + ['-f', '-v'] + self.extra + [self.config],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         self.wait_log('ready (pid ', timeout)
@@ -165,9 +165,10 @@ def test_a_partition_changes_nothing_on_the_node_and_it_converges_after(network,
     write_json(worker_config, {'procs': []}, mode=0o600)
     write_json(client_config, dict(endpoints, node_name='web1', conf_file=worker_config,
                                    allowed_users=['root', 'nobody']))
-    worker = Daemon('dpd-workerd', worker_config)
+    worker = Daemon('dpd-workerd', worker_config, ['--policy', workdir.policy()])
     master = NetnsDaemon(network.master_ns, 'dpd-masterd', master_config)
-    client = NetnsDaemon(network.client_ns, 'dpd-clientd', client_config)
+    client = NetnsDaemon(network.client_ns, 'dpd-clientd', client_config,
+                         ['--policy', workdir.policy()])
 
     def running():
         try:

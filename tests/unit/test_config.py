@@ -599,7 +599,7 @@ def tmp(tmp_path):
 
 
 def _load(path, refuse_unsafe=False):
-    return load_worker(str(path), 'nobody', refuse_unsafe=refuse_unsafe)
+    return load_worker(str(path), 'nobody', root=refuse_unsafe)
 
 
 def _load_text_error(data):

@@ -1,0 +1,230 @@
+"""The node policy (SPEC 5.1): what root does on behalf of someone else.
+
+A root worker runs whatever its file says as whichever user, and opens,
+creates and removes the files it names. When that file comes from the
+master (it holds a `_diprocd` record) or belongs to another user, its
+author is not root, so what root does for it must stay inside what the
+node's own root allows: which users and groups processes may run as, and
+below which directories root may open or create files. The check is pure
+(`check_document`), run by the worker's loader after the schema, so a
+breach is a rejected file like any other; the client runs the same check
+before it writes a list.
+"""
+import grp
+import os
+import pwd
+import stat
+
+from . import jsonfile
+from .config import ConfigError, decode, read_file, with_file
+from .procspec import account_name, process_label
+from .record import Record
+from .safefile import is_below
+from .schema import Invalid, Key, Problems, check_object, list_of, string
+
+DEFAULT_FILE = '/etc/diprocd/policy.json'
+DEFAULT_PATHS = ('/var/log/diprocd', '/run/diprocd', '/var/lib/diprocd')
+ANY = '*'
+PROCESS_PATH_KEYS = ('logs', 'pid_file', 'chroot')
+DAEMON_PATH_KEYS = ('pid_file', 'log_file', 'state_file', 'metrics_file')
+
+
+def _allowed_path(value):
+    value = string(value)
+    if not value.startswith('/') or '..' in value.split('/'):
+        raise Invalid('must be an absolute directory without "..", not %s'
+                      % jsonfile.quote(value))
+    return os.path.normpath(value)
+
+
+def _accounts_or_any(value):
+    value = string(value)
+    return value if value == ANY else account_name(value)
+
+
+POLICY_KEYS = (
+    Key('allowed_users', 'list of strings', None, 'users a process may run as; `"*"`: any, '
+        '`root` included', list_of(_accounts_or_any, max_items=1000),
+        default_text='every user except `root`'),
+    Key('allowed_groups', 'list of strings', (), 'groups a process may be given with `group` '
+        'beyond its user\'s own; `"*"`: any', list_of(_accounts_or_any, max_items=1000),
+        default_text='none'),
+    Key('allowed_paths', 'list of strings', DEFAULT_PATHS, 'directories below which every '
+        'file root opens or creates for the file must lie', list_of(_allowed_path, 1000),
+        default_text='`%s`' % jsonfile.dumps(list(DEFAULT_PATHS))),
+)
+
+
+class NodePolicy(Record):
+    allowed_users: tuple = None       # None: every user except root
+    allowed_groups: tuple = ()
+    allowed_paths: tuple = DEFAULT_PATHS
+    path: str = None                  # the file it was read from
+    missing: bool = False             # there is no such file: the defaults
+
+    def allows_user(self, user):
+        if self.allowed_users is None:
+            return user != 'root'
+        return ANY in self.allowed_users or user in self.allowed_users
+
+    def allows_group(self, group, own_groups):
+        return group in own_groups or ANY in self.allowed_groups or \
+            group in self.allowed_groups
+
+    @property
+    def confine(self):
+        """The allowed directories as the kernel names them (symlinks resolved): an
+        open's last guard compares the directory it really reached with these."""
+        return tuple(sorted({os.path.realpath(p) for p in self.allowed_paths}))
+
+    def describe(self):
+        if self.missing or self.path is None:
+            return 'the defaults (no %s)' % (self.path or DEFAULT_FILE)
+        return self.path
+
+
+def load_policy(path):
+    """The node policy at `path`; the defaults when there is no such file.
+
+    The file must belong to root (or, for a daemon that is not root, to its own
+    user: it cannot give more than that user has) and be writable by its owner
+    only: whoever can write it decides what root does. Any problem is a
+    ConfigError naming the file.
+    """
+    try:
+        data, info = read_file(path)
+    except ConfigError:
+        if not os.path.lexists(path):
+            return NodePolicy(path=path, missing=True)
+        raise
+    if info.st_uid not in (0, os.geteuid()):
+        raise ConfigError(['%s: refused: the node policy must belong to root (owner uid %d)'
+                           % (path, info.st_uid)])
+    if info.st_mode & 0o022:
+        raise ConfigError(['%s: refused: the node policy is group- or world-writable (mode '
+                           '%04o)' % (path, stat.S_IMODE(info.st_mode))])
+    return with_file(path, lambda: parse_policy(decode(data), path))
+
+
+def parse_policy(doc, path=None):
+    problems = Problems()
+    fields = check_object(doc, POLICY_KEYS, '', problems, ignore_underscore=True)
+    if problems:
+        raise ConfigError(problems.messages)
+    return NodePolicy(path=path, **fields)
+
+
+class PolicyInForce:
+    """The node policy a daemon holds: read at start (a bad one stops the daemon,
+    exit 78) and again on HUP (a bad one is logged and the old one stays)."""
+
+    def __init__(self, path=None):
+        self.path = path or DEFAULT_FILE      # --policy
+        self.policy = None
+
+    def load(self):
+        if self.policy is None:
+            self.policy = load_policy(self.path)
+        return self.policy
+
+    def reload(self, log):
+        try:
+            self.policy = load_policy(self.path)
+        except ConfigError as err:
+            for message in err.messages:
+                log.error('%s', message)
+            log.error('the node policy in force stays (%s)', self.policy.describe())
+
+
+# ------------------------------------------------------------------ the check
+
+class Accounts:
+    """The user and group database, as the check asks it (tests give their own)."""
+
+    @staticmethod
+    def groups_of(user):
+        """The names of `user`'s primary and supplementary groups; () if unknown."""
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            return ()
+        names = []
+        for gid in os.getgrouplist(user, entry.pw_gid):
+            try:
+                names.append(grp.getgrgid(gid).gr_name)
+            except KeyError:
+                pass
+        return tuple(names)
+
+    resolve = staticmethod(os.path.realpath)
+
+
+def check_entries(entries, policy, default_user, own_files=(), accounts=Accounts,
+                  path='procs'):
+    """Every way `entries` (a schema-valid PROCESS list) breaks `policy`, as
+    "PATH: PROBLEM" lines. `own_files`: paths the daemons use themselves."""
+    problems = Problems()
+    pid_files = {os.path.normpath(e['pid_file']): index for index, e in enumerate(entries)
+                 if e.get('pid_file')}
+    for index, entry in enumerate(entries):
+        label = process_label('%s[%d]' % (path, index), entry)
+        _check_accounts(entry, label, policy, default_user, accounts, problems)
+        for key in PROCESS_PATH_KEYS:
+            value = entry.get(key)
+            if value is None or (key == 'chroot' and value == '/'):
+                continue
+            where = '%s.%s' % (label, key)
+            if _check_path(value, where, policy, accounts, problems):
+                _check_not_taken(value, where, own_files, problems)
+                if key == 'logs' and os.path.normpath(value) in pid_files:
+                    problems.add(where, '%s is the pid_file of procs[%d]' % (
+                        value, pid_files[os.path.normpath(value)]))
+    return problems.messages
+
+
+def check_document(doc, policy, default_user, own_files=(), accounts=Accounts):
+    """A whole worker file: its processes, then its own top-level paths."""
+    messages = check_entries(doc.get('procs') or [], policy, default_user, own_files,
+                             accounts)
+    problems = Problems()
+    for key in DAEMON_PATH_KEYS:
+        if doc.get(key) is not None:
+            _check_path(doc[key], key, policy, accounts, problems)
+    return messages + problems.messages
+
+
+def _check_accounts(entry, label, policy, default_user, accounts, problems):
+    user = entry.get('user', default_user)
+    if not policy.allows_user(user):
+        problems.add(label + '.user', '%s is not allowed by the node policy\'s allowed_users'
+                     % jsonfile.quote(user))
+    group = entry.get('group')
+    if group is None:
+        return
+    if group == 'root' and not policy.allows_user('root'):
+        problems.add(label + '.group', '"root" needs root in the node policy\'s allowed_users')
+    elif not policy.allows_group(group, accounts.groups_of(user)):
+        problems.add(label + '.group', '%s is not a group of %s and not in the node policy\'s '
+                     'allowed_groups' % (jsonfile.quote(group), jsonfile.quote(user)))
+
+
+def _check_path(value, where, policy, accounts, problems):
+    """True if `value` is a path the policy allows (problems say why not)."""
+    if '..' in value.split('/'):
+        problems.add(where, '%s has a ".." component (refused by the node policy)' % value)
+        return False
+    written = os.path.normpath(value)
+    if not is_below(written, policy.allowed_paths):
+        problems.add(where, '%s is outside the node policy\'s allowed_paths' % value)
+        return False
+    real = accounts.resolve(written)
+    if not is_below(real, policy.confine):
+        problems.add(where, '%s leads outside the node policy\'s allowed_paths (to %s, by a '
+                     'symbolic link)' % (value, real))
+        return False
+    return True
+
+
+def _check_not_taken(value, where, own_files, problems):
+    if is_below(os.path.normpath(value), own_files):
+        problems.add(where, '%s is a file the daemons use themselves' % value)
