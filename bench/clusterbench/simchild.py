@@ -1,5 +1,13 @@
 """A child process holding many simulated nodes (SimNode), and their
-scheduler: one zmq poller for every socket, one heap of the nodes' deadlines.
+scheduler: one epoll for every socket, one heap of the nodes' deadlines.
+
+Not zmq.Poller: it polls every socket on every call (350 us for 500 sockets
+here), which made the simulators of 1000 nodes use a third of a core while idle
+(measured with nodes that only acknowledge; 10 % with epoll).
+epoll waits on each socket's ZMQ_FD, which only says "look at ZMQ_EVENTS": a
+socket whose events show POLLIN stays in `readable` until a receive finds it
+empty, and is looked at again after every send on it (a send may consume the
+signal).
 
 Commands come on stdin and answers go to stdout, one JSON object a line (see
 fleet.py): `wait` (until every node reached a list version, or was confirmed under
@@ -8,6 +16,7 @@ a new epoch), `cancel`, `fsync`, `stats`, `quit`.
 import heapq
 import json
 import os
+import select
 import signal
 import sys
 from collections import Counter
@@ -64,8 +73,9 @@ class SimChild:
     def __init__(self, cfg):
         self.ctx = zmq.Context(io_threads=cfg.get('io_threads', 1))
         self.ctx.set(zmq.MAX_SOCKETS, 2 * len(cfg['nodes']) + 64)
-        self.poller = zmq.Poller()
-        self.owners = {}
+        self.epoll = select.epoll()
+        self.owners = {}              # ZMQ_FD -> (socket, node, its name in the plan)
+        self.readable = {}            # sockets that may hold messages (an ordered set)
         self.heap = []
         self.waits = {}
         self.write_seconds = 0.0
@@ -75,12 +85,21 @@ class SimChild:
     # -------------------------------------------------------------- what the nodes call
 
     def register(self, sock, node, name):
-        self.poller.register(sock, zmq.POLLIN)
-        self.owners[sock] = (node, name)
+        fd = sock.getsockopt(zmq.FD)
+        self.epoll.register(fd, select.EPOLLIN)
+        self.owners[fd] = (sock, node, name)
+        self.look_at(sock)
 
     def unregister(self, sock):
-        self.poller.unregister(sock)
-        self.owners.pop(sock, None)
+        fd = sock.getsockopt(zmq.FD)
+        self.epoll.unregister(fd)
+        self.owners.pop(fd, None)
+        self.readable.pop(sock, None)
+
+    def look_at(self, sock):
+        """After a wake-up of its fd or a send on it: does `sock` hold messages?"""
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self.readable[sock] = True
 
     def schedule(self, node, deadline):
         if deadline is not None and deadline != node.scheduled:
@@ -97,33 +116,37 @@ class SimChild:
     def run(self):
         for node in self.nodes:
             node.start()
-        self.poller.register(0, zmq.POLLIN)
+        self.epoll.register(0, select.EPOLLIN)
         while True:
-            for sock, _ in self.poller.poll(self._poll_timeout_ms()):
-                if sock == 0:
+            for fd, _ in self.epoll.poll(self._poll_timeout()):
+                if fd == 0:
                     if not self.read_commands():
                         return
-                else:
+                elif fd in self.owners:
+                    self.look_at(self.owners[fd][0])
+            for sock in list(self.readable):
+                if sock in self.readable:     # not closed by a node meanwhile
                     self.drain(sock)
             self.run_timers()
 
-    def _poll_timeout_ms(self):
+    def _poll_timeout(self):
+        if self.readable:
+            return 0.0
         if not self.heap:
-            return 100.0
-        return min(100.0, max(0.0, (self.heap[0][0] - mono()) * 1000))
+            return 0.1
+        return min(0.1, max(0.0, self.heap[0][0] - mono()))
 
     def drain(self, sock):
-        node, name = self.owners.get(sock, (None, None))
-        if node is None:
-            return
+        _, node, name = self.owners[sock.getsockopt(zmq.FD)]
         for _ in range(RECV_BATCH):
-            if sock.closed:
-                break
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                self.readable.pop(sock, None)
                 break
             node.on_message(name, frames, mono())
+            if sock.closed:                   # the node rebuilt its sockets
+                break
         node.settle()
 
     def run_timers(self):
@@ -188,6 +211,7 @@ class SimChild:
     def close(self):
         for node in self.nodes:
             node.close()
+        self.epoll.close()
         self.ctx.term()
 
 

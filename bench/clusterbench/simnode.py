@@ -55,11 +55,14 @@ class SimSockets:
 
     def send(self, name, frames):
         """False when the frames were dropped (a full queue: the protocol repairs loss)."""
+        sock = self.by_name[name]
         try:
-            self.by_name[name].send_multipart(frames, zmq.NOBLOCK)
+            sock.send_multipart(frames, zmq.NOBLOCK)
             return True
         except zmq.ZMQError:
             return False
+        finally:
+            self.child.look_at(sock)
 
 
 class SimExecutor:
