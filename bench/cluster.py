@@ -5,8 +5,9 @@ Run it with the test venv's interpreter (it has pyzmq and the project):
 
     .venv-test/bin/python bench/cluster.py            # everything, about 8 minutes
     .venv-test/bin/python bench/cluster.py --quick    # small sizes, a smoke test
+    .venv-test/bin/python bench/cluster.py --master-only --nodes 1000 --json OUT
 
-Nodes come in two kinds:
+Nodes come in three kinds:
 
 * real: a `dpd-clientd -f` and a `dpd-workerd -f` per node, each in its own temp dir;
 * simulated (N = 200, 1000): many nodes in a few processes (`--sim-procs`). Each
@@ -21,6 +22,9 @@ Nodes come in two kinds:
   worker would (every process running), so REPORTs carry a realistic process table.
   It writes no client state file and runs no worker. A due deadline is a `Tick`
   dispatched by the child process's scheduler (one heap for all its nodes).
+* acknowledging (`--master-only`): a SUB and a DEALER per node and nothing else:
+  HELLO, a REPORT for every STATE, a REPORT every 10 s; no validation, no file (see
+  bench/clusterbench/masteronly.py for that mode's figures and JSON).
 
 The master always is the real `dpd-masterd -f` ($DPD_MASTERD, default: the one next
 to this interpreter); clients and workers come from $DPD_CLIENTD and $DPD_WORKERD

@@ -7,9 +7,11 @@ docstring says how each figure is taken.
     master      the real dpd-masterd under test
     realnodes   real dpd-clientd + dpd-workerd nodes and their measurements
     simnode     a simulated node: the real Controller and ClientPolicy
+    acknode     a node that only acknowledges (--master-only)
     simchild    a child process holding many simulated nodes
     fleet       the parent's side of those child processes
     simbench    the measurements with simulated nodes
+    masteronly  the master-only measurements (--master-only)
     results     the table, the JSON, the summary lines
     cli         options and main
 """

@@ -11,6 +11,7 @@ import time
 import zmq
 
 from . import ROOT, BenchError
+from .masteronly import run_master_only
 from .proc import Processes, become_subreaper, command_of, loadavg, raise_nofile
 from .realnodes import run_real
 from .results import Results, report
@@ -25,9 +26,13 @@ def parser():
     ap = argparse.ArgumentParser(description=DESCRIPTION)
     ap.add_argument('--quick', action='store_true',
                     help='small sizes: 3 real nodes, 50 simulated, 3 repeats, 5 s window')
-    ap.add_argument('--nodes', default='200,1000', help='simulated sizes (200,1000)')
+    ap.add_argument('--master-only', action='store_true',
+                    help='the master alone, against N nodes that only acknowledge; one JSON '
+                         'object (see bench/clusterbench/masteronly.py)')
+    ap.add_argument('--nodes', help='simulated sizes (200,1000; --master-only: one size, 1000)')
     ap.add_argument('--real', type=int, default=5, help='real nodes (5); 0 skips them')
-    ap.add_argument('--repeat', type=int, default=10, help='edits / late starts (10)')
+    ap.add_argument('--repeat', type=int,
+                    help='edits / late starts (10; --master-only: 5)')
     ap.add_argument('--restarts', type=int, default=3, help='master restarts (3)')
     ap.add_argument('--window', type=float, default=30.0, help='idle CPU window, s (30)')
     ap.add_argument('--idle-settle', type=float, default=12.0,
@@ -46,17 +51,28 @@ def parser():
     ap.add_argument('--profile-sims', metavar='DIR', help='simulators under cProfile')
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--keep', action='store_true', help='keep the temp dir (logs, files)')
-    ap.add_argument('--json', default=os.path.join(ROOT, 'results-raw', 'cluster.json'))
+    ap.add_argument('--json', help='results-raw/cluster.json '
+                                   '(--master-only: results-raw/cluster-master-only.json)')
     ap.add_argument('--sim-child', metavar='CONFIG', help=argparse.SUPPRESS)
     return ap
 
 
 def options(argv):
-    opts = parser().parse_args(argv)
+    ap = parser()
+    opts = ap.parse_args(argv)
+    if opts.nodes is None:
+        opts.nodes = '1000' if opts.master_only else '200,1000'
+    if opts.repeat is None:
+        opts.repeat = 5 if opts.master_only else 10
     if opts.quick:
         opts.nodes, opts.real, opts.repeat, opts.restarts = '50', min(opts.real, 3), 3, 1
         opts.window, opts.idle_settle, opts.settle = 5.0, 2.0, 1.2
     opts.sizes = [int(x) for x in opts.nodes.split(',') if x.strip()]
+    if opts.master_only and len(opts.sizes) != 1:
+        ap.error('--master-only measures one size: --nodes N')
+    if opts.json is None:
+        opts.json = os.path.join(ROOT, 'results-raw', 'cluster-master-only.json'
+                                 if opts.master_only else 'cluster.json')
     opts.fsync_modes = {'on': [True], 'off': [False], 'both': [True, False]}[opts.fsync]
     opts.run_id = random.Random().randrange(100000, 999999)
     for directory in (opts.profile_master, opts.profile_sims):
@@ -91,11 +107,16 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix='dpd-cluster-')
     procs = Processes()
     try:
-        failed = run_all(opts, workdir, procs, meta)
+        if opts.master_only:
+            failed = run_master_only(opts, workdir, procs, random.Random(opts.seed), meta)
+        else:
+            failed = run_all(opts, workdir, procs, meta)
     finally:
         procs.stop_all()
         if not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+        elif opts.master_only:
+            print('kept: %s' % workdir)
     return 1 if failed else 0
 
 

@@ -14,7 +14,7 @@ ENTRY = os.path.join(ROOT, 'bench', 'cluster.py')    # started with --sim-child 
 
 class Fleet:
     """Simulated nodes spread over child processes; `kind`: 'client' (SimNode, the
-    client's policy and a worker file)."""
+    client's policy and a worker file) or 'ack' (AckNode, acknowledges only)."""
 
     def __init__(self, workdir, names, master, procs, opts, kind='client'):
         self.dir = os.path.join(workdir, 'sim')
@@ -100,8 +100,8 @@ class Fleet:
     # -------------------------------------------------------------- the questions
 
     def wait_rev(self, rev, procs_per_node, timeout):
-        """({node: time it reached the list of `rev`: its worker file written},
-        {node: (time its NOTIFY came, its STATE)})."""
+        """({node: time it reached the list of `rev`: its worker file written (client),
+        the master's ACK received (ack)}, {node: (time its NOTIFY came, its STATE)})."""
         times, steps = {}, {}
         for answer in self.ask({'cmd': 'wait', 'what': 'rev', 'rev': rev,
                                 'procs': procs_per_node}, timeout):

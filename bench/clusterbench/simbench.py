@@ -165,35 +165,38 @@ def sim_idle(run):
 
 
 def restart_once(run, fleet_counter, with_state_file=True):
-    """SIGKILL + restart of the master; (time until every node confirmed it holds its
-    list under the new epoch, same from the master's state file or None, how much of
-    `fleet_counter` the nodes added meanwhile, STATEs received meanwhile)."""
+    """SIGKILL + restart of the master: {last_node_s: until every node confirmed it
+    holds its list under the new epoch, first_node_s, master_ready_s: its READY=1,
+    state_file_s: until its state file lists all in-sync (or None), added: how much
+    the nodes added to `fleet_counter` meanwhile, states: STATEs they received}."""
     epoch, _ = run.master.state()
     before = run.fleet.stats()['counts']
     killed = run.master.kill9()
-    run.master.start()
+    _, ready = run.master.start()
     confirmed = run.fleet.wait_confirmed(epoch, killed, 60)
-    at_nodes = max(confirmed.values()) - killed
-    at_master = None
+    times = {'last_node_s': max(confirmed.values()) - killed,
+             'first_node_s': min(confirmed.values()) - killed,
+             'master_ready_s': ready - killed, 'state_file_s': None}
     if with_state_file:
-        at_master = run.master.wait_in_sync(run.names, 60, not_epoch=epoch) - killed
+        times['state_file_s'] = run.master.wait_in_sync(run.names, 60, not_epoch=epoch) - killed
     time.sleep(run.opts.settle)
     after = run.fleet.stats()['counts']
-    added = after.get(fleet_counter, 0) - before.get(fleet_counter, 0)
-    states = after.get('recv:STATE', 0) - before.get('recv:STATE', 0)
-    return at_nodes, at_master, added, states
+    times['added'] = after.get(fleet_counter, 0) - before.get(fleet_counter, 0)
+    times['states'] = after.get('recv:STATE', 0) - before.get('recv:STATE', 0)
+    return times
 
 
 def sim_restart(run):
     """Figure 4, simulated: SIGKILL + restart; until every node is confirmed again."""
     if not run.opts.restarts:
         return
-    at_nodes, at_master, writes, states = [], [], [], []
+    restarts = []
     for _ in range(run.opts.restarts):
-        for samples, value in zip((at_nodes, at_master, writes, states),
-                                  restart_once(run, 'writes')):
-            samples.append(value)
+        restarts.append(restart_once(run, 'writes'))
         time.sleep(run.opts.settle)
+    at_nodes = [r['last_node_s'] for r in restarts]
+    at_master = [r['state_file_s'] for r in restarts]
+    writes, states = [r['added'] for r in restarts], [r['states'] for r in restarts]
     n = run.n
     run.results.add('master SIGKILL + restart → all nodes confirmed in sync (ACK, new epoch)',
                     '%d sim' % n, [ms(s) for s in at_nodes], 'ms', TARGETS['restart'] * 1000,

@@ -1,4 +1,4 @@
-"""A child process holding many simulated nodes (SimNode), and their
+"""A child process holding many simulated nodes (SimNode or AckNode), and their
 scheduler: one epoll for every socket, one heap of the nodes' deadlines.
 
 Not zmq.Poller: it polls every socket on every call (350 us for 500 sockets
@@ -26,6 +26,7 @@ import zmq
 from dpd import jsonfile
 
 from . import mono
+from .acknode import AckNode
 from .lists import node_list, sha_of
 from .proc import raise_nofile
 from .simnode import SimNode
@@ -52,7 +53,7 @@ class Wait:
 
     def check(self, node):
         """Record `node` as done if it is; True when it is."""
-        if self.what == 'rev':   # its worker file holds the version
+        if self.what == 'rev':   # its file holds the version (SimNode) / the master ACKed it
             when = node.reached(self.want[node.name])
         else:   # 'confirmed': under an epoch other than 'not_epoch', after 'after'
             times = [t for e, t in node.confirmed.items()
@@ -217,6 +218,8 @@ class SimChild:
 
 def make_node(child, index, name, cfg):
     endpoints = (cfg['master_stats'], cfg['master_updates'])
+    if cfg.get('kind') == 'ack':
+        return AckNode(child, index, name, endpoints)
     conf_file = os.path.join(cfg['dir'], name, 'worker.json')
     os.makedirs(os.path.dirname(conf_file), 0o700, exist_ok=True)
     return SimNode(child, index, name, conf_file, endpoints)
