@@ -8,7 +8,10 @@ One JSON object, exactly these keys (everything else under "details"):
                                 from just before the save (rename) of an edit that
                                 changes every node's list until the last node received
                                 the master's ACK for the new sha256, divided by N;
-                                median over --repeat edits (default 5)
+                                median over --repeat edits (default 5). It includes the
+                                HUGZ and periodic REPORTs handled meanwhile; details:
+                                edits[].master_cpu_s_to_settled goes on to 2.5 s after
+                                the save (the state file, written at most every 2 s)
   fanout_s                      save -> the last node received the ACK for its new list:
                                 the ACK is the master's answer to the REPORT with the new
                                 sha256, so the master had received and recorded it
@@ -18,8 +21,9 @@ One JSON object, exactly these keys (everything else under "details"):
   rss_mib                       the master's VmRSS at the end of that window, after the edits
   restart_resync_s              SIGKILL -> the last node confirmed under the new epoch (an
                                 ACK, or a STATE equal to what it holds); median of --restarts
-  restarted_processes           nodes that got a STATE with another sha256 than they held
-                                during the restarts: each would have rewritten its worker file
+  restarted_processes           STATEs with another sha256 than the node held, received
+                                during the restarts: each would have made a client rewrite
+                                its worker file (and its worker restart processes)
 """
 import json
 import statistics
@@ -39,7 +43,8 @@ ROWS = (('master_cpu_ms_per_node_edit', 'master CPU per node per edit (every lis
         ('rss_mib', 'master RSS, nodes connected, after the edits', 'MiB'),
         ('restart_resync_s', 'master SIGKILL + restart → all confirmed in sync (new epoch)',
          's'),
-        ('restarted_processes', 'nodes sent another list during the restarts', 'nodes'))
+        ('restarted_processes', 'lists rewritten during the restarts (STATE ≠ held)',
+         'lists'))
 SETTLED_AFTER = 2.5     # the master's state file is written at most every 2 s: its tail
 
 
@@ -128,12 +133,6 @@ def measure_idle(run, figures, details):
     figures['rss_mib'] = round(idle['idle_rss_mib'], 1)
     idle['idle_sim_cpu_pct'] = round(100 * idle['idle_sim_cpu_s'] / idle['idle_window_s'], 2)
     details['idle'] = idle
-    idle_rate = idle['idle_master_cpu_s'] / idle['idle_window_s']
-    net = [(e['master_cpu_s_to_settled'] - idle_rate * e['settled_window_s']) * 1000 / run.n
-           for e in details.get('edits', [])]
-    if net:   # the whole edit, its state-file tail included, less what idling costs
-        details['master_cpu_ms_per_node_edit_settled_less_idle'] = round(
-            statistics.median(net), 4)
 
 
 def measure_restarts(run, figures, details):
