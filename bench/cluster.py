@@ -3,7 +3,7 @@
 
 Run it with the test venv's interpreter (it has pyzmq and the project):
 
-    .venv-test/bin/python bench/cluster.py            # everything, about 8 minutes
+    .venv-test/bin/python bench/cluster.py            # everything, 5 to 8 minutes
     .venv-test/bin/python bench/cluster.py --quick    # small sizes, a smoke test
     .venv-test/bin/python bench/cluster.py --master-only --nodes 1000 --json OUT
 
