@@ -1,0 +1,176 @@
+"""A node that only acknowledges (--master-only): the master's traffic, none of the
+client's work.
+
+Per node a SUB (topics `N:<node>\\0` and `H\\0`) and a DEALER with the client's
+socket options (`client_plans`), and the client's message rules, cut to what the
+master sees:
+
+* HELLO at start, again on a NOTIFY for a version it does not hold, again when the
+  master's epoch changes (a restart), and every 2 s until the stats socket answers;
+* every STATE: its (gen, sha256) recorded as held (no validation, no file) and
+  reported at once: a REPORT with `applied` = that version, every process running;
+* a REPORT every 10 s +-20 %, like a client.
+
+Headers are decoded with the protocol's own decoders (strict JSON, a STATE's body
+checked against its sha256); the body is read only for its process names, with
+the stdlib's plain `json.loads`.
+"""
+import json
+import os
+import random
+import time
+from collections import Counter
+
+from dpd import __version__
+from dpd.cluster import protocol
+from dpd.cluster import sockets as net
+from dpd.cluster.client import HELLO_RETRY
+from dpd.cluster.config import ClientConfig
+from dpd.cluster.protocol import REPORT_IVL, STATS, UPDATES
+
+from . import mono
+from .simnode import SimSockets
+
+WORKER = {'running': True, 'pid': 4242, 'config_ok': True, 'errors': []}
+
+
+class AckNode:
+    def __init__(self, child, index, name, endpoints):
+        self.child, self.index, self.name = child, index, name
+        config = ClientConfig(path=name + '.client.json', master_stats=endpoints[0],
+                              master_updates=endpoints[1], node_name=name,
+                              conf_file=name + '.worker.json')
+        self.sockets = SimSockets(child, self, net.client_plans(config, name, None))
+        self.boot = os.urandom(8).hex()
+        self.rng = random.Random(hash(name))
+        self.held = None              # {gen, sha256} of the last STATE
+        self.report_frames = None     # the REPORT for what it holds, encoded once
+        self.epoch = None
+        self.hello_at = self.report_at = None
+        self.scheduled = None         # the deadline this node has in the child's heap
+        self.acked = {}               # sha256 -> first ACK for it
+        self.confirmed = {}           # epoch -> first ACK/STATE for what it holds
+        self.received_at = {}         # message type -> when the last one arrived
+        self.breakdown = None         # (NOTIFY, STATE) arrival times before the last STATE
+        self.counts = Counter()
+        self.handlers = {'NOTIFY': self._on_notify, 'HUGZ': self._on_hugz,
+                         'STATE': self._on_state, 'ACK': self._on_ack}
+
+    # -------------------------------------------------------------- what the child calls
+
+    @property
+    def status(self):
+        held = self.held and self.held['sha256']
+        return 'acked' if held in self.acked else 'holds' if held else 'empty'
+
+    def start(self):
+        self.sockets.open()
+        now = mono()
+        self.report_at = now + self._report_interval()
+        self._hello(now)
+        self.settle()
+
+    def on_message(self, socket_name, frames, now):
+        decode = protocol.decode_update if socket_name == UPDATES else protocol.decode_reply
+        try:
+            message = decode(frames)
+        except protocol.ProtocolError:
+            self.counts['recv-bad'] += 1
+            return
+        self.counts['recv:' + message.kind] += 1
+        self.received_at[message.kind] = now
+        if socket_name == STATS:
+            self.hello_at = None              # the master answers: no more HELLO retries
+        self._heard_epoch(message.fields.get('epoch'), now)
+        handler = self.handlers.get(message.kind)
+        if handler is not None:
+            handler(message, now)
+
+    def on_deadline(self):
+        now = mono()
+        if self.hello_at is not None and now >= self.hello_at:
+            self._hello(now)
+        if now >= self.report_at:
+            self._report(now)
+
+    def settle(self):
+        self.child.schedule(self, min(d for d in (self.hello_at, self.report_at)
+                                      if d is not None))
+
+    def reached(self, sha256):
+        """When the master acknowledged `sha256`; None if it has not (yet)."""
+        return self.acked.get(sha256)
+
+    def close(self):
+        self.sockets.close()
+
+    # -------------------------------------------------------------- messages
+
+    def _heard_epoch(self, epoch, now):
+        if epoch and epoch != self.epoch:
+            if self.epoch is not None:        # the master restarted: say hello again
+                self._hello(now)
+            self.epoch = epoch
+
+    def _on_notify(self, message, now):
+        if not self._holds(message.fields['sha256']):
+            self._hello(now)
+
+    def _on_hugz(self, message, now):
+        pass    # its epoch: see _heard_epoch
+
+    def _on_state(self, message, now):
+        fields = message.fields
+        if self._holds(fields['sha256']):
+            self._confirmed(fields['epoch'], now)
+            return
+        self.counts['state-new'] += 1         # a client would rewrite its worker file
+        self.breakdown = (self.received_at.get('NOTIFY'), now)
+        self.held = {'gen': fields['gen'], 'sha256': fields['sha256']}
+        self.report_frames = self._encode_report(json.loads(message.body))
+        self._report(now)
+
+    def _on_ack(self, message, now):
+        sha256 = message.fields['sha256']
+        if not self._holds(sha256):
+            return
+        self._confirmed(message.fields['epoch'], now)
+        if sha256 not in self.acked:
+            self.acked[sha256] = now
+            self.child.changed(self)
+
+    def _confirmed(self, epoch, now):
+        if epoch not in self.confirmed:
+            self.confirmed[epoch] = now
+            self.child.changed(self)
+
+    def _holds(self, sha256):
+        return self.held is not None and self.held['sha256'] == sha256
+
+    # -------------------------------------------------------------- sends
+
+    def _hello(self, now):
+        self._send(protocol.hello(self.name, self.boot, __version__, self.held))
+        self.hello_at = now + HELLO_RETRY
+
+    def _report(self, now):
+        self._send(self.report_frames or self._encode_report([]))
+        self.report_at = now + self._report_interval()
+
+    def _encode_report(self, entries):
+        since = round(time.time(), 3)
+        processes = [{'name': e.get('name'), 'state': 'running', 'pid': 10000 + i,
+                      'restarts': 0, 'since': since, 'error': None, 'last_exit': None,
+                      'next_start': None} for i, e in enumerate(entries) if isinstance(e, dict)]
+        return protocol.report(self.name, self.boot, __version__, self.held,
+                               last_rejected=None, worker=WORKER if self.held else {},
+                               processes=processes, reason='in-sync' if self.held
+                               else 'connecting')
+
+    def _report_interval(self):
+        return REPORT_IVL * self.rng.uniform(0.8, 1.2)
+
+    def _send(self, frames):
+        self.counts['send:' + frames[0].decode()] += 1
+        if not self.sockets.send(STATS, frames):
+            self.counts['send-dropped'] += 1
