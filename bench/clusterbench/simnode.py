@@ -90,7 +90,7 @@ class SimExecutor:
             workerfile.write(node.conf_file, action.entries, action.record)
         except workerfile.Refused as err:
             node.counts['write-refused'] += 1
-            return [ev.WorkerFileRefused(str(err))]
+            return [ev.WorkerFileRefused((str(err),))]
         node.wrote(time.perf_counter() - started)
         applied = {'gen': action.record['gen'], 'sha256': action.record['sha256']}
         return [ev.WorkerFileWritten(applied['gen'], applied['sha256']),
