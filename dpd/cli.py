@@ -11,8 +11,9 @@ import sys
 
 from . import __version__, nodepolicy
 from .config import ConfigError, lock_path
-from .daemon import Readiness, detach, sd_notify, take_lock, write_pid
+from .daemon import LockRefused, Readiness, detach, sd_notify, take_lock, write_pid
 from .logsetup import DaemonLog
+from .safefile import UnsafePath, check_owned_paths
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
 log = logging.getLogger('dpd')
@@ -53,15 +54,19 @@ def run_daemon(daemon, argv=None):
         _print_errors(daemon.program, err.messages)
         return EX_CONFIG
     try:
-        lock_fd = take_lock(lock_path(config))
+        lock_fd = take_lock(lock_path(config), daemon.program)
+        if lock_fd is None:
+            if args.verbose:
+                sys.stderr.write('%s: already running for %s\n' % (daemon.program, path))
+            return EX_OK
+        check_owned_paths(daemon.own_paths(config))
+    except (LockRefused, UnsafePath) as err:
+        sys.stderr.write('%s: %s\n' % (daemon.program, err))
+        return EX_FAILURE
     except OSError as err:
         sys.stderr.write('%s: cannot take the lock %s: %s\n'
                          % (daemon.program, lock_path(config), err.strerror or err))
         return EX_FAILURE
-    if lock_fd is None:
-        if args.verbose:
-            sys.stderr.write('%s: already running for %s\n' % (daemon.program, path))
-        return EX_OK
     readiness = Readiness(None) if args.foreground else detach()
     write_pid(lock_fd)
     return _serve(daemon, config, args, readiness)

@@ -22,13 +22,17 @@ class ConfigError(Exception):
 
 
 def default_state_file(config_path):
-    base = config_path[:-len('.json')] if config_path.endswith('.json') else config_path
-    return base + '.state.json'
+    """CONFIG.state.json, CONFIG resolved: what a daemon derives from its config's
+    path comes from the file itself, so one config reached by two paths (a
+    symbolic link) is one daemon, with one lock and one state (SPEC 5.2)."""
+    real = os.path.realpath(config_path)
+    return (real[:-len('.json')] if real.endswith('.json') else real) + '.state.json'
 
 
 def lock_path(config):
-    """The file whose lock means "this daemon runs": pid_file, else CONFIG.lock."""
-    return config.pid_file or config.path + '.lock'
+    """The file whose lock means "this daemon runs": pid_file, else CONFIG.lock
+    (CONFIG resolved, as for the state file)."""
+    return config.pid_file or os.path.realpath(config.path) + '.lock'
 
 
 def daemon_files(config_path):
@@ -41,7 +45,7 @@ def daemon_files(config_path):
             pid_file, state_file = doc.get('pid_file'), doc.get('state_file')
     except (OSError, ValueError):
         pass
-    lock = pid_file if isinstance(pid_file, str) else config_path + '.lock'
+    lock = pid_file if isinstance(pid_file, str) else os.path.realpath(config_path) + '.lock'
     return lock, state_file if isinstance(state_file, str) else default_state_file(config_path)
 
 

@@ -12,29 +12,56 @@ import socket
 import sys
 import time
 
-from .safefile import same_file
+from . import procfs
+from .safefile import UnsafePath, check_owned, parse_pid, same_file
 
-LOCK_TRIES = 10          # x 10 ms: a status probe holds a shared lock for microseconds
+LOCK_TRIES = 100         # x 10 ms: a status probe holds a shared lock for microseconds,
+                         # and a daemon that just won the lock writes its pid at once
 
 
-def take_lock(path):
-    """An fd holding an exclusive lock on `path`, or None if another holds it.
+class LockRefused(OSError):
+    """The lock is held, but not by a daemon of ours: "already running" would lie."""
+
+
+def take_lock(path, program):
+    """An fd holding an exclusive lock on `path`, or None if `program` runs already.
 
     The kernel drops the lock when its holder dies, however it dies, so a
     stale pid file never blocks a start; the lock, not the pid, means "running".
     A daemon that stops removes its pid file while still holding the lock, so
-    a lock won on a file no longer at `path` is worthless: try again.
+    a lock won on a file no longer at `path` is worthless: try again. Anyone
+    who can read the file can hold a lock on it, so a held lock counts as
+    "running" only when the pid written in it is a live `program` of this user
+    (SPEC 5.2); the file itself must be ours and writable by us alone.
     """
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, 0o755, exist_ok=True)
     for _ in range(LOCK_TRIES):
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        if _lock(fd) and same_file(fd, path):
-            return fd
+        try:
+            check_owned(fd, path)
+            if _lock(fd) and same_file(fd, path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
+        if _held_by(path, program):
+            return None
         time.sleep(0.01)
-    return None
+    raise LockRefused('%s is locked, but not by a running %s of this user (another user may '
+                      'hold it to keep the daemon from starting)' % (path, program))
+
+
+def _held_by(path, program):
+    """True if the pid written in the lock file is a live `program` run by us."""
+    try:
+        with open(path, 'rb') as f:
+            pid = parse_pid(f.read(64))
+    except OSError:
+        return False
+    return pid is not None and procfs.runs(pid, program, os.geteuid())
 
 
 def _lock(fd):
@@ -53,7 +80,7 @@ def write_pid(lock_fd):
 
 
 def is_locked(path):
-    """True while a daemon holds the lock on `path` (for dpd-ctl and scripts)."""
+    """True while someone holds the lock on `path` (for dpd-ctl and scripts)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:

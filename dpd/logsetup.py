@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+from .printable import printable
 from .safefile import open_log, same_file
 
 ROTATION_CHECK_SECONDS = 1.0
@@ -22,8 +23,9 @@ class Formatter(logging.Formatter):
         self.program, self.with_time = program, with_time
 
     def format(self, record):
+        # one event, one line: what the message quotes from files or peers is escaped
         text = '%s %s[%d]: %s' % (record.levelname, self.program, record.process,
-                                  record.getMessage())
+                                  printable(record.getMessage()))
         if record.exc_info:
             text += '\n' + self.formatException(record.exc_info)
         if not self.with_time:

@@ -66,6 +66,21 @@ def _parent(pid):
     return int(fields[1]) if len(fields) > 1 else None
 
 
+def runs(pid, program, uid):
+    """True if `pid` is alive, runs with effective uid `uid` and has `program` in
+    its command line (a daemon started as `python3 .../dpd-workerd` too)."""
+    try:
+        with open('/proc/%d/status' % pid, 'rb') as f:
+            status = f.read()
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    uids = next((line.split()[1:] for line in status.splitlines()
+                 if line.startswith(b'Uid:')), [])
+    return len(uids) > 1 and int(uids[1]) == uid and program.encode() in cmdline
+
+
 def set_child_subreaper():
     """Orphaned descendants (daemons' double forks) become our children."""
     try:

@@ -1,5 +1,9 @@
 """Log lines from untrusted input, rate-limited: a flood of bad messages must not
-become a flood of log lines. Pure: times are handed in."""
+become a flood of log lines. Pure: times are handed in.
+
+Keys name a kind of line ("denied", "twins"), never something a peer chooses
+(its key, its node name): a peer with a fresh key per connection would
+otherwise get a fresh line each time (SPEC 5.2)."""
 from collections import OrderedDict
 
 WINDOW = 60.0

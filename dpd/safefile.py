@@ -237,6 +237,39 @@ def open_log(path, owners, append=False, confine=None):
         raise
 
 
+def check_owned(fd, path):
+    """`path` (open on `fd`) is ours alone: a regular file or directory of this
+    user that nobody else can write (SPEC 5.2: what a daemon derives from its
+    config's path is its own, never a file someone else planted)."""
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid():
+        raise UnsafePath('%s: refused: owned by uid %d, not by this daemon\'s user (uid %d)'
+                         % (path, info.st_uid, os.geteuid()))
+    if info.st_mode & 0o022:
+        raise UnsafePath('%s: refused: writable by group or others (mode %04o)'
+                         % (path, stat.S_IMODE(info.st_mode)))
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        raise UnsafePath('%s: refused: not a regular file or directory' % path)
+
+
+def check_owned_paths(paths):
+    """check_owned for each of `paths` that exists (a symbolic link is refused)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC |
+                         os.O_NOCTTY)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise UnsafePath('%s: refused: it is a symbolic link' % path) from None
+            raise UnsafePath('%s: %s' % (path, err.strerror)) from None
+        try:
+            check_owned(fd, path)
+        finally:
+            os.close(fd)
+
+
 def same_file(fd, path):
     """True while `path` still names the file open on `fd` (not moved or replaced)."""
     if fd is None:

@@ -92,9 +92,8 @@ class SimExecutor:
             node.counts['write-refused'] += 1
             return [ev.WorkerFileRefused((str(err),))]
         node.wrote(time.perf_counter() - started)
-        applied = {'gen': action.record['gen'], 'sha256': action.record['sha256']}
-        return [ev.WorkerFileWritten(applied['gen'], applied['sha256']),
-                worker_shows(applied, action.entries)]
+        applied = dict(action.record)
+        return [ev.WorkerFileWritten(applied), worker_shows(applied, action.entries)]
 
     def rebuild(self, action):
         self.node.counts['rebuilds'] += 1

@@ -5,9 +5,13 @@ does when the master is silent or gone changes the worker file; only a
 valid, newer list for this very node does, after the worker's own rules and
 the local `allowed_users` policy accepted it.
 
-"applied" is what the worker file really holds: the (gen, sha256) recorded
-in its `_diprocd` key when its `procs` still hash to that sha256; a file
-edited by hand since holds an unknown gen, so the master's list replaces it.
+"applied" is what the worker file really holds: the (gen, sha256, epoch)
+recorded in its `_diprocd` key when its `procs` still hash to that sha256; a
+file edited by hand since holds an unknown gen, so the master's list replaces
+it. Gens order the lists of one master (one epoch): a STATE older than what
+that same master's list already applied is stale. A new master (another
+epoch) is the truth now, whatever its gens: so a master that lost its state,
+or a node that holds a huge gen, never wedges anything (SPEC 5.2).
 """
 import logging
 import random
@@ -58,7 +62,7 @@ class ClientPolicy(NetworkPolicy):
         })
         self.config, self.node, self.boot = config, node, boot
         self.rng = rng or random.Random()
-        self.applied = None            # {gen, sha256} the worker file holds
+        self.applied = None            # {gen, sha256, epoch} the worker file holds
         self.worker = {}               # what the worker's state file says
         self.processes = ()
         self.last_rejected = None      # {gen, sha256, reason}
@@ -147,7 +151,7 @@ class ClientPolicy(NetworkPolicy):
                          'worker file')
 
     def _on_error(self, message, now, out):
-        self.limited(out, 'error:' + message.fields['code'], 'the master says: %s (%s)'
+        self.limited(out, 'error', 'the master says: %s (%s)'
                       % (message.fields['text'], message.fields['code']), now, logging.ERROR)
         self._set_status('master-error', out)
 
@@ -159,7 +163,8 @@ class ClientPolicy(NetworkPolicy):
             return
         if self._refused(gen, sha256) or self.writing == (gen, sha256):
             return
-        if applied.get('gen', 0) and gen <= applied['gen']:
+        if applied.get('gen', 0) and applied.get('epoch') == message.fields['epoch'] \
+                and gen <= applied['gen']:
             self.limited(out, 'old-gen', 'ignored list version %d: version %d is applied'
                           % (gen, applied['gen']), now)
             self._report_soon(now)
@@ -207,9 +212,9 @@ class ClientPolicy(NetworkPolicy):
     def _on_written(self, event, now, out):
         self.writing = None
         self.written_at = now
-        self.applied = {'gen': event.gen, 'sha256': event.sha256}
+        self.applied = dict(event.record)
         out.append(log_action(logging.INFO, 'applied list version %d to %s'
-                              % (event.gen, self.config.conf_file)))
+                              % (self.applied['gen'], self.config.conf_file)))
         self._set_status('in-sync', out)
         self._report_soon(now, at_once=True)
 

@@ -76,7 +76,7 @@ class ClientExecutor(NetworkExecutor):
             workerfile.write(self.conf_file, action.entries, action.record)
         except workerfile.Refused as err:
             return [ev.WorkerFileRefused(('cannot write %s: %s' % (self.conf_file, err),))]
-        return [ev.WorkerFileWritten(action.record['gen'], action.record['sha256'])]
+        return [ev.WorkerFileWritten(dict(action.record))]
 
     def state_body(self, snapshot):
         snapshot['last_heard'] = state.to_wall(snapshot.pop('heard_at'))
@@ -114,6 +114,11 @@ class ClientDaemon:
         config = load_client(path)
         node_name(config)
         return config
+
+    @staticmethod
+    def own_paths(config):
+        """Files it must own before it trusts them (SPEC 5.2)."""
+        return (config.state_file,)
 
     def check(self, path):
         self.load(path)

@@ -9,7 +9,7 @@ from ..procspec import account_name, parse_process_list
 from ..record import Record
 from ..schema import REQUIRED, Invalid, Key, Problems, absolute_path, check_object, json_type, \
     list_of, string
-from .protocol import NODE_PATTERN
+from .protocol import MAX_FRAME_BYTES, NODE_PATTERN, body_of
 
 ENDPOINT = re.compile(r'(tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})'
                       r'|ipc://[^\0]+)\Z')
@@ -109,9 +109,12 @@ def load_client(path):
 # ------------------------------------------------------------------ master
 
 class NodeList(Record):
-    """One node's list in the master file: its raw entries, or why it is invalid."""
+    """One node's list in the master file: its raw entries and their canonical
+    body (what STATE carries), or why it is invalid."""
     entries: tuple = None     # the raw JSON entries, when valid
     errors: tuple = ()
+    body: bytes = None
+    sha256: str = None
 
     @property
     def valid(self):
@@ -160,14 +163,24 @@ def parse_master(doc, path, sha256=''):
         both_or_neither(fields, 'secret_key', 'authorized_keys', problems)
     if problems:
         raise ConfigError(problems.messages)
-    nodes = {}
-    for node, entries in fields.pop('nodes').items():
-        node_problems = Problems()
-        parse_process_list(entries, 'nodes[%s]' % jsonfile.quote(node), node_problems, 'nobody')
-        nodes[node] = (NodeList(errors=tuple(node_problems.messages)) if node_problems
-                       else NodeList(entries=tuple(entries)))
+    nodes = {node: _node_list(node, entries) for node, entries in fields.pop('nodes').items()}
     fields['state_file'] = fields['state_file'] or default_state_file(path)
     return MasterConfig(path=path, nodes=nodes, sha256=sha256, **fields)
+
+
+def _node_list(node, entries):
+    """A node's list checked with the worker's rules, and small enough for one
+    STATE frame (a list the client would drop unread is refused here, visibly)."""
+    path = 'nodes[%s]' % jsonfile.quote(node)
+    problems = Problems()
+    parse_process_list(entries, path, problems, 'nobody')
+    if problems:
+        return NodeList(errors=tuple(problems.messages))
+    body, sha256 = body_of(entries)
+    if len(body) > MAX_FRAME_BYTES:
+        return NodeList(errors=('%s: the list is %d bytes on the wire, more than the limit of '
+                                '%d' % (path, len(body), MAX_FRAME_BYTES),))
+    return NodeList(entries=tuple(entries), body=body, sha256=sha256)
 
 
 def load_master(path):

@@ -26,8 +26,7 @@ class WorkerObserved(Record):
 
 
 class WorkerFileWritten(Record):
-    gen: int
-    sha256: str
+    record: dict            # {gen, sha256, epoch}: what the file's _diprocd now says
 
 
 class WorkerFileRefused(Record):

@@ -79,6 +79,7 @@ class MasterPolicy(NetworkPolicy):
         self.nodes = {}
         self.previous = dict(previous or {})   # node -> {gen, sha256}, from the last master
         self.global_gen = max([r['gen'] for r in self.previous.values()] or [0])
+        self.epochs = 0                  # how often the gens ran out (see _next_gen)
         self.config, self.config_errors = None, ()
         self.hseq = 0
         self.next_hugz = self.next_aging = None
@@ -129,25 +130,31 @@ class MasterPolicy(NetworkPolicy):
             node.errors = listed.errors
             return False
         node.errors = ()
-        body, sha256 = protocol.body_of(listed.entries)
-        if node.desired is not None and node.desired.sha256 == sha256:
+        if node.desired is not None and node.desired.sha256 == listed.sha256:
             return False
         previous = self.previous.pop(node.name, None)
-        if previous and previous.get('sha256') == sha256:
+        if previous and previous.get('sha256') == listed.sha256:
             gen = previous['gen']             # the same list as before a master restart
         else:
-            gen = max(self.global_gen + 1, wall_ms,
-                      node.desired.gen + 1 if node.desired else 0)
-        self._set_desired(node, Desired(gen, sha256, body, len(listed.entries)), now, out)
+            gen = self._next_gen(node, wall_ms)
+        self.global_gen = max(self.global_gen, gen)
+        node.desired = Desired(gen, listed.sha256, listed.body, len(listed.entries))
+        node.changed_at, self.dirty = now, True
+        self._notify(node, now, out, force=True)
         return True
 
-    def _set_desired(self, node, desired, now, out, outbid=False):
-        if not outbid:   # a node's claim must not push every other node's versions up
-            self.global_gen = max(self.global_gen, desired.gen)
-        node.desired, node.changed_at, self.dirty = desired, now, True
-        if outbid:
-            _log_new_versions([node], out)
-        self._notify(node, now, out, force=True)
+    def _next_gen(self, node, wall_ms):
+        """Versions only grow, and only by the master's own counting: what nodes
+        report never moves them (SPEC 5.2). Should they reach the protocol's
+        limit, the master starts counting from its clock under a new epoch,
+        which clients take as a new master."""
+        gen = max(self.global_gen + 1, wall_ms, node.desired.gen + 1 if node.desired else 0)
+        if gen <= protocol.MAX_GEN:
+            return gen
+        self.epochs += 1
+        self.epoch = '%s.%d' % (self.epoch.split('.')[0], self.epochs)
+        self.global_gen = 0
+        return max(1, wall_ms)
 
     def _on_config_rejected(self, event, now, out):
         self.config_errors, self.dirty = tuple(event.messages), True
@@ -192,7 +199,7 @@ class MasterPolicy(NetworkPolicy):
             return
         name = message.fields['node']
         if self.secure and user_id != name:
-            self.limited(out, 'identity:' + str(user_id), 'the key of node %s asked as node '
+            self.limited(out, 'identity', 'the key of node %s asked as node '
                           '%s: refused' % (user_id, name), now, logging.ERROR)
             self._reply(out, routing_id, protocol.error(
                 'identity-mismatch', 'this key belongs to node %s, not %s' % (user_id, name)))
@@ -209,7 +216,7 @@ class MasterPolicy(NetworkPolicy):
         boot = fields['boot']
         node.peers = {b: seen for b, seen in node.peers.items() if now - seen[0] < STALE_AFTER}
         if boot not in node.peers and node.peers:
-            self.limited(out, 'twins:' + node.name, 'node %s: two clients claim this node '
+            self.limited(out, 'twins', 'node %s: two clients claim this node '
                           '(client runs %s); give each node its own name%s' % (
                               node.name, ', '.join(sorted(set(node.peers) | {boot})),
                               '' if self.secure else ' (and keys)'), now, logging.ERROR)
@@ -236,12 +243,6 @@ class MasterPolicy(NetworkPolicy):
             self._reply(out, routing_id, protocol.ack(node.name, desired.gen, desired.sha256,
                                                       self.epoch, REPORT_IVL))
             return
-        if desired.gen <= applied.get('gen', -1) < protocol.MAX_GEN:
-            # the node holds a newer gen than ours (a master that lost its state and
-            # whose clock is behind): outbid it, for this node only, so it takes our list
-            self._set_desired(node, Desired(applied['gen'] + 1, desired.sha256, desired.body,
-                                            desired.count), now, out, outbid=True)
-            desired = node.desired
         rejected = node.last_rejected or {}
         if message.kind == 'REPORT' and rejected.get('sha256') == desired.sha256:
             # it refused this very list and said why: resending changes nothing, but the
@@ -258,7 +259,7 @@ class MasterPolicy(NetworkPolicy):
 
     def _on_link_event(self, event, now, out):
         if event.kind == 'denied':
-            self.limited(out, 'denied:' + event.detail, 'refused a connection: unknown node '
+            self.limited(out, 'denied', 'refused a connection: unknown node '
                           'key (%s); add the node\'s NODE.key to authorized_keys if it is ours'
                           % event.detail, now, logging.ERROR)
         elif event.kind in ('handshake-protocol', 'handshake-failed'):

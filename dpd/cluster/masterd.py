@@ -76,6 +76,11 @@ class MasterDaemon:
         sockets.master_keys(config)
         return config
 
+    @staticmethod
+    def own_paths(config):
+        """Files it must own before it trusts them (SPEC 5.2)."""
+        return (config.state_file,)
+
     def check(self, path):
         """The whole file, then every node's list with the worker's rules."""
         config = self.load(path)

@@ -39,15 +39,18 @@ def _read(conf_file):
 
 
 def _applied(doc):
-    """{gen, sha256} of the list the file holds; gen 0 when nobody recorded it."""
+    """{gen, sha256, epoch} of the list the file holds; gen 0 (and no epoch) when
+    nobody recorded it (edited by hand)."""
     if doc is None or not isinstance(doc.get('procs'), list):
         return None
     _, sha256 = protocol.body_of(doc['procs'])
     record = doc.get(RECORD_KEY)
     if isinstance(record, dict) and record.get('sha256') == sha256 and \
-            type(record.get('gen')) is int and 0 <= record['gen'] < protocol.MAX_GEN:
-        return {'gen': record['gen'], 'sha256': sha256}
-    return {'gen': 0, 'sha256': sha256}
+            type(record.get('gen')) is int and 0 <= record['gen'] <= protocol.MAX_GEN:
+        epoch = record.get('epoch')
+        return {'gen': record['gen'], 'sha256': sha256,
+                'epoch': epoch if isinstance(epoch, str) else None}
+    return {'gen': 0, 'sha256': sha256, 'epoch': None}
 
 
 def _worker_state(conf_file):

@@ -10,6 +10,7 @@ import time
 from .. import jsonfile, state
 from ..config import daemon_files
 from ..daemon import is_locked
+from ..printable import printable
 
 EX_OK, EX_NOT_RUNNING, EX_UNKNOWN, EX_DEGRADED = 0, 3, 4, 150
 
@@ -59,15 +60,18 @@ def table(rows):
     """Three aligned columns: name, STATE, details."""
     if not rows:
         return []
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     return [('%-*s  %-*s  %s' % (widths[0], a, widths[1], b, c)).rstrip() for a, b, c in rows]
 
 
 def emit(out, as_json, doc, lines):
+    """The JSON document, or the lines with what they quote escaped (a process name
+    or a node's error text must not reach the terminal raw)."""
     if as_json:
         out.write(jsonfile.dumps(doc, indent=1))
     else:
-        out.write(''.join(line + '\n' for line in lines))
+        out.write(''.join(printable(line) + '\n' for line in lines))
 
 
 def uptime(seconds):

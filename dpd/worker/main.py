@@ -50,6 +50,11 @@ class WorkerDaemon:
         return load_worker(path, default_user(), root=os.geteuid() == 0,
                            policy=self.node_policy.policy)
 
+    @staticmethod
+    def own_paths(config):
+        """What the worker derives from its config's path: it must own them (SPEC 5.2)."""
+        return (config.state_file, fifo_dir(config))
+
     def check(self, path):
         """Validate; warn about what would fail at start on this machine."""
         config = self.load(path)

@@ -28,9 +28,10 @@ LIST_B = [proc('a'), proc('b')]
 LIST_C = [proc('c')]
 
 
-def stamp(entries, gen):
-    """What a client says it has applied: {gen, sha256} of `entries`."""
-    return {'gen': gen, 'sha256': protocol.body_of(entries)[1]}
+def stamp(entries, gen, epoch='e1'):
+    """What a client's worker file records it applied: {gen, sha256, epoch} of
+    `entries` (epoch 'e1': the master these tests play)."""
+    return {'gen': gen, 'sha256': protocol.body_of(entries)[1], 'epoch': epoch}
 
 
 def state_frames(node='web1', gen=5, entries=LIST_A, epoch='e1'):

@@ -148,22 +148,27 @@ def test_an_absent_node_is_unmanaged():
     assert world.node_state('stranger', 3.0) == 'unmanaged'
 
 
-def test_a_node_reporting_a_higher_gen_is_outbid():
+def test_what_a_node_reports_never_moves_the_masters_versions():
+    """SPEC 5.2: a node claiming a huge gen (or the largest) changes no version of
+    its own or of any other node; the client takes a new master's list by its
+    epoch, not by outbidding gens."""
     world = MasterWorld({'n1': LIST_A, 'n2': LIST_B})
-    desired = world.desired('n1')
-    stranger = {'gen': desired.gen + 10 ** 6, 'sha256': stamp(LIST_C, 0)['sha256']}
-    [answer] = world.ask('n1', 1.0, applied=stranger)
-    assert answer.kind == 'STATE' and answer.fields['gen'] == stranger['gen'] + 1
-    assert answer.fields['sha256'] == desired.sha256
-    assert world.notifies[-1][1].fields['gen'] == stranger['gen'] + 1
-    # the same gen with another sha is outbid too
-    current = world.desired('n1').gen
-    [answer] = world.ask('n1', 2.0, applied={'gen': current,
-                                             'sha256': stamp(LIST_C, 0)['sha256']})
-    assert answer.fields['gen'] == current + 1
-    # and the node's later versions stay above
-    world.load({'n1': LIST_C, 'n2': LIST_B}, 3.0)
-    assert world.desired('n1').gen > current + 1
+    before = {n: world.desired(n).gen for n in ('n1', 'n2')}
+    for gen in (before['n1'] + 10 ** 6, MAX_GEN - 1, MAX_GEN):
+        [answer] = world.ask('n1', 1.0, applied={'gen': gen,
+                                                 'sha256': stamp(LIST_C, 0)['sha256']})
+        assert answer.kind == 'STATE' and answer.fields['gen'] == before['n1']
+    assert {n: world.desired(n).gen for n in ('n1', 'n2')} == before
+    world.load({'n1': LIST_C, 'n2': LIST_C}, 3.0, wall=1001.0)
+    assert {world.desired(n).gen for n in ('n1', 'n2')} == {1001000, 1001001}, 'from the clock'
+
+
+
+def test_gens_that_would_pass_the_limit_start_again_under_a_new_epoch():
+    world = MasterWorld({'n1': LIST_A}, previous={'n1': {'gen': MAX_GEN, 'sha256': 'x' * 64}})
+    assert world.desired('n1').gen == 1000 * 1000 and world.policy.epoch == 'epoch-1.1'
+    [answer] = world.ask('n1', 1.0)
+    assert answer.fields['epoch'] == 'epoch-1.1' and answer.fields['gen'] <= MAX_GEN
 
 
 # Regression test; before 92e604f, MasterPolicy._answer outbids with
