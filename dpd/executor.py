@@ -43,11 +43,17 @@ class DaemonExecutor:
         log.info('USR1: log files reopened')
 
     def _write_state(self, action):
+        self.write_state(action.snapshot)
+
+    def write_state(self, snapshot):
+        """True once the state file holds `snapshot`."""
         try:
-            state.write(self.state_file, self.program, self.state_body(action.snapshot),
+            state.write(self.state_file, self.program, self.state_body(snapshot),
                         self._state_encoder)
+            return True
         except OSError as err:
             log.error('cannot write the state file %s: %s', self.state_file, err)
+            return False
 
     @staticmethod
     def _notify(action):

@@ -41,7 +41,8 @@ def identity(pid):
 
 def is_alive(pid, known):
     """True if `pid` still is the process whose identity was `known`."""
-    return pid > 1 and known is not None and identity(pid) == tuple(known)
+    return type(pid) is int and pid > 1 and known is not None and \
+        identity(pid) == tuple(known)
 
 
 def ancestors(pid, limit=64):

@@ -329,6 +329,8 @@ class ClientPolicy(NetworkPolicy):
 
 
 LINK_PROBLEMS = {
+    'overloaded': 'the master\'s messages arrive faster than they can be handled on '
+                  '%(socket)s: %(detail)s',
     'handshake-protocol': 'the handshake with the master failed on %(socket)s (%(detail)s): '
                           'keys are configured on one side only',
     'handshake-denied': 'the master refused this node\'s key on %(socket)s: is this node\'s '

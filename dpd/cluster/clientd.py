@@ -6,12 +6,12 @@ ClientPolicy.
 """
 import logging
 import os
-import queue
 import socket
 
 from .. import nodepolicy, state
 from ..cli import main_for
 from ..config import ConfigError, daemon_files
+from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..signals import SignalThread
 from ..watcher import ConfigWatcher, FileWatcher
@@ -125,13 +125,13 @@ class ClientDaemon:
         return []
 
     def serve(self, config, daemon_log, ready):
-        events = queue.SimpleQueue()
+        events = Inbox()
         signals = SignalThread(events.put)
         node = node_name(config)
         curve = sockets.client_curve(config)
         sockets.warn_if_open(config, curve, 'pose as the master and run anything as root here')
         workerfile.default_conf(config.conf_file)
-        link = ZmqLink(events.put, sockets.client_plans(config, node, curve))
+        link = ZmqLink(events, sockets.client_plans(config, node, curve))
         watcher = ConfigWatcher(config.path, self.reload, events.put, config.sha256)
         def reload_config():
             self.node_policy.reload(log)

@@ -15,6 +15,7 @@ import logging
 import queue
 import struct
 import threading
+import time
 
 import zmq
 from zmq.utils import z85
@@ -64,8 +65,10 @@ class _Live:
 
 
 class ZmqLink(Observer):
-    def __init__(self, post, plans, zap_keys=None):
-        super().__init__('zmq', post)
+    def __init__(self, inbox, plans, zap_keys=None):
+        super().__init__('zmq', inbox.put)
+        self.offer = inbox.offer            # what peers send is offered, within a budget
+        self.refused, self.refused_reported_at = 0, 0.0
         self.plans = tuple(plans)
         self.zap_keys = zap_keys            # z85 public key -> node name; None: no ZAP
         self._outbox = queue.SimpleQueue()
@@ -227,7 +230,18 @@ class ZmqLink(Observer):
                 user_id, frames = _user_id(frames[-1]), [f.bytes for f in frames]
             else:
                 user_id = None
-            self.post(LinkMessage(item.plan.name, tuple(frames), user_id))
+            size = sum(len(f) for f in frames)
+            if not self.offer(LinkMessage(item.plan.name, tuple(frames), user_id), size):
+                self._refused(item.plan.name)
+
+    def _refused(self, socket_name):
+        """A message dropped for lack of room: say so, at most once a second."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.refused_reported_at >= 1.0:
+            self.refused_reported_at = now
+            self.post(LinkEvent(socket_name, 'overloaded', '%d messages dropped so far: more '
+                                'arrive than can be handled' % self.refused))
 
     def _report_event(self, item):
         try:

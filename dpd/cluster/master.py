@@ -13,13 +13,15 @@ from . import actions as act
 from . import events as ev
 from . import protocol
 from .policy import NetworkPolicy
-from .protocol import HUGZ_IVL, PROCESS_FIELDS, REPORT_IVL, STATS, UPDATES
+from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
 from .states import NOT_AS_DESIRED
 
 STALE_AFTER = 3 * REPORT_IVL + 5      # no report for that long: the node is stale
 PENDING_GRACE = 30.0                  # a newer list unapplied for longer: lagging
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
 STRANGER_TTL = 10 * STALE_AFTER       # how long a node outside the file stays in the view
+MAX_STRANGERS = 1000                  # nodes outside the file kept in the view at once
+MAX_PEERS = 8                         # clients (boots) remembered per node
 AGING_IVL = 1.0                       # node states that change with time are re-read
 STATE_INTERVAL_PER_NODE = 0.002       # the state file, rewritten at most this often...
 STATE_INTERVAL_MAX = 2.0              # ...and at least every 2 s when it changed
@@ -204,17 +206,31 @@ class MasterPolicy(NetworkPolicy):
             self._reply(out, routing_id, protocol.error(
                 'identity-mismatch', 'this key belongs to node %s, not %s' % (user_id, name)))
             return
-        node = self.nodes.setdefault(name, Node(name))
-        self._record(node, message, now, out)
-        self._answer(node, message, routing_id, now, out)
+        node = self._node_for(name)
+        if node is not None:
+            self._record(node, message, now, out)
+            self._answer(node, message, routing_id, now, out)
+        else:
+            self._reply(out, routing_id, protocol.unmanaged(name, self.epoch))
+
+    def _node_for(self, name):
+        """The node that asks; a stranger (not in the file) is remembered only while
+        few are: without keys anyone can make names up (SPEC 5.2)."""
+        node = self.nodes.get(name)
+        managed = len(self.config.nodes) if self.config else 0
+        if node is None and len(self.nodes) - managed < MAX_STRANGERS:
+            node = self.nodes[name] = Node(name)
+        return node
 
     def _record(self, node, message, now, out):
         fields = message.fields
         first = node.seen_at is None
         node.seen_at, self.dirty = now, True
-        node.applied = fields.get('applied')
+        node.applied = protocol.kept(fields.get('applied'), ('gen', 'sha256'))
         boot = fields['boot']
         node.peers = {b: seen for b, seen in node.peers.items() if now - seen[0] < STALE_AFTER}
+        while len(node.peers) >= MAX_PEERS:            # boots are a peer's to make up
+            del node.peers[min(node.peers, key=lambda b: node.peers[b][0])]
         if boot not in node.peers and node.peers:
             self.limited(out, 'twins', 'node %s: two clients claim this node '
                           '(client runs %s); give each node its own name%s' % (
@@ -222,10 +238,9 @@ class MasterPolicy(NetworkPolicy):
                               '' if self.secure else ' (and keys)'), now, logging.ERROR)
         node.peers[boot] = (now, fields.get('version'))
         if message.kind == 'REPORT':
-            node.last_rejected = _small(fields.get('last_rejected'))
-            node.report = {'worker': _small(fields.get('worker')),
-                           'processes': _processes(fields.get('processes')),
-                           'reason': _small(fields.get('reason'))}
+            node.last_rejected = protocol.kept(fields.get('last_rejected'), protocol.REJECTION)
+            if node.managed:      # a node outside the file: its processes are not ours
+                node.report = _report(fields)
         if first and node.managed:
             out.append(log_action(logging.INFO, 'node %s: connected' % node.name))
 
@@ -258,7 +273,10 @@ class MasterPolicy(NetworkPolicy):
         out.append(act.Send(STATS, (routing_id,) + tuple(frames)))
 
     def _on_link_event(self, event, now, out):
-        if event.kind == 'denied':
+        if event.kind == 'overloaded':
+            self.limited(out, 'overloaded', 'peers flood %s: %s' % (event.socket, event.detail),
+                         now, logging.ERROR)
+        elif event.kind == 'denied':
             self.limited(out, 'denied', 'refused a connection: unknown node '
                           'key (%s); add the node\'s NODE.key to authorized_keys if it is ours'
                           % event.detail, now, logging.ERROR)
@@ -340,22 +358,10 @@ def _newest_version(peers):
     return versions[-1] if versions else None
 
 
-def _small(value, depth=4):
-    """A bounded, JSON-safe copy of an untrusted value from a REPORT: at most 32
-    items per level, 4 levels, 1000 characters per string."""
-    if depth == 0:
-        return None
-    if isinstance(value, dict):
-        return {str(k)[:64]: _small(v, depth - 1) for k, v in list(value.items())[:32]}
-    if isinstance(value, list):
-        return [_small(v, depth - 1) for v in value[:32]]
-    if isinstance(value, str):
-        return value[:1000]
-    return value if isinstance(value, (int, float, bool)) or value is None else None
-
-
-def _processes(value):
-    if not isinstance(value, list):
-        return None
-    return [{k: _small(p.get(k)) for k in PROCESS_FIELDS}
-            for p in value[:10000] if isinstance(p, dict)]
+def _report(fields):
+    """What the master keeps of a checked REPORT: the known fields, nothing more."""
+    processes = fields.get('processes')
+    return {'worker': protocol.kept(fields.get('worker'), protocol.WORKER),
+            'processes': None if processes is None else
+            [protocol.kept(p, protocol.PROCESS) for p in processes],
+            'reason': fields.get('reason')}

@@ -5,12 +5,12 @@ runs the controller with MasterPolicy.
 """
 import logging
 import os
-import queue
 import time
 
 from .. import state
 from ..cli import main_for
 from ..config import ConfigError
+from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..procfs import raise_fd_limit
 from ..signals import SignalThread
@@ -90,12 +90,12 @@ class MasterDaemon:
         return []
 
     def serve(self, config, daemon_log, ready):
-        events = queue.SimpleQueue()
+        events = Inbox()
         signals = SignalThread(events.put)
         raise_fd_limit()
         curve, zap_keys = sockets.master_keys(config)
         sockets.warn_if_open(config, curve, 'pose as a node and read its list')
-        link = ZmqLink(events.put, sockets.master_plans(config, curve), zap_keys)
+        link = ZmqLink(events, sockets.master_plans(config, curve), zap_keys)
         link.start()
         try:
             link.wait_ready()

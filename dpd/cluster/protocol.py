@@ -36,9 +36,6 @@ MAX_GEN = 2 ** 63 - 1
 HUGZ_IVL = 2.0                             # the master's heartbeat
 REPORT_IVL = 10.0                          # a client's report, +-20 %
 UPDATES, STATS = 'updates', 'stats'        # the two sockets, by their names in the plans
-# what a REPORT says of each process (from the worker's state file)
-PROCESS_FIELDS = ('name', 'state', 'pid', 'restarts', 'since', 'error', 'last_exit',
-                  'next_start', 'restart')
 
 
 class ProtocolError(ValueError):
@@ -135,6 +132,61 @@ def _version_stamp(value):
                              and _sha(value.get('sha256')))
 
 
+# What a REPORT says of the node: every field typed and bounded, so the master
+# keeps (and writes to its state file) nothing a peer shaped at will (SPEC 5.2).
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+def _int(value):
+    return type(value) is int and -2 ** 63 <= value < 2 ** 63
+
+
+def _seconds(value):
+    return (type(value) is int or type(value) is float) and -1e12 < value < 1e12
+
+
+def _long_text(value):
+    return isinstance(value, str) and len(value) <= MAX_TEXT
+
+
+def _record_of(checks):
+    """A dict whose listed keys pass their checks (other keys are dropped later)."""
+    def check(value):
+        return isinstance(value, dict) and all(c(value.get(k)) for k, c in checks.items())
+    return check
+
+
+def _list_of(check, limit):
+    return lambda value: isinstance(value, list) and len(value) <= limit and \
+        all(check(item) for item in value)
+
+
+MAX_TEXT = 1000
+MAX_REPORTED_PROCESSES = 1000
+REJECTION = {'gen': _optional(_gen), 'sha256': _optional(_sha), 'reason': _long_text}
+WORKER = {'running': _optional(lambda v: type(v) is bool), 'pid': _optional(_int),
+          'config_ok': _optional(lambda v: type(v) is bool),
+          'errors': _optional(_list_of(_long_text, 10))}
+LAST_EXIT = {'code': _optional(_int), 'signal': _optional(_int), 'at': _optional(_seconds)}
+PROCESS = {'name': lambda v: isinstance(v, str) and 0 < len(v) <= 128, 'state': _text,
+           'pid': _optional(_int), 'restarts': _optional(_int), 'since': _optional(_seconds),
+           'error': _optional(_long_text), 'last_exit': _optional(_record_of(LAST_EXIT)),
+           'next_start': _optional(_seconds), 'restart': _optional(lambda v: type(v) is bool)}
+PROCESS_FIELDS = tuple(PROCESS)        # what a REPORT says of each process
+
+
+def clipped(text):
+    """`text` cut to what a REPORT may carry."""
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 3] + '...'
+
+
+def kept(value, fields):
+    """Only the known `fields` of a checked record (None stays None)."""
+    return None if value is None else {k: value.get(k) for k in fields}
+
+
 # kind -> (frames after the type frame, {key: check}); keys not listed pass through
 SCHEMAS = {
     'NOTIFY': (1, {'node': _node, 'gen': _gen, 'sha256': _sha, 'epoch': _text}),
@@ -146,7 +198,11 @@ SCHEMAS = {
     'ERROR': (1, {'code': _text, 'text': lambda v: isinstance(v, str)}),
     'HELLO': (1, {'node': _node, 'boot': _text, 'version': _text, 'applied': _version_stamp}),
     'REPORT': (1, {'node': _node, 'boot': _text, 'version': _text,
-                   'applied': _version_stamp}),
+                   'applied': _version_stamp, 'reason': _optional(_text),
+                   'last_rejected': _optional(_record_of(REJECTION)),
+                   'worker': _optional(_record_of(WORKER)),
+                   'processes': _optional(_list_of(_record_of(PROCESS),
+                                                   MAX_REPORTED_PROCESSES))}),
 }
 UPDATE_KINDS = ('NOTIFY', 'HUGZ')
 REPLY_KINDS = ('STATE', 'ACK', 'UNMANAGED', 'ERROR')

@@ -63,15 +63,24 @@ def _worker_state(conf_file):
 
 def _worker(running, doc):
     config = (doc or {}).get('config') or {}
+    errors = [protocol.clipped(str(e)) for e in list(config.get('errors') or [])[:10]]
     return {'running': running, 'pid': (doc or {}).get('pid') if running else None,
-            'config_ok': config.get('ok'), 'errors': list(config.get('errors') or [])[:10]}
+            'config_ok': config.get('ok'), 'errors': errors}
 
 
 def _processes(running, doc):
+    """The worker's processes as a REPORT carries them (the first thousand)."""
     if not running or not doc or not isinstance(doc.get('procs'), list):
         return ()
-    return tuple({k: p.get(k) for k in PROCESS_FIELDS} for p in doc['procs']
-                 if isinstance(p, dict))
+    procs = [p for p in doc['procs'] if isinstance(p, dict)][:protocol.MAX_REPORTED_PROCESSES]
+    return tuple(_reported(p) for p in procs)
+
+
+def _reported(proc):
+    record = {k: proc.get(k) for k in PROCESS_FIELDS}
+    if isinstance(record['error'], str):
+        record['error'] = protocol.clipped(record['error'])
+    return record
 
 
 def write(conf_file, entries, record):

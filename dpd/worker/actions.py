@@ -18,6 +18,11 @@ class FindDaemon(Record):
     confine: tuple = None
 
 
+class EndLaunch(FindDaemon):
+    """A launch given up or stopped: KILL the launcher's group, and the daemon its pid
+    file names if that one descends from the launch (SPEC 5.2: no duplicate)."""
+
+
 class SendSignal(Record):
     name: str
     pid: int

@@ -8,6 +8,7 @@ from ..config import (MANAGED_RECORD, ConfigError, check_root_safe, daemon_keys,
 from ..procspec import parse_process_list, uses_depends
 from ..record import Record
 from ..schema import REQUIRED, Key, Problems, check_object
+from . import journal
 
 
 class WorkerConfig(Record):
@@ -76,5 +77,5 @@ def fifo_dir(config):
 def own_files(config):
     """The paths the worker itself uses: no process may be given one of them."""
     paths = (config.path, config.pid_file, config.log_file, config.state_file,
-             lock_path(config), fifo_dir(config))
+             journal.path_of(config.state_file), lock_path(config), fifo_dir(config))
     return tuple(os.path.normpath(p) for p in paths if p)

@@ -43,3 +43,4 @@ class PreviousRun(Record):
     """What the last worker on this config left: live processes, finished ones."""
     adopted: tuple          # of dicts: the state-file records, verified alive
     finished: tuple         # of dicts: `exited` records of this boot
+    leftovers: tuple = ()   # of dicts: `daemon: true` launches cut short (stopped)

@@ -9,7 +9,8 @@ from .. import procfs, safefile, state
 from ..executor import DaemonExecutor
 from . import actions as act
 from . import events as ev
-from . import spawn
+from . import journal, spawn
+from .journal import Journal
 
 log = logging.getLogger('dpd')
 
@@ -20,10 +21,13 @@ class WorkerExecutor(DaemonExecutor):
     def __init__(self, reload_config, reaper, outputs, daemon_log, state_file):
         super().__init__(reload_config, daemon_log, state_file)
         self.reaper, self.outputs = reaper, outputs
+        self.journal = Journal(journal.path_of(state_file))
+        self.descriptors = spawn.DescriptorLimit()
         self._groups = {}                   # pid -> its process group, seen while it lived
         self.handles({
             act.Spawn: self._spawn,
             act.FindDaemon: self._find_daemon,
+            act.EndLaunch: self._end_launch,
             act.SendSignal: self._send_signal,
             act.CheckGroup: self._check_group,
             act.RemovePidFile: self._remove_pid_file,
@@ -43,8 +47,10 @@ class WorkerExecutor(DaemonExecutor):
             if spec.write_pid and spec.pid_file:
                 pid_slot = safefile.PidFileSlot(spec.pid_file, action.confine)
             output = self._output_fd(spec, who, action.confine)
+            self.descriptors.make_room(output)
             with self.reaper.spawning():
-                child = spawn.start(spec, who, output, action.confine)
+                child = spawn.start(spec, who, output, action.confine,
+                                    self.descriptors.for_children())
                 self.reaper.watch_child(spec.name, child)
             if pid_slot is not None:
                 self._write_pid(pid_slot, child.pid)
@@ -55,7 +61,30 @@ class WorkerExecutor(DaemonExecutor):
                 os.close(output)
             if pid_slot is not None:
                 pid_slot.close()
-        return [ev.ProcessStarted(spec.name, child.pid, procfs.identity(child.pid))]
+        started = procfs.identity(child.pid)
+        self._journal_start(spec, child.pid, started)
+        return [ev.ProcessStarted(spec.name, child.pid, started)]
+
+    def _journal_start(self, spec, pid, started):
+        """On disk before the next start (SPEC 5.2): a `daemon: true` program is a
+        launch, whose daemon is not known yet."""
+        entry = {'name': spec.name, 'fingerprint': spec.fingerprint,
+                 'definition': spec.public_record}
+        if spec.daemon:
+            entry['launch'] = [pid] + list(started or (0, 0))
+        else:
+            entry.update(pid=pid, started=started)
+        try:
+            self.journal.record(entry)
+        except OSError as err:
+            log.error('cannot record the start of %s in %s: %s', spec.name,
+                      self.journal.path, err)
+
+    def write_state(self, snapshot):
+        if not super().write_state(snapshot):
+            return False
+        self.journal.clear()              # the state file holds every start now
+        return True
 
     @staticmethod
     def _write_pid(slot, pid):
@@ -90,6 +119,18 @@ class WorkerExecutor(DaemonExecutor):
         if not self.reaper.watch_process(action.name, pid) or procfs.identity(pid) != started:
             return [ev.DaemonNotFound(action.name, 'pid %d ended' % pid)]
         return [ev.DaemonFound(action.name, pid, started)]
+
+    def _end_launch(self, action):
+        _kill_group(action.launcher, signal.SIGKILL)      # our child: its pid is still ours
+        try:
+            pid = safefile.read_pid_file(action.pid_file, action.confine)
+        except OSError:
+            return
+        started = procfs.identity(pid) if pid else None
+        if started and started[0] >= action.not_before and self._launched_by(pid, action):
+            log.warning('%s: killing pid %d, the daemon its launch left', action.name, pid)
+            _kill_group(self._group_of(pid), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
 
     def _launched_by(self, pid, action):
         """`pid` descends from the launcher: its ancestors lead to the launcher, or
@@ -137,7 +178,14 @@ class WorkerExecutor(DaemonExecutor):
         self.outputs.close(action.name)
 
     def adopt(self, previous, confine):
-        """Watch what the previous worker left running; drop what already ended."""
+        """Watch what the previous worker left running; drop what already ended;
+        end the launches it left half done (they start afresh)."""
+        for record in previous.leftovers:
+            pid, started = record['launch']
+            log.warning('%s: ending the launch (pid %d) the previous worker left unfinished',
+                        record['name'], pid)
+            if procfs.is_alive(pid, started):
+                _kill_group(pid, signal.SIGKILL)
         kept = []
         for record in previous.adopted:
             if not self.reaper.watch_process(record['name'], record['pid']):

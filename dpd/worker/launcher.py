@@ -3,12 +3,13 @@
 Runs as root in its own single-threaded interpreter, so the steps `Popen`
 cannot do safely in a threaded worker happen here: chroot, chdir inside the
 new root, drop to the target groups, gid and uid (in that order), umask,
-then exec the program. Its job (paths, ids, argv, environment) comes as JSON
+then exec the program; resource limits are set first, as root. Its job (paths, ids, argv, environment) comes as JSON
 on file descriptor FD, so no secret ever shows in a command line. It imports
 nothing of diprocd: it must work from any interpreter, in isolated mode.
 """
 import json
 import os
+import resource
 import signal
 import sys
 
@@ -21,6 +22,8 @@ def main():
     for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     try:
+        for name, soft, hard in job.get('rlimits') or ():
+            resource.setrlimit(getattr(resource, 'RLIMIT_' + name.upper()), (soft, hard))
         enter_root(job['chroot'], job.get('confine'))
         os.chdir(job['cwd'])
         os.setgroups(job['groups'])

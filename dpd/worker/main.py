@@ -6,14 +6,13 @@ pump per process with `logs`. The main thread runs the controller.
 import logging
 import os
 import pwd
-import queue
 
 from .. import nodepolicy, procfs
 from ..cli import main_for
-from ..config import ConfigError
+from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..watcher import ConfigWatcher
-from . import adoption, spawn
+from . import adoption, journal, spawn
 from .config import fifo_dir, load_worker
 from .events import ConfigLoaded
 from .executor import WorkerExecutor
@@ -53,7 +52,7 @@ class WorkerDaemon:
     @staticmethod
     def own_paths(config):
         """What the worker derives from its config's path: it must own them (SPEC 5.2)."""
-        return (config.state_file, fifo_dir(config))
+        return (config.state_file, journal.path_of(config.state_file), fifo_dir(config))
 
     def check(self, path):
         """Validate; warn about what would fail at start on this machine."""
@@ -68,11 +67,10 @@ class WorkerDaemon:
         return warnings
 
     def serve(self, config, daemon_log, ready):
-        events = queue.SimpleQueue()
+        events = Inbox()
         reaper = Reaper(events.put)          # installs the signal handlers: main thread, first
         procfs.set_child_subreaper()
-        procfs.raise_fd_limit()
-        outputs = Outputs(_private_dir(fifo_dir(config)), events.put)
+        outputs = Outputs(fifo_dir(config), events.put)
         watcher = ConfigWatcher(config.path, self.reload, events.put, known_sha256=config.sha256)
 
         def reload_config():
@@ -89,15 +87,6 @@ class WorkerDaemon:
         if not finish.leave_running:
             outputs.drain(DRAIN_SECONDS)
         return finish.code
-
-
-def _private_dir(path):
-    os.makedirs(path, 0o700, exist_ok=True)
-    info = os.lstat(path)
-    if info.st_uid != os.geteuid() or not os.path.isdir(path) or os.path.islink(path):
-        raise ConfigError(['%s: refused: not a directory owned by the worker' % path])
-    os.chmod(path, 0o700)
-    return path
 
 
 main = main_for(WorkerDaemon)

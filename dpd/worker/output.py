@@ -199,8 +199,9 @@ class OutputChannel:
         self.reader, self.keeper = reader, keeper
 
     def child_fd(self):
-        """A read-write fd on the FIFO for the child's stdout and stderr."""
-        return os.open(self.fifo_path, os.O_RDWR | os.O_CLOEXEC)
+        """A read-write fd on the FIFO for the child's stdout and stderr, by the
+        pipe the pump reads (the FIFO's name may have been deleted meanwhile)."""
+        return os.open('/proc/self/fd/%d' % self.reader, os.O_RDWR | os.O_CLOEXEC)
 
 
 class Outputs:
@@ -208,6 +209,7 @@ class Outputs:
 
     def __init__(self, fifo_dir, post):
         self.fifo_dir = fifo_dir
+        _ensure_private_dir(fifo_dir)
         self.pump = Pump(post)
         self.pump.start()
         self.channels = {}
@@ -237,10 +239,11 @@ class Outputs:
         return channel
 
     def _open(self, name, log_path, log_fd, owners, confine, via_pid):
+        _ensure_private_dir(self.fifo_dir)      # deleted by hand? made again, ours
         fifo = os.path.join(self.fifo_dir, name + '.fifo')
         _ensure_fifo(fifo)
-        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        if via_pid is not None and not _same_pipe(reader, via_pid):
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if via_pid is not None and _other_pipe(reader, via_pid):
             os.close(reader)
             reader = os.open('/proc/%d/fd/1' % via_pid, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         keeper = os.open('/proc/self/fd/%d' % reader, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -269,6 +272,17 @@ class Outputs:
         self.pump.stop()
 
 
+def _ensure_private_dir(path):
+    """The FIFO directory: made if missing, and refused unless it is the worker's
+    own real directory (mode 0700)."""
+    os.makedirs(path, 0o700, exist_ok=True)
+    info = os.lstat(path)
+    if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
+        raise OSError(errno.EPERM, '%s: refused: not a directory owned by the worker' % path)
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
 def _ensure_fifo(path):
     try:
         if stat.S_ISFIFO(os.lstat(path).st_mode):
@@ -279,9 +293,12 @@ def _ensure_fifo(path):
     os.mkfifo(path, 0o600)
 
 
-def _same_pipe(fd, pid):
+def _other_pipe(fd, pid):
+    """True if the adopted process `pid` writes to a pipe other than the FIFO on
+    disk (the FIFO was deleted and made again): its own fd 1 leads to the pipe
+    that holds its output. Only a pipe: never another file of that process."""
     try:
         theirs = os.stat('/proc/%d/fd/1' % pid)
     except OSError:
-        return True  # nothing better to offer; the path is all we have
-    return os.fstat(fd).st_ino == theirs.st_ino
+        return False
+    return stat.S_ISFIFO(theirs.st_mode) and os.fstat(fd).st_ino != theirs.st_ino

@@ -200,7 +200,7 @@ class WorkerPolicy(Policy):
             '%s did not name a live process within %g s (%s)' % (proc.spec.pid_file,
                                                                  DAEMON_WAIT, event.reason)
         out.append(log_action(logging.ERROR, '%s: %s' % (proc.name, proc.error)))
-        out.append(act.SendSignal(proc.name, proc.launch.pid, signal.SIGKILL))
+        out.append(self._end_launch(proc))
         self._ended(proc, now, out)
 
     # ------------------------------------------------------------ ending
@@ -273,8 +273,11 @@ class WorkerPolicy(Policy):
             return
         out.append(log_action(logging.INFO, '%s: stopping (pid %d, %s)'
                               % (proc.name, target, signal.Signals(proc.spec.stop_signal).name)))
-        out.append(act.SendSignal(proc.name, target, proc.spec.stop_signal))
-        out.append(act.SendSignal(proc.name, target, signal.SIGCONT))
+        if proc.pid is None:                # a daemon not found yet: end its launch
+            out.append(self._end_launch(proc))
+        else:
+            out.append(act.SendSignal(proc.name, target, proc.spec.stop_signal))
+            out.append(act.SendSignal(proc.name, target, signal.SIGCONT))
         proc.pid = target
         self._move(proc, lc.STOPPING, now)
         proc.stop = lc.Stop(then, next_spec, now + proc.spec.stop_timeout)
@@ -379,10 +382,16 @@ class WorkerPolicy(Policy):
             elif proc.state == lc.STOPPING:
                 self._on_stop_deadline(proc, now, out)
             elif proc.state == lc.STARTING and proc.launch:
-                out.append(act.FindDaemon(proc.name, proc.spec.pid_file, proc.launch.pid,
-                                          (proc.launch.started or (0, 0))[0], self.confine))
+                out.append(self._launch_action(act.FindDaemon, proc))
 
     # ------------------------------------------------------------ helpers
+
+    def _launch_action(self, kind, proc):
+        return kind(proc.name, proc.spec.pid_file, proc.launch.pid,
+                    (proc.launch.started or (0, 0))[0], self.confine)
+
+    def _end_launch(self, proc):
+        return self._launch_action(act.EndLaunch, proc)
 
     def _move(self, proc, state, now):
         was = proc.state

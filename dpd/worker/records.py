@@ -8,12 +8,21 @@ def proc_record(proc, deadline):
     """`deadline`: the process's timer (the next start, in BACKOFF or FAILED)."""
     return {
         'name': proc.name, 'state': proc.state, 'pid': proc.pid, 'started': proc.started,
+        'launch': launch_record(proc.launch),
         'since': proc.since, 'restarts': proc.restarts, 'last_exit': proc.last_exit,
         'error': proc.error, 'restart': proc.spec.restart,
         'next_start': deadline if proc.state in (lc.BACKOFF, lc.FAILED) else None,
         'fingerprint': proc.fingerprint, 'starts': list(proc.window.starts),
         'definition': definition_record(proc.spec),
     }
+
+
+def launch_record(launch):
+    """A `daemon: true` launch under way, as the next worker needs it to end it:
+    [launcher pid, start ticks, session]."""
+    if launch is None or launch.started is None:
+        return None
+    return [launch.pid] + list(launch.started)
 
 
 def definition_record(spec):

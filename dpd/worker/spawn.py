@@ -17,6 +17,7 @@ import grp
 import json
 import os
 import pwd
+import resource
 import stat
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from ..record import Record
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'launcher.py')
 SETPRIV = next((path for path in ('/usr/bin/setpriv', '/bin/setpriv')
+                if os.access(path, os.X_OK)), None)
+PRLIMIT = next((path for path in ('/usr/bin/prlimit', '/bin/prlimit')
                 if os.access(path, os.X_OK)), None)
 
 
@@ -100,22 +103,24 @@ def _inside(root):
     return (lambda path: path) if root == '/' else (lambda path: root + path)
 
 
-def start(spec, who, output_fd, confine=None):
-    """Start the child; raise SpawnError with the reason when it cannot run."""
+def start(spec, who, output_fd, confine=None, rlimits=()):
+    """Start the child; raise SpawnError with the reason when it cannot run.
+    `rlimits`: (name, soft, hard) triples set before the program runs."""
     argv = [spec.run] + list(spec.args)
     common = dict(stdin=subprocess.DEVNULL, stdout=output_fd, stderr=subprocess.STDOUT,
                   close_fds=True, start_new_session=True, restore_signals=True)
     try:
         if spec.chroot != '/':
-            return _start_chrooted(spec, who, argv, common, confine)
-        executable = spec.run
+            return _start_chrooted(spec, who, argv, common, confine, rlimits)
         if not who.is_current():
             if SETPRIV is None:
                 common.update(user=who.uid, group=who.gid, extra_groups=list(who.groups))
             else:
                 check_executable_by(spec.run, who)
-                argv, executable = switch_user_argv(who, argv), SETPRIV
-        return subprocess.Popen(argv, executable=executable, cwd=spec.cwd_in_chroot,
+                argv = switch_user_argv(who, argv)
+        if rlimits:
+            argv = limit_argv(rlimits, argv)
+        return subprocess.Popen(argv, executable=argv[0], cwd=spec.cwd_in_chroot,
                                 env=environment(spec, who), umask=spec.umask, **common)
     except OSError as err:
         raise SpawnError(describe_exec_error(spec.run, err)) from None
@@ -128,6 +133,45 @@ def switch_user_argv(who, argv):
     its groups), then exec `argv` (whose argv[0] is the program's absolute path)."""
     return [SETPRIV, '--reuid=%d' % who.uid, '--regid=%d' % who.gid,
             '--groups=' + ','.join(map(str, who.groups)), '--'] + argv
+
+
+def limit_argv(rlimits, argv):
+    """util-linux prlimit's command line: set the limits (as the worker, before any
+    user switch), then exec `argv`, in the same pid."""
+    if PRLIMIT is None:
+        raise SpawnError('cannot set limits (%s): util-linux\'s prlimit is missing'
+                         % ', '.join(name for name, _, _ in rlimits))
+    return [PRLIMIT] + ['--%s=%s:%s' % (name, _text(soft), _text(hard))
+                        for name, soft, hard in rlimits] + ['--'] + argv
+
+
+def _text(limit):
+    return 'unlimited' if limit == resource.RLIM_INFINITY else str(limit)
+
+
+class DescriptorLimit:
+    """The worker's own RLIMIT_NOFILE. Each child with `logs` costs the worker
+    a few descriptors, so past three quarters of its soft limit the worker
+    raises it to the hard one; children keep the limit the worker was given
+    (SPEC 5.2), through prlimit, only once that happened."""
+
+    def __init__(self):
+        self.original = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.raised = False
+
+    def make_room(self, newest_fd):
+        soft, hard = self.original
+        if self.raised or newest_fd < soft * 3 // 4 or soft >= hard:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            self.raised = True
+        except (ValueError, OSError):
+            pass
+
+    def for_children(self):
+        """The rlimits a child needs to get the worker's original nofile back."""
+        return (('nofile',) + tuple(self.original),) if self.raised else ()
 
 
 def check_executable_by(path, who):
@@ -145,9 +189,10 @@ def check_executable_by(path, who):
         raise SpawnError('cannot run %s: not executable by user "%s"' % (path, who.user))
 
 
-def _start_chrooted(spec, who, argv, common, confine):
+def _start_chrooted(spec, who, argv, common, confine, rlimits):
     """The launcher reads its job from a memfd: no secrets in any argv."""
-    job = json.dumps({'chroot': spec.chroot, 'confine': confine, 'cwd': spec.cwd_in_chroot,
+    job = json.dumps({'chroot': spec.chroot, 'confine': confine, 'rlimits': rlimits,
+                      'cwd': spec.cwd_in_chroot,
                       'uid': who.uid, 'gid': who.gid, 'groups': list(who.groups),
                       'umask': spec.umask, 'run': spec.run, 'argv': argv,
                       'env': environment(spec, who)})

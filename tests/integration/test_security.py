@@ -9,6 +9,7 @@ import zmq
 from cluster_support import Cluster
 from dpd.cluster import keys, protocol
 from dpd.cluster.link import Curve, SocketPlan, ZmqLink
+from dpd.inbox import Inbox
 from support import IS_ROOT, pid_alive, run, wait_until, write_json
 
 
@@ -163,8 +164,8 @@ def test_a_missing_authenticator_fails_closed(workdir):
         keys.keygen(keydir, name)
     server_pub, server_sec = keys.load_secret(os.path.join(keydir, 'server.key_secret'))
     endpoint = 'ipc://' + workdir.join('s')
-    facts = queue.SimpleQueue()
-    link = ZmqLink(facts.put, [SocketPlan('stats', zmq.ROUTER, endpoint, bind=True,
+    facts = Inbox()
+    link = ZmqLink(facts, [SocketPlan('stats', zmq.ROUTER, endpoint, bind=True,
                                           curve=Curve(server_pub, server_sec))],
                    zap_keys=None)
     link.start()

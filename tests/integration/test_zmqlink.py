@@ -1,11 +1,11 @@
 """The zmq thread's outbox: every message sent is delivered, with nothing else
 happening on the sockets to wake the thread (one wake-up per batch of sends)."""
-import queue
 import threading
 
 import zmq
 
 from dpd.cluster.link import SocketPlan, ZmqLink
+from dpd.inbox import Inbox
 
 
 def test_bursts_of_sends_from_another_thread_all_arrive(tmp_path):
@@ -14,7 +14,7 @@ def test_bursts_of_sends_from_another_thread_all_arrive(tmp_path):
     peer = context.socket(zmq.ROUTER)
     peer.linger = 0
     peer.bind(endpoint)
-    link = ZmqLink(queue.SimpleQueue().put,
+    link = ZmqLink(Inbox(),
                    [SocketPlan('out', zmq.DEALER, endpoint, False, ((zmq.SNDHWM, 0),))])
     link.start()
     link.wait_ready()

@@ -326,16 +326,40 @@ def test_bad_node_names_never_become_nodes():
     assert [m.fields['code'] for _, m in world.replies] == ['bad-request'] * 4
 
 
-def test_a_report_is_kept_small():
+def test_a_report_is_checked_and_only_its_known_fields_are_kept():
     world = MasterWorld({'n1': LIST_A})
     processes = [{'name': 'p%d' % i, 'state': 'running', 'pid': i, 'junk': 'x' * 5000,
-                  'error': 'e' * 5000} for i in range(100)]
+                  'error': 'e' * 1000} for i in range(100)]
     world.ask('n1', 1.0, kind='REPORT', applied=None, processes=processes,
-              worker={'k%d' % i: i for i in range(100)}, reason='r' * 5000)
+              worker=dict({'k%d' % i: i for i in range(100)}, running=True), reason='r')
     record = world.policy.snapshot(1.0)['nodes'][0]
     assert len(record['processes']) == 100 and 'junk' not in record['processes'][0]
-    assert len(record['processes'][0]['error']) == 1000
-    assert len(record['worker']) == 32 and len(record['reason']) == 1000
+    assert record['worker'] == {'running': True, 'pid': None, 'config_ok': None,
+                                'errors': None}
+
+
+# Regression test (SPEC 5.2): before this round, `"last_rejected": "x"` for a managed
+# node not in sync raised AttributeError in MasterPolicy._answer: one REPORT stopped
+# dpd-masterd. Malformed fields now refuse the message, whatever they are.
+@pytest.mark.parametrize('bad', [
+    {'last_rejected': 'x'}, {'last_rejected': [1]}, {'last_rejected': {'reason': 5}},
+    {'last_rejected': {'gen': -1, 'reason': 'r'}}, {'worker': 'w'}, {'worker': {'pid': 'x'}},
+    {'processes': 'p'}, {'processes': [{'name': 'a'}]}, {'processes': [{'state': 'x'}]},
+    {'processes': [{'name': 'a', 'state': 'running', 'error': 'e' * 1001}]},
+    {'processes': [{'name': 'a', 'state': 'running', 'pid': 1.5}]},
+    {'processes': [{'name': 'a', 'state': 'running', 'last_exit': {'at': 'now'}}]},
+    {'processes': [{'name': 'a', 'state': 'running'}] * 1001}, {'reason': 'r' * 257},
+], ids=repr)
+def test_a_malformed_report_is_refused_and_changes_nothing(bad):
+    world = MasterWorld({'n1': LIST_A})
+    world.ask('n1', 1.0, kind='REPORT', applied=stamp(LIST_B, 1), reason='first')
+    before = world.policy.snapshot(1.0)['nodes'][0]
+    [answer] = world.ask('n1', 2.0, kind='REPORT', applied=stamp(LIST_B, 1), **bad)
+    assert answer.kind == 'ERROR'
+    world.tick(2.5)
+    after = world.policy.snapshot(2.5)['nodes'][0]
+    assert after['processes'] == before['processes'] and after['reason'] == 'first'
+    assert world.node_state('n1', 2.5) == 'pending'
 
 
 # Regression test; before 92e604f, master._small() recurses without a depth
@@ -405,3 +429,20 @@ def test_a_big_edit_is_one_log_line_and_a_small_one_a_line_per_node():
     assert info == ['new list versions for 40 nodes: n00, n01, n02, n03, n04, n05, n06, n07, '
                     'n08, n09 and 30 more (-v names each)']
     assert len(debug) == 40 and 'node n39: list version' in debug[-1]
+
+
+def test_made_up_nodes_and_boots_are_remembered_only_so_far():
+    """SPEC 5.2: without keys anyone can name a node or a boot; the view (and the
+    state file) keeps at most MAX_STRANGERS nodes outside the file and
+    MAX_PEERS boots per node, and the file's own nodes are always served."""
+    from dpd.cluster.master import MAX_PEERS, MAX_STRANGERS
+    world = MasterWorld({'n1': LIST_A})
+    for i in range(MAX_STRANGERS + 50):
+        [answer] = world.ask('s%d' % i, 1.0)
+        assert answer.kind == 'UNMANAGED'
+    assert len(world.policy.nodes) == MAX_STRANGERS + 1
+    for i in range(3 * MAX_PEERS):
+        world.ask('n1', 2.0 + i * 0.01, boot='boot-%d' % i)
+    assert len(world.policy.nodes['n1'].peers) == MAX_PEERS
+    [answer] = world.ask('n1', 3.0)
+    assert answer.kind == 'STATE'

@@ -34,8 +34,10 @@ def test_round_trip_values():
     message = protocol.decode_update(protocol.notify('x@y:z_-.1', 0, sha, 'e'))
     assert message.fields['gen'] == 0 and message.body is None
     message = protocol.decode_request(protocol.report('n', 'b', 'v', {'gen': 1, 'sha256': sha},
-                                                      processes=[{'name': 'a'}], reason='ok'))
-    assert message.fields['processes'] == [{'name': 'a'}] and message.fields['reason'] == 'ok'
+                                                      processes=[{'name': 'a', 'state': 'running'}],
+                                                      reason='ok'))
+    assert message.fields['processes'] == [{'name': 'a', 'state': 'running'}]
+    assert message.fields['reason'] == 'ok'
     assert protocol.decode_reply(protocol.error('c', 'x' * 5000)).fields['text'] == 'x' * 1000
 
 
