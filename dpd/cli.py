@@ -45,7 +45,9 @@ def run_daemon(daemon, argv=None):
                   getattr(daemon, 'takes_policy', False)).parse_args(argv)
     path = os.path.abspath(args.config)
     if getattr(daemon, 'takes_policy', False):
-        daemon.node_policy = nodepolicy.PolicyInForce(args.policy)
+        # read again on HUP, after the daemon moved to "/": the path as given now
+        daemon.node_policy = nodepolicy.PolicyInForce(args.policy and
+                                                      os.path.abspath(args.policy))
     if args.check:
         return _check(daemon, path)
     try:

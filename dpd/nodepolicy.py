@@ -164,8 +164,12 @@ def check_entries(entries, policy, default_user, own_files=(), accounts=Accounts
     """Every way `entries` (a schema-valid PROCESS list) breaks `policy`, as
     "PATH: PROBLEM" lines. `own_files`: paths the daemons use themselves."""
     problems = Problems()
-    pid_files = {os.path.normpath(e['pid_file']): index for index, e in enumerate(entries)
-                 if e.get('pid_file')}
+    taken = _both_ways(own_files, accounts)
+    pid_files = {}
+    for index, entry in enumerate(entries):
+        for form in _both_ways([entry.get('pid_file')] if entry.get('pid_file') else [],
+                               accounts):
+            pid_files.setdefault(form, index)
     for index, entry in enumerate(entries):
         label = process_label('%s[%d]' % (path, index), entry)
         _check_accounts(entry, label, policy, default_user, accounts, problems)
@@ -174,12 +178,25 @@ def check_entries(entries, policy, default_user, own_files=(), accounts=Accounts
             if value is None or (key == 'chroot' and value == '/'):
                 continue
             where = '%s.%s' % (label, key)
-            if _check_path(value, where, policy, accounts, problems):
-                _check_not_taken(value, where, own_files, problems)
-                if key == 'logs' and os.path.normpath(value) in pid_files:
-                    problems.add(where, '%s is the pid_file of procs[%d]' % (
-                        value, pid_files[os.path.normpath(value)]))
+            if not _check_path(value, where, policy, accounts, problems):
+                continue
+            forms = _both_ways([value], accounts)
+            if any(is_below(form, taken) for form in forms):
+                problems.add(where, '%s is a file the daemons use themselves' % value)
+            other = next((pid_files[f] for f in forms if f in pid_files), None)
+            if key == 'logs' and other is not None:
+                problems.add(where, '%s is the pid_file of procs[%d]' % (value, other))
     return problems.messages
+
+
+def _both_ways(paths, accounts):
+    """Each path as written and as resolved: a link inside the allowed paths must
+    not lead to a file that the path as written would not name."""
+    forms = set()
+    for path in paths:
+        written = os.path.normpath(path)
+        forms.update((written, accounts.resolve(written)))
+    return forms
 
 
 def check_document(doc, policy, default_user, own_files=(), accounts=Accounts):
@@ -224,7 +241,3 @@ def _check_path(value, where, policy, accounts, problems):
         return False
     return True
 
-
-def _check_not_taken(value, where, own_files, problems):
-    if is_below(os.path.normpath(value), own_files):
-        problems.add(where, '%s is a file the daemons use themselves' % value)

@@ -10,7 +10,7 @@ import socket
 
 from .. import nodepolicy, state
 from ..cli import main_for
-from ..config import ConfigError, daemon_files
+from ..config import ConfigError, daemon_files, lock_path
 from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..signals import SignalThread
@@ -89,7 +89,7 @@ def _files_taken(config):
     and this client's."""
     lock, state_file = daemon_files(config.conf_file)
     worker = (config.conf_file, lock, state_file, state_file[:-len('.json')] + '.fifos')
-    ours = (config.path, config.pid_file, config.log_file, config.state_file)
+    ours = (config.path, lock_path(config), config.log_file, config.state_file)
     return tuple(os.path.normpath(p) for p in worker + ours if p)
 
 
