@@ -8,7 +8,7 @@ import hashlib
 import re
 import signal
 
-from . import jsonfile
+from . import jsonfile, limitspec
 from .record import Record
 from .schema import (REQUIRED, Invalid, Key, absolute_path, boolean, check_object,
                      json_type, list_of, number, string)
@@ -107,8 +107,10 @@ PROCESS_KEYS = (
         number(0, 86400)),
     Key('depends', 'list of names', (), 'accepted for compatibility with the original\'s files; '
         'ignored, with a warning', list_of(_name)),
+    Key('limits', 'object', None, 'rlimits and the limits of the whole tree (see below)',
+        limitspec.limits),
 )
-EXTENSION_KEYS = ('group', 'umask', 'stop_signal', 'stop_timeout', 'depends')
+EXTENSION_KEYS = ('group', 'umask', 'stop_signal', 'stop_timeout', 'depends', 'limits')
 
 
 class ProcessSpec(Record):
@@ -129,18 +131,29 @@ class ProcessSpec(Record):
     umask: int
     stop_signal: int
     stop_timeout: float
+    limits: object = None      # a limitspec.Limits
 
     @functools.cached_property
     def fingerprint(self):
         """Equal for equal definitions: decides "changed" and adoption."""
-        fields = {name: getattr(self, name) for name in SPEC_FIELDS}
-        return hashlib.sha256(jsonfile.dumps(fields).encode()).hexdigest()
+        return hashlib.sha256(jsonfile.dumps(self._json(with_env=True)).encode()).hexdigest()
 
     @functools.cached_property
     def public_record(self):
         """Every field but `env` (secrets stay out of state files), as JSON values.
         Shared by every snapshot: never modify it."""
-        record = {name: getattr(self, name) for name in SPEC_FIELDS if name != 'env'}
+        return self._json(with_env=False)
+
+    def _json(self, with_env):
+        """The fields as JSON values. A key added after the first round is left out
+        while it has its default, so a definition written before it existed keeps
+        its fingerprint: an upgraded worker restarts nothing."""
+        record = {}
+        for name in SPEC_FIELDS:
+            value = getattr(self, name)
+            if (name == 'env' and not with_env) or OPTIONAL.get(name, ...) == value:
+                continue
+            record[name] = value.record if isinstance(value, limitspec.Limits) else value
         record['args'] = list(self.args)
         return record
 
@@ -150,6 +163,16 @@ class ProcessSpec(Record):
 
 
 SPEC_FIELDS = ProcessSpec._fields
+OPTIONAL = {'limits': None}      # field -> its default, for the fields of round two
+
+
+def spec_from_record(record):
+    """A ProcessSpec from its public record (a state file's `definition`); env empty."""
+    fields = dict(OPTIONAL, **record)
+    fields['args'] = tuple(fields['args'])
+    if fields['limits'] is not None:
+        fields['limits'] = limitspec.limits(fields['limits'])
+    return ProcessSpec(env=(), **fields)
 
 
 def parse_process(value, path, problems, default_user):

@@ -6,6 +6,7 @@ rewrites the part of README between the markers. A test keeps them equal.
 import sys
 
 from .cluster.config import CLIENT_KEYS, MASTER_KEYS
+from .limitspec import LIMIT_KEYS
 from .nodepolicy import POLICY_KEYS
 from .worker.config import WORKER_KEYS
 from .procspec import EXTENSION_KEYS, PROCESS_KEYS
@@ -26,6 +27,13 @@ def markdown():
         reference_table(seed_keys),
         'Extensions (beyond the original program\'s keys):',
         reference_table(extensions),
+        '`limits`, an object of:',
+        reference_table(LIMIT_KEYS),
+        'A size is an integer of bytes or a string of digits with one binary suffix `K`, '
+        '`M`, `G` or `T` (`"512M"`, `"2G"`); anything else (`"12Q"`, `"1.5G"`, `"512m"`, a '
+        'negative number) is an error. The rlimits work everywhere; the others need a root '
+        'worker with cgroups (see "Limits and cgroups"): where a limit cannot be enforced, the '
+        'process is `failed` saying which.',
         '#### Client file (`dpd-clientd CONFIG`)',
         reference_table(CLIENT_KEYS),
         '#### Master file (`dpd-masterd CONFIG`)',

@@ -19,6 +19,14 @@ class Invalid(ValueError):
     """One problem with one value; the caller knows where the value is."""
 
 
+class InvalidObject(Invalid):
+    """A nested object's problems: (subpath, problem) pairs below the value's path."""
+
+    def __init__(self, pairs):
+        super().__init__('; '.join('%s: %s' % pair if pair[0] else pair[1] for pair in pairs))
+        self.pairs = pairs
+
+
 class Problems:
     """Every problem found in one document, each as "PATH: PROBLEM"."""
 
@@ -133,6 +141,9 @@ def check_object(value, keys, path, problems, ignore_underscore=False):
             continue
         try:
             out[name] = key.check(item)
+        except InvalidObject as err:
+            for subpath, problem in err.pairs:
+                problems.add(_join(_join(path, name), subpath), problem)
         except Invalid as err:
             problems.add(_join(path, name), str(err))
     for key in keys:
@@ -142,6 +153,28 @@ def check_object(value, keys, path, problems, ignore_underscore=False):
             else:
                 out.setdefault(key.name, key.default)
     return out
+
+
+def nested(keys, build):
+    """A checker for an object value: every problem reported at its own path
+    (`procs[0] ("x").limits.memory_max: ...`), else build(fields)."""
+    def check(value):
+        problems = _PathProblems()
+        fields = check_object(value, keys, '', problems)
+        if problems:
+            raise InvalidObject(problems.pairs)
+        return build(fields)
+    return check
+
+
+class _PathProblems(Problems):
+    def __init__(self):
+        super().__init__()
+        self.pairs = []
+
+    def add(self, path, problem):
+        super().add(path, problem)
+        self.pairs.append((path, problem))
 
 
 def _join(path, name):

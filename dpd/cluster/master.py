@@ -363,5 +363,5 @@ def _report(fields):
     processes = fields.get('processes')
     return {'worker': protocol.kept(fields.get('worker'), protocol.WORKER),
             'processes': None if processes is None else
-            [protocol.kept(p, protocol.PROCESS) for p in processes],
+            [protocol.kept_process(p) for p in processes],
             'reason': fields.get('reason')}

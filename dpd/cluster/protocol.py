@@ -169,11 +169,13 @@ REJECTION = {'gen': _optional(_gen), 'sha256': _optional(_sha), 'reason': _long_
 WORKER = {'running': _optional(lambda v: type(v) is bool), 'pid': _optional(_int),
           'config_ok': _optional(lambda v: type(v) is bool),
           'errors': _optional(_list_of(_long_text, 10))}
-LAST_EXIT = {'code': _optional(_int), 'signal': _optional(_int), 'at': _optional(_seconds)}
+LAST_EXIT = {'code': _optional(_int), 'signal': _optional(_int), 'at': _optional(_seconds),
+             'oom': _optional(_text)}
 PROCESS = {'name': lambda v: isinstance(v, str) and 0 < len(v) <= 128, 'state': _text,
            'pid': _optional(_int), 'restarts': _optional(_int), 'since': _optional(_seconds),
            'error': _optional(_long_text), 'last_exit': _optional(_record_of(LAST_EXIT)),
-           'next_start': _optional(_seconds), 'restart': _optional(lambda v: type(v) is bool)}
+           'next_start': _optional(_seconds), 'restart': _optional(lambda v: type(v) is bool),
+           'memory_bytes': _optional(_int), 'cpu_seconds': _optional(_seconds)}
 PROCESS_FIELDS = tuple(PROCESS)        # what a REPORT says of each process
 
 
@@ -185,6 +187,13 @@ def clipped(text):
 def kept(value, fields):
     """Only the known `fields` of a checked record (None stays None)."""
     return None if value is None else {k: value.get(k) for k in fields}
+
+
+def kept_process(value):
+    """A checked process of a REPORT, its `last_exit` as kept as the rest."""
+    process = kept(value, PROCESS)
+    process['last_exit'] = kept(process['last_exit'], LAST_EXIT)
+    return process
 
 
 # kind -> (frames after the type frame, {key: check}); keys not listed pass through

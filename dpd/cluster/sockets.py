@@ -16,6 +16,13 @@ MIN_LIBZMQ = (4, 3, 2)   # older ones have pre-authentication CURVE bugs (CVE-20
 log = logging.getLogger('dpd')
 
 
+# What libzmq may queue from one connection before it stops reading it (TCP then
+# pushes back on the peer): an honest client has one HELLO or REPORT in flight,
+# so a few suffice; the default, 1000 frames of up to 2 MiB each, would let one
+# peer fill the master's memory before the inbox's budget ever sees a message.
+PEER_QUEUE = 8
+
+
 def master_plans(config, curve):
     # No ZMTP heartbeats from the master: each client pings every 10 s with a TTL
     # of 30 s, which is enough for the master to drop a dead node's connections,
@@ -26,7 +33,8 @@ def master_plans(config, curve):
                             (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
         SocketPlan(protocol.STATS, zmq.ROUTER, config.master_stats, bind=True, curve=curve,
                    options=((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
-                            (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
+                            (zmq.SNDHWM, 1000), (zmq.RCVHWM, PEER_QUEUE),
+                            (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
     )
 
 

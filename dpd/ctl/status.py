@@ -38,6 +38,7 @@ def describe(proc, now=None):
         parts.append('pid %d' % proc['pid'])
         if proc['state'] == 'running' and proc.get('since'):
             parts.append('uptime %s' % uptime(now - proc['since']))
+        parts.extend(usage(proc))
     parts.append('restarts %d' % (proc.get('restarts') or 0))
     if last_exit:
         parts.append('last exit %s at %s' % (exit_text(last_exit), clock(last_exit.get('at'))))
@@ -48,7 +49,26 @@ def describe(proc, now=None):
     return ', '.join(parts)
 
 
+def usage(proc):
+    """`mem 35.2M`, `cpu 0:01:02`: of the whole tree, where known."""
+    parts = []
+    if isinstance(proc.get('memory_bytes'), int):
+        parts.append('mem %s' % size(proc['memory_bytes']))
+    if isinstance(proc.get('cpu_seconds'), (int, float)):
+        parts.append('cpu %s' % uptime(proc['cpu_seconds']))
+    return parts
+
+
+def size(count):
+    for unit, scale in (('G', 1 << 30), ('M', 1 << 20), ('K', 1 << 10)):
+        if count >= scale:
+            return '%.1f%s' % (count / scale, unit)
+    return '%dB' % count
+
+
 def exit_text(last_exit):
+    if last_exit.get('oom'):
+        return last_exit['oom']
     if last_exit.get('signal'):
         return 'signal %d' % last_exit['signal']
     if last_exit.get('code') is not None:

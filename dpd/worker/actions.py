@@ -35,6 +35,22 @@ class CheckGroup(Record):
     pgid: int
 
 
+class ClearTree(Record):
+    """Before a start: KILL whatever is left in the process's cgroup; TreeEmptied
+    answers (at once when it is empty already, or when there is none)."""
+    name: str
+
+
+class RemoveTree(Record):
+    """The process is gone for good: its cgroup goes too."""
+    name: str
+
+
+class SampleUsage(Record):
+    """Memory and CPU of these processes' trees, as UsageSampled."""
+    pids: dict              # name -> main pid
+
+
 class RemovePidFile(Record):
     path: str
     pid: int                # only if the file still names this pid

@@ -1,4 +1,5 @@
-"""What a previous worker on the same config left behind (SPEC 3.5, 5.2).
+"""What a previous worker on the same config left behind, and taking it over
+(SPEC 3.5, 5.2).
 
 Its state file lists every process with pid, identity (start time and
 session) and definition; its journal, the starts since that file was
@@ -12,14 +13,17 @@ boot are remembered, so they are not run again. A `daemon: true` launch
 that was under way is a leftover: its launcher is stopped, to start afresh.
 """
 import logging
+import os
+import pwd
 import signal
 
-from .. import procfs, state
+from .. import limitspec, procfs, state
 from ..procspec import NAME_PATTERN, USER_PATTERN
 from ..schema import Invalid
 from . import journal
 from . import lifecycle as lc
 from .events import PreviousRun
+from .starter import kill_group
 
 log = logging.getLogger('dpd.adoption')
 
@@ -42,6 +46,47 @@ def previous_run(state_path):
     for entry in journal.read(journal.path_of(state_path)):
         _journaled(records, entry)
     return _sorted(records.values())
+
+
+def take_over(previous, reaper, outputs, trees, confine):
+    """Watch what the previous worker left running; drop what already ended;
+    end the launches it left half done (they start afresh)."""
+    for record in previous.leftovers:
+        pid, started = record['launch']
+        log.warning('%s: ending the launch (pid %d) the previous worker left unfinished',
+                    record['name'], pid)
+        if procfs.is_alive(pid, started):
+            kill_group(pid, signal.SIGKILL)
+    kept = []
+    for record in previous.adopted:
+        name, pid, definition = record['name'], record['pid'], record['definition']
+        limits = definition.get('limits') and limitspec.limits(definition['limits'])
+        if not trees.adopt(name, record['cgroup'], pid, limits):
+            log.warning('%s: pid %d is not in the cgroup it was started in; not adopted',
+                        name, pid)
+            continue
+        if not reaper.watch_process(name, pid) or not procfs.is_alive(pid, record['started']):
+            continue  # it ended between the check and the watch; its pid was reused
+        if trees.events_file(name):
+            reaper.watch_tree(name, trees.events_file(name))
+        if definition['logs']:
+            try:
+                outputs.attach(name, definition['logs'], _owners(definition), confine,
+                               via_pid=pid)
+            except OSError as err:
+                log.error('%s: cannot reattach its output to %s: %s', name,
+                          definition['logs'], err)
+        kept.append(record)
+    return PreviousRun(tuple(kept), previous.finished)
+
+
+def _owners(definition):
+    owners = {os.geteuid()}
+    try:
+        owners.add(pwd.getpwnam(definition['user']).pw_uid)
+    except KeyError:
+        pass
+    return owners
 
 
 def _sorted(records):
@@ -87,9 +132,11 @@ def _checked(record):
         last_exit = record.get('last_exit')
         if last_exit is not None:
             last_exit = dict(last_exit, at=state.to_mono(last_exit.get('at')))
+        cgroup = record.get('cgroup')
         return {
             'name': name, 'state': str(record['state']), 'pid': pid, 'started': started,
             'launch': _launch(record.get('launch')),
+            'cgroup': cgroup if isinstance(cgroup, str) and cgroup.startswith('/') else None,
             'fingerprint': str(record['fingerprint']), 'definition': definition,
             'starts': [float(t) for t in record.get('starts') or ()][-lc.MAX_STARTS:],
             'restarts': int(record.get('restarts') or 0),
@@ -123,6 +170,7 @@ DEFINITION = {
     'stop_signal': lambda v: type(v) is int and v in STOP_SIGNALS,
     'stop_timeout': lambda v: type(v) in (int, float) and 0 <= v <= 86400,
 }
+OPTIONAL = {'limits': limitspec.limits}       # keys of round two: present when set
 STOP_SIGNALS = frozenset(int(s) for s in signal.Signals) - {
     signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD,
     signal.SIGCONT, signal.SIGWINCH, signal.SIGURG}
@@ -134,9 +182,13 @@ def _path(value):
 
 
 def _definition(value):
-    if not isinstance(value, dict) or set(value) != set(DEFINITION):
+    if not isinstance(value, dict) or not set(DEFINITION) <= set(value) <= \
+            set(DEFINITION) | set(OPTIONAL):
         raise Invalid('not a definition')
     for key, check in DEFINITION.items():
         if not check(value[key]):
             raise Invalid('bad %s' % key)
-    return dict(value, args=tuple(value['args']))
+    for key, check in OPTIONAL.items():
+        if key in value:
+            check(value[key])          # raises Invalid
+    return value

@@ -19,6 +19,16 @@ class ProcessExited(Record):
     pid: int
     code: int = None        # exit status, when the process exited
     signal: int = None      # the signal that ended it; both None: unknown (not our child)
+    oom: bool = False       # the OOM killer acted in its tree meanwhile
+
+
+class TreeEmptied(Record):
+    """The process's cgroup holds no process any more."""
+    name: str
+
+
+class UsageSampled(Record):
+    usage: dict             # name -> (memory bytes, CPU seconds), None where unknown
 
 
 class DaemonFound(Record):

@@ -9,6 +9,8 @@ leave.
 import signal
 from collections import deque
 
+from .. import limitspec
+
 STARTING = 'starting'
 RUNNING = 'running'
 BACKOFF = 'backoff'     # waiting for the restart window
@@ -81,6 +83,8 @@ class Proc:
         self.counted = True               # this start counts toward the restart limit
         self.stop = None                  # a Stop while STOPPING
         self.launch = None                # a Launch while a daemon is looked for
+        self.clearing = False             # STARTING: its cgroup is being emptied first
+        self.usage = (None, None)         # memory bytes, CPU seconds of its tree
 
     @property
     def name(self):
@@ -138,7 +142,16 @@ def failure_retry_delay(failures):
     return min(FAILURE_RETRY_MAX, FAILURE_RETRY_FIRST * 2 ** max(0, failures - 1))
 
 
-def describe_exit(event):
+def oom_text(limits):
+    """What `last_exit` and the log say of an OOM kill: out of memory (memory_max 512M)."""
+    limit = limits.memory_max if limits else None
+    return 'out of memory (memory_max %s)' % limitspec.describe('memory_max', limit) \
+        if limit is not None else 'out of memory'
+
+
+def describe_exit(event, limits=None):
+    if event.oom:
+        return 'killed by the OOM killer: %s' % oom_text(limits)
     if event.signal:
         try:
             return 'killed by signal %d (%s)' % (event.signal, signal.Signals(event.signal).name)

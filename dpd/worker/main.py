@@ -18,7 +18,9 @@ from .events import ConfigLoaded
 from .executor import WorkerExecutor
 from .output import Outputs
 from .policy import WorkerPolicy
+from .cgroups import Cgroups
 from .reaper import Reaper
+from .trees import Trees
 
 DRAIN_SECONDS = 2.0
 log = logging.getLogger('dpd')
@@ -68,7 +70,8 @@ class WorkerDaemon:
 
     def serve(self, config, daemon_log, ready):
         events = Inbox()
-        reaper = Reaper(events.put)          # installs the signal handlers: main thread, first
+        trees = Trees(_cgroups(config))
+        reaper = Reaper(events.put, trees.oom_kills)   # the signal handlers: main thread, first
         procfs.set_child_subreaper()
         outputs = Outputs(fifo_dir(config), events.put)
         watcher = ConfigWatcher(config.path, self.reload, events.put, known_sha256=config.sha256)
@@ -76,9 +79,11 @@ class WorkerDaemon:
         def reload_config():
             self.node_policy.reload(log)
             watcher.recheck()
-        executor = WorkerExecutor(reload_config, reaper, outputs, daemon_log, config.state_file)
+        executor = WorkerExecutor(reload_config, reaper, outputs, trees, daemon_log,
+                                  config.state_file)
         controller = Controller(WorkerPolicy(), executor, events)
-        previous = executor.adopt(adoption.previous_run(config.state_file), config.confine)
+        previous = adoption.take_over(adoption.previous_run(config.state_file), reaper,
+                                      outputs, trees, config.confine)
         reaper.start()
         controller.dispatch(previous)
         controller.dispatch(ConfigLoaded(config))
@@ -86,7 +91,26 @@ class WorkerDaemon:
         finish = serve(controller, [reaper, watcher], ready)
         if not finish.leave_running:
             outputs.drain(DRAIN_SECONDS)
+            trees.close()
         return finish.code
+
+
+def _cgroups(config):
+    """The worker's cgroups (SPEC 6.2), or None: then processes have no cgroup, and
+    one whose limits need a cgroup is `failed` saying so."""
+    try:
+        cgroups = Cgroups.detect(config.path)
+        if cgroups is not None:
+            cgroups.start()
+            log.info('a cgroup per process, below %s%s', cgroups.membership.mount,
+                     cgroups.base(cgroups.membership))
+            return cgroups
+    except OSError as err:
+        log.warning('no cgroups for the processes: %s', err)
+        return None
+    if os.geteuid() == 0:
+        log.warning('no cgroups for the processes: no writable cgroup v2 hierarchy')
+    return None
 
 
 main = main_for(WorkerDaemon)

@@ -19,6 +19,8 @@ DAEMON_WAIT = 10.0        # for a `daemon: true` launcher to leave a live pid in
 DAEMON_POLL = 0.05
 GROUP_POLL = 0.05         # while the leader is gone but its group is not
 KILL_GRACE = 5.0          # after KILL, how long a process may take to vanish
+USAGE_INTERVAL = 15.0     # memory and CPU of every tree are read this often
+USAGE = ('usage',)        # the timer that reads them (no process has a tuple for a name)
 
 
 class WorkerPolicy(Policy):
@@ -30,6 +32,8 @@ class WorkerPolicy(Policy):
             ev.ProcessStarted: self._on_started,
             ev.SpawnFailed: self._on_spawn_failed,
             ev.ProcessExited: self._on_exited,
+            ev.TreeEmptied: self._on_tree_emptied,
+            ev.UsageSampled: self._on_usage,
             ev.DaemonFound: self._on_daemon_found,
             ev.DaemonNotFound: self._on_daemon_not_found,
             ev.GroupChecked: self._on_group_checked,
@@ -77,6 +81,8 @@ class WorkerPolicy(Policy):
         if self.config_errors:
             out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
+        if self.timers.get(USAGE) is None:
+            self.timers.set(USAGE, now + USAGE_INTERVAL)
         wanted = {spec.name: spec for spec in config.procs}
         for name in [name for name in self.procs if name not in wanted]:
             self._remove(self.procs[name], now, out)
@@ -145,7 +151,18 @@ class WorkerPolicy(Policy):
         self._move(proc, lc.STARTING, now)
         self._set_deadline(proc, None)
         proc.pid = proc.started = proc.launch = None
-        out.append(act.Spawn(proc.name, proc.spec, self.confine))
+        proc.clearing = True              # its cgroup must be empty first
+        out.append(act.ClearTree(proc.name))
+
+    def _on_tree_emptied(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None:
+            return
+        if proc.state == lc.STARTING and proc.clearing:
+            proc.clearing = False
+            out.append(act.Spawn(proc.name, proc.spec, self.confine))
+        elif proc.state == lc.STOPPING and proc.stop.awaiting_group:
+            self._stopped(proc, proc.stop, now, out)
 
     def _on_started(self, event, now, out):
         proc = self.procs.get(event.name)
@@ -215,13 +232,15 @@ class WorkerPolicy(Policy):
         if event.pid != proc.pid or proc.state not in (lc.RUNNING, lc.STOPPING):
             return
         proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
+        if event.oom:
+            proc.last_exit['oom'] = lc.oom_text(proc.spec.limits)
         if proc.state == lc.STOPPING:
             proc.stop.awaiting_group = True
             out.append(act.CheckGroup(proc.name, proc.pid))
             return
         out.append(log_action(logging.WARNING if proc.spec.restart else logging.INFO,
-                              '%s: %s' % (proc.name, describe_exit(event))))
-        self._ended(proc, now, out, crashed=lc.is_crash(event.signal))
+                              '%s: %s' % (proc.name, describe_exit(event, proc.spec.limits))))
+        self._ended(proc, now, out, crashed=event.oom or lc.is_crash(event.signal))
 
     def _launcher_exited(self, proc, event, now, out):
         """A `daemon: true` program ended before its pid file named the daemon: fine
@@ -259,6 +278,7 @@ class WorkerPolicy(Policy):
         del self.procs[proc.name]
         self.timers.set(proc.name, None)
         out.append(act.CloseOutput(proc.name))
+        out.append(act.RemoveTree(proc.name))
         out.append(log_action(logging.INFO, '%s: removed' % proc.name))
         self.dirty = True
 
@@ -376,6 +396,9 @@ class WorkerPolicy(Policy):
 
     def _on_tick(self, event, now, out):
         for name in self.timers.pop_due(now):
+            if name == USAGE:
+                self._sample_usage(now, out)
+                continue
             proc = self.procs[name]
             if proc.state in (lc.BACKOFF, lc.FAILED):
                 self._start(proc, now, out)
@@ -383,6 +406,18 @@ class WorkerPolicy(Policy):
                 self._on_stop_deadline(proc, now, out)
             elif proc.state == lc.STARTING and proc.launch:
                 out.append(self._launch_action(act.FindDaemon, proc))
+
+    def _sample_usage(self, now, out):
+        self.timers.set(USAGE, now + USAGE_INTERVAL)
+        pids = {p.name: p.pid for p in self.procs.values() if p.state in lc.ACTIVE and p.pid}
+        if pids:
+            out.append(act.SampleUsage(pids))
+
+    def _on_usage(self, event, now, out):
+        for name, usage in event.usage.items():
+            proc = self.procs.get(name)
+            if proc is not None and usage != proc.usage:
+                proc.usage, self.dirty = usage, True
 
     # ------------------------------------------------------------ helpers
 

@@ -5,7 +5,9 @@ peeks at the next zombie with WNOWAIT, reaps that pid, and hands the status
 to its `Popen`, so `Popen` never waits for it or reports it as exit 0.
 Zombies of orphans that the subreaper inherited are reaped too. Processes
 that are not our children (adopted after a worker restart) are watched
-through pidfds, in the same epoll as the signals.
+through pidfds, and whole trees (cgroups) through inotify on their
+`cgroup.events`, all in the same epoll as the signals. A death says whether
+the OOM killer acted in the process's tree meanwhile.
 """
 import os
 import select
@@ -13,27 +15,34 @@ import signal
 import threading
 from contextlib import contextmanager
 
+from .. import inotify
 from ..signals import SignalThread
-from .events import ProcessExited
+from .events import ProcessExited, TreeEmptied
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                    signal.SIGQUIT, signal.SIGCHLD)
 
 
 class _Watch:
-    __slots__ = ('name', 'pid', 'popen', 'pidfd')
+    __slots__ = ('name', 'pid', 'popen', 'pidfd', 'oom_before')
 
-    def __init__(self, name, pid, popen, pidfd):
+    def __init__(self, name, pid, popen, pidfd, oom_before=None):
         self.name, self.pid, self.popen, self.pidfd = name, pid, popen, pidfd
+        self.oom_before = oom_before
 
 
 class Reaper(SignalThread):
-    def __init__(self, post):
-        """Call from the main thread, before any other thread exists."""
+    def __init__(self, post, oom_kills=lambda name: None):
+        """Call from the main thread, before any other thread exists.
+        `oom_kills(name)`: the OOM kills counted so far in that process's tree."""
         super().__init__(post, HANDLED_SIGNALS)
+        self.oom_kills = oom_kills
         self._lock = threading.Lock()
         self._watched = {}                    # pid -> _Watch
         self._by_pidfd = {}                   # pidfd -> _Watch
+        self._trees = {}                      # inotify watch -> (process name, events file)
+        self._inotify = inotify.init()
+        self.epoll.register(self._inotify, select.EPOLLIN)
 
     # ------------------------------------------------------------ main thread
 
@@ -46,7 +55,13 @@ class Reaper(SignalThread):
 
     def watch_child(self, name, popen):
         """Call inside `spawning()`."""
-        self._watched[popen.pid] = _Watch(name, popen.pid, popen, None)
+        self._watched[popen.pid] = _Watch(name, popen.pid, popen, None, self.oom_kills(name))
+
+    def watch_tree(self, name, events_file):
+        """Post TreeEmptied(name) whenever the cgroup's `events_file` says it emptied."""
+        wd = inotify.add_watch(self._inotify, events_file, inotify.IN_MODIFY)
+        with self._lock:
+            self._trees[wd] = (name, events_file)
 
     def name_of(self, pid):
         """The name a watched process was started or adopted under; None if unknown."""
@@ -59,7 +74,7 @@ class Reaper(SignalThread):
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             return False
-        watch = _Watch(name, pid, None, pidfd)
+        watch = _Watch(name, pid, None, pidfd, self.oom_kills(name))
         with self._lock:
             self._watched[pid] = watch
             self._by_pidfd[pidfd] = watch
@@ -86,7 +101,7 @@ class Reaper(SignalThread):
                 code, sig = self._reap(zombie.si_pid, watch)
                 self._forget_pidfd(watch)
             if watch is not None:
-                self.post(ProcessExited(watch.name, watch.pid, code, sig))
+                self._post_exit(watch, code, sig)
 
     @staticmethod
     def _reap(pid, watch):
@@ -100,7 +115,31 @@ class Reaper(SignalThread):
             watch.popen.returncode = code
         return (code, None) if code >= 0 else (None, -code)
 
-    def fd_ready(self, pidfd):
+    def _post_exit(self, watch, code, sig):
+        before, after = watch.oom_before, self.oom_kills(watch.name)
+        oom = before is not None and after is not None and after > before
+        self.post(ProcessExited(watch.name, watch.pid, code, sig, oom))
+
+    def fd_ready(self, fd):
+        if fd == self._inotify:
+            self._trees_changed()
+        else:
+            self._pidfd_ready(fd)
+
+    def _trees_changed(self):
+        try:
+            data = os.read(self._inotify, 65536)
+        except BlockingIOError:
+            return
+        for wd, mask, _ in inotify.parse(data):
+            with self._lock:
+                tree = self._trees.get(wd)
+                if mask & inotify.IN_IGNORED:
+                    self._trees.pop(wd, None)   # the cgroup was removed
+            if tree is not None and not mask & inotify.IN_IGNORED and _emptied(tree[1]):
+                self.post(TreeEmptied(tree[0]))
+
+    def _pidfd_ready(self, pidfd):
         with self._lock:
             watch = self._by_pidfd.get(pidfd)
             if watch is None:
@@ -108,7 +147,7 @@ class Reaper(SignalThread):
             self._watched.pop(watch.pid, None)
             code, sig = self._reap_pidfd(pidfd)
             self._forget_pidfd(watch)
-        self.post(ProcessExited(watch.name, watch.pid, code, sig))
+        self._post_exit(watch, code, sig)
 
     @staticmethod
     def _reap_pidfd(pidfd):
@@ -128,3 +167,11 @@ class Reaper(SignalThread):
             self._by_pidfd.pop(watch.pidfd, None)
             self.epoll.unregister(watch.pidfd)
             os.close(watch.pidfd)
+
+
+def _emptied(events_file):
+    try:
+        with open(events_file) as f:
+            return 'populated 0' in f.read()
+    except OSError:
+        return False

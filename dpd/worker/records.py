@@ -1,6 +1,6 @@
 """What the worker keeps of each process in its state file, for dpd-ctl and for
 the next worker (adoption), and a Proc rebuilt from such a record."""
-from ..procspec import ProcessSpec
+from ..procspec import spec_from_record
 from . import lifecycle as lc
 
 
@@ -14,6 +14,7 @@ def proc_record(proc, deadline):
         'next_start': deadline if proc.state in (lc.BACKOFF, lc.FAILED) else None,
         'fingerprint': proc.fingerprint, 'starts': list(proc.window.starts),
         'definition': definition_record(proc.spec),
+        'memory_bytes': proc.usage[0], 'cpu_seconds': proc.usage[1],
     }
 
 
@@ -32,7 +33,7 @@ def definition_record(spec):
 
 def proc_from_record(record):
     """A stopped Proc with what a checked record (adoption._checked) says of its past."""
-    spec = ProcessSpec(**dict(record['definition'], env=()))
+    spec = spec_from_record(record['definition'])
     proc = lc.Proc(spec, record['fingerprint'])
     proc.window = lc.RestartWindow(record.get('starts') or ())
     proc.restarts = record.get('restarts', 0)

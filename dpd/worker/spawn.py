@@ -95,8 +95,31 @@ def check_paths(spec):
         raise SpawnError('cannot run %s: %s' % (run, err.strerror)) from None
     if not stat.S_ISREG(mode) or not mode & 0o111:
         raise SpawnError('cannot run %s: not an executable file' % run)
+    check_program(run, inside)
     if not os.path.isdir(inside(spec.cwd_in_chroot)):
         raise SpawnError('cwd %s is not an existing directory' % inside(spec.cwd_in_chroot))
+
+
+def check_program(run, inside):
+    """A program the kernel can run: an ELF file, or a script whose "#!" names an
+    interpreter that exists. Checked before the start on every path, so that
+    with or without a user switch (setpriv would exec it, and could only exit
+    126 or 127) the process is `failed` with the reason, never run by a shell."""
+    try:
+        with open(run, 'rb') as f:
+            head = f.read(256)
+    except OSError:
+        return          # not readable by the worker: exec decides
+    if head.startswith(b'\x7fELF'):
+        return
+    if not head.startswith(b'#!'):
+        raise SpawnError('cannot run %s: not a program the kernel can run (missing "#!" '
+                         'line?)' % run)
+    words = head[2:].split(b'\n', 1)[0].split()
+    interpreter = os.fsdecode(words[0]) if words else ''
+    if not interpreter.startswith('/') or not os.access(inside(interpreter), os.X_OK):
+        raise SpawnError('cannot run %s: its interpreter %s is missing (check the "#!" line)'
+                         % (run, interpreter or '(none)'))
 
 
 def _inside(root):

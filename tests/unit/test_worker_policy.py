@@ -24,25 +24,40 @@ def of(kind, actions):
 
 
 class World:
-    """A policy plus the pids it was given; answers spawns like an executor would."""
+    """A policy plus the pids it was given; answers like an executor would: a
+    process's tree is always empty (TreeEmptied at once), a spawn always works."""
 
-    def __init__(self, *procs):
+    def __init__(self, *procs, leftovers=()):
         self.policy = WorkerPolicy()
         self.next_pid = 1000
         self.pids = {}
+        self.leftovers = set(leftovers)     # names whose tree is not empty yet
         self.out = self.handle(ev.ConfigLoaded(config(*procs)), 0.0)
 
     def handle(self, event, now):
-        actions = self.policy.handle(event, now)
-        for spawn in of(act.Spawn, actions):
-            self.next_pid += 1
-            self.pids[spawn.name] = self.next_pid
-            actions += self.policy.handle(
-                ev.ProcessStarted(spawn.name, self.next_pid, (1, self.next_pid)), now)
+        actions, pending = [], [event]
+        while pending:
+            answers = self.policy.handle(pending.pop(0), now)
+            actions += answers
+            for action in answers:
+                pending += self.answer(action)
         return actions
+
+    def answer(self, action):
+        if isinstance(action, act.ClearTree) and action.name not in self.leftovers:
+            return [ev.TreeEmptied(action.name)]
+        if isinstance(action, act.Spawn):
+            self.next_pid += 1
+            self.pids[action.name] = self.next_pid
+            return [ev.ProcessStarted(action.name, self.next_pid, (1, self.next_pid))]
+        return []
 
     def state(self, name):
         return self.policy.procs[name].state
+
+    def timer(self, name):
+        """When the policy next acts on `name` by itself (its own deadline)."""
+        return self.policy.timers.get(name)
 
     def crash(self, name, now):
         return self.handle(ev.ProcessExited(name, self.pids[name], 1, None), now)
@@ -65,7 +80,7 @@ def test_restart_at_once_then_backoff_after_five_starts_in_a_minute():
     out = world.crash('a', 5.0)
     assert not of(act.Spawn, out)
     assert world.state('a') == lc.BACKOFF
-    assert world.policy.next_deadline() == pytest.approx(60.0)  # first start + 60 s
+    assert world.timer('a') == pytest.approx(60.0)  # first start + 60 s
     assert not of(act.Spawn, world.tick(59.9))
     assert of(act.Spawn, world.tick(60.0))
     assert world.state('a') == lc.RUNNING
@@ -78,7 +93,7 @@ def test_backoff_never_gives_up():
         now += 1.0
         world.crash('a', now)
         if world.state('a') == lc.BACKOFF:
-            now = world.policy.next_deadline()
+            now = world.timer('a')
             world.tick(now)
         assert world.state('a') == lc.RUNNING
     assert world.policy.procs['a'].restarts == 30
@@ -89,7 +104,7 @@ def test_restart_false_goes_to_exited_and_stays():
     out = world.handle(ev.ProcessExited('a', world.pids['a'], 0, None), 3.0)
     assert not of(act.Spawn, out)
     assert world.state('a') == lc.EXITED
-    assert world.policy.next_deadline() is None
+    assert world.timer('a') is None
 
 
 def test_unchanged_edit_touches_nothing_and_changed_entry_restarts_alone():
@@ -122,7 +137,7 @@ def test_removed_entry_is_stopped_then_forgotten():
 def test_stop_timeout_sends_kill_to_the_group():
     world = World(proc('a', stop_timeout=3))
     world.handle(ev.ConfigLoaded(config()), 10.0)
-    assert world.policy.next_deadline() == 13.0
+    assert world.timer('a') == 13.0
     out = world.tick(13.0)
     kill = of(act.SendSignal, out)
     assert kill and kill[0].signum == signal.SIGKILL and kill[0].group
@@ -164,17 +179,28 @@ def test_quit_exits_at_once_leaving_processes_running():
     assert of(act.Exit, out)[0].leave_running
 
 
+def starts(out):
+    """The processes a batch of actions starts: a start's first step clears its cgroup."""
+    return [a.name for a in of(act.ClearTree, out)]
+
+
+def cleared(policy, out, now):
+    """What a start asks once its (empty) cgroup is cleared: the Spawn."""
+    [clear] = of(act.ClearTree, out)
+    return policy.handle(ev.TreeEmptied(clear.name), now)
+
+
 def test_spawn_failure_retries_with_growing_delay():
     world = World()
     out = world.policy.handle(ev.ConfigLoaded(config(proc('a'))), 0.0)
-    assert of(act.Spawn, out)
+    assert of(act.Spawn, cleared(world.policy, out, 0.0))
     world.policy.handle(ev.SpawnFailed('a', 'no such user "x"'), 0.0)
     assert world.state('a') == lc.FAILED
-    assert world.policy.next_deadline() == 1.0
+    assert world.timer('a') == 1.0
     out = world.policy.handle(ev.Tick(), 1.0)
-    assert of(act.Spawn, out)
+    assert of(act.Spawn, cleared(world.policy, out, 1.0))
     world.policy.handle(ev.SpawnFailed('a', 'no such user "x"'), 1.0)
-    assert world.policy.next_deadline() == 3.0
+    assert world.timer('a') == 3.0
 
 
 def test_rejected_config_changes_nothing():
@@ -208,7 +234,7 @@ def test_adopted_process_with_changed_definition_is_restarted_and_removed_one_st
     out = policy.handle(ev.ConfigLoaded(config(proc('a', args=['5']), proc('c'))), 0.0)
     assert {(s.name, s.pid) for s in of(act.SendSignal, out) if s.signum == signal.SIGTERM} == \
         {('a', 501), ('b', 502)}
-    assert [s.name for s in of(act.Spawn, out)] == ['c']
+    assert starts(out) == ['c']
 
 
 def test_finished_restart_false_process_is_not_run_again_on_the_same_boot():
@@ -218,7 +244,7 @@ def test_finished_restart_false_process_is_not_run_again_on_the_same_boot():
     policy = WorkerPolicy()
     policy.handle(ev.PreviousRun((), (record,)), 0.0)
     out = policy.handle(ev.ConfigLoaded(config(proc('a', restart=False))), 0.0)
-    assert not of(act.Spawn, out)
+    assert not starts(out)
     assert policy.procs['a'].state == lc.EXITED
 
 
@@ -242,7 +268,7 @@ def test_daemon_that_never_writes_its_pid_file_counts_as_a_failed_start():
     policy.handle(ev.ConfigLoaded(config(daemon)), 0.0)
     policy.handle(ev.ProcessStarted('d', 700, (50, 700)), 0.0)
     out = policy.handle(ev.DaemonNotFound('d', 'no pid in it yet'), 10.5)
-    assert of(act.Spawn, out), 'restart: true starts it again'
+    assert starts(out) == ['d'], 'restart: true starts it again'
     assert 'did not name a live process' in policy.procs['d'].error
 
 
