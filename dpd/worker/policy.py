@@ -2,7 +2,9 @@
 
 Pure: `handle(event, now)` returns actions and reads neither clock nor disk,
 so every decision (restart limits, stops, edits, adoption) is tested with a
-fake clock and no processes. `now` is `time.monotonic()`.
+fake clock and no processes. `now` is `time.monotonic()`. In three parts:
+this one (the file, signals, timers, the state), how processes start
+(starting.py) and how they end (ending.py).
 """
 import logging
 import signal
@@ -12,18 +14,15 @@ from ..policy import Policy, log_action
 from . import actions as act
 from . import events as ev
 from . import lifecycle as lc
-from .lifecycle import describe_exit
+from .ending import Ending
 from .records import proc_from_record, proc_record
+from .starting import Starting
 
-DAEMON_WAIT = 10.0        # for a `daemon: true` launcher to leave a live pid in its pid file
-DAEMON_POLL = 0.05
-GROUP_POLL = 0.05         # while the leader is gone but its group is not
-KILL_GRACE = 5.0          # after KILL, how long a process may take to vanish
 USAGE_INTERVAL = 15.0     # memory and CPU of every tree are read this often
 USAGE = ('usage',)        # the timer that reads them (no process has a tuple for a name)
 
 
-class WorkerPolicy(Policy):
+class WorkerPolicy(Starting, Ending, Policy):
     def __init__(self):
         super().__init__({
             ev.PreviousRun: self._on_previous_run,
@@ -132,218 +131,6 @@ class WorkerPolicy(Policy):
         out.append(log_action(logging.ERROR, 'configuration rejected; the %d running processes are '
                               'left as they are' % running))
 
-    # ------------------------------------------------------------ starting
-
-    def _start(self, proc, now, out, counted=True):
-        """Start now, unless a counted start would break the restart limit."""
-        if self.shutting_down:
-            return
-        proc.counted = counted
-        if counted and not proc.window.allows(now):
-            wait_until = proc.window.next_allowed(now)
-            if proc.state != lc.BACKOFF:
-                out.append(log_action(logging.WARNING, '%s: started %d times in %d s; next '
-                                      'start in %.1f s' % (proc.name, lc.MAX_STARTS,
-                                                           lc.WINDOW_SECONDS, wait_until - now)))
-            self._move(proc, lc.BACKOFF, now)
-            self._set_deadline(proc, wait_until)
-            return
-        self._move(proc, lc.STARTING, now)
-        self._set_deadline(proc, None)
-        proc.pid = proc.started = proc.launch = None
-        proc.clearing = True              # its cgroup must be empty first
-        out.append(act.ClearTree(proc.name))
-
-    def _on_tree_emptied(self, event, now, out):
-        proc = self.procs.get(event.name)
-        if proc is None:
-            return
-        if proc.state == lc.STARTING and proc.clearing:
-            proc.clearing = False
-            out.append(act.Spawn(proc.name, proc.spec, self.confine))
-        elif proc.state == lc.STOPPING and proc.stop.awaiting_group:
-            self._stopped(proc, proc.stop, now, out)
-
-    def _on_started(self, event, now, out):
-        proc = self.procs.get(event.name)
-        if proc is None or proc.state != lc.STARTING:
-            return
-        if proc.window.starts or proc.restarts:
-            proc.restarts += 1
-        if proc.counted:
-            proc.window.record(now)
-        proc.failures, proc.error = 0, None
-        if proc.spec.daemon:
-            proc.launch = lc.Launch(event.pid, event.started, now + DAEMON_WAIT)
-            self._set_deadline(proc, now + DAEMON_POLL)
-            out.append(log_action(logging.DEBUG, '%s: launched (pid %d); waiting for %s'
-                                  % (proc.name, event.pid, proc.spec.pid_file)))
-        else:
-            self._running(proc, event.pid, event.started, now, out)
-        self.dirty = True
-
-    def _running(self, proc, pid, started, now, out):
-        proc.pid, proc.started = pid, started
-        self._move(proc, lc.RUNNING, now)
-        self._set_deadline(proc, None)
-        out.append(log_action(logging.INFO, '%s: running (pid %d)' % (proc.name, pid)))
-
-    def _on_spawn_failed(self, event, now, out):
-        proc = self.procs.get(event.name)
-        if proc is None or proc.state != lc.STARTING:
-            return
-        proc.failures += 1
-        delay = lc.failure_retry_delay(proc.failures)
-        level = logging.ERROR if event.error != proc.error else logging.DEBUG
-        out.append(log_action(level, '%s: cannot start: %s (next try in %g s)'
-                              % (proc.name, event.error, delay)))
-        proc.error = event.error
-        self._move(proc, lc.FAILED, now)
-        self._set_deadline(proc, now + delay)
-
-    def _on_daemon_found(self, event, now, out):
-        proc = self.procs.get(event.name)
-        if proc is not None and proc.state == lc.STARTING and proc.launch:
-            self._running(proc, event.pid, event.started, now, out)
-
-    def _on_daemon_not_found(self, event, now, out):
-        proc = self.procs.get(event.name)
-        if proc is None or proc.state != lc.STARTING or not proc.launch:
-            return
-        if now < proc.launch.give_up_at and not event.final:
-            self._set_deadline(proc, now + DAEMON_POLL)
-            return
-        proc.error = '%s: %s' % (proc.spec.pid_file, event.reason) if event.final else \
-            '%s did not name a live process within %g s (%s)' % (proc.spec.pid_file,
-                                                                 DAEMON_WAIT, event.reason)
-        out.append(log_action(logging.ERROR, '%s: %s' % (proc.name, proc.error)))
-        out.append(self._end_launch(proc))
-        self._ended(proc, now, out)
-
-    # ------------------------------------------------------------ ending
-
-    def _on_exited(self, event, now, out):
-        proc = self.procs.get(event.name)
-        if proc is None:
-            return
-        if proc.launch and event.pid == proc.launch.pid and proc.pid is None:
-            self._launcher_exited(proc, event, now, out)
-            return
-        if event.pid != proc.pid or proc.state not in (lc.RUNNING, lc.STOPPING):
-            return
-        proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
-        if event.oom:
-            proc.last_exit['oom'] = lc.oom_text(proc.spec.limits)
-        if proc.state == lc.STOPPING:
-            proc.stop.awaiting_group = True
-            out.append(act.CheckGroup(proc.name, proc.pid))
-            return
-        out.append(log_action(logging.WARNING if proc.spec.restart else logging.INFO,
-                              '%s: %s' % (proc.name, describe_exit(event, proc.spec.limits))))
-        self._ended(proc, now, out, crashed=event.oom or lc.is_crash(event.signal))
-
-    def _launcher_exited(self, proc, event, now, out):
-        """A `daemon: true` program ended before its pid file named the daemon: fine
-        if it succeeded (the pid file is being polled), a failed start if not."""
-        if event.code != 0:
-            proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
-            out.append(log_action(logging.WARNING, '%s: launcher %s before the daemon was up'
-                                  % (proc.name, describe_exit(event))))
-            self._ended(proc, now, out)
-
-    def _ended(self, proc, now, out, crashed=True):
-        """The process ended without being asked to: restart it, or leave it `exited`."""
-        self._release(proc, out)
-        if proc.spec.restart and not self.shutting_down:
-            self._start(proc, now, out, counted=crashed)
-        else:
-            self._move(proc, lc.EXITED, now)
-            self._set_deadline(proc, None)
-
-    def _release(self, proc, out):
-        if proc.spec.write_pid and proc.spec.pid_file and proc.pid:
-            out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid, self.confine))
-        proc.pid = proc.started = proc.launch = None
-        self.dirty = True
-
-    # ------------------------------------------------------------ stopping
-
-    def _remove(self, proc, now, out):
-        if proc.state in lc.ACTIVE:
-            self._stop(proc, now, out, then=lc.THEN_REMOVE)
-        else:
-            self._forget(proc, out)
-
-    def _forget(self, proc, out):
-        del self.procs[proc.name]
-        self.timers.set(proc.name, None)
-        out.append(act.CloseOutput(proc.name))
-        out.append(act.RemoveTree(proc.name))
-        out.append(log_action(logging.INFO, '%s: removed' % proc.name))
-        self.dirty = True
-
-    def _stop(self, proc, now, out, then=lc.THEN_NOTHING, next_spec=None):
-        if proc.state == lc.STOPPING:
-            proc.stop.then, proc.stop.next_spec = then, next_spec
-            return
-        target = proc.pid or (proc.launch and proc.launch.pid)
-        if proc.state == lc.STARTING and not target:
-            # the spawn is answered at once; nothing runs yet
-            self._stopped(proc, lc.Stop(then, next_spec, now), now, out)
-            return
-        out.append(log_action(logging.INFO, '%s: stopping (pid %d, %s)'
-                              % (proc.name, target, signal.Signals(proc.spec.stop_signal).name)))
-        if proc.pid is None:                # a daemon not found yet: end its launch
-            out.append(self._end_launch(proc))
-        else:
-            out.append(act.SendSignal(proc.name, target, proc.spec.stop_signal))
-            out.append(act.SendSignal(proc.name, target, signal.SIGCONT))
-        proc.pid = target
-        self._move(proc, lc.STOPPING, now)
-        proc.stop = lc.Stop(then, next_spec, now + proc.spec.stop_timeout)
-        self._set_deadline(proc, proc.stop.limit)
-
-    def _on_group_checked(self, event, now, out):
-        proc = self.procs.get(event.name)
-        if proc is None or proc.state != lc.STOPPING or event.pgid != proc.pid:
-            return
-        if event.alive:
-            self._set_deadline(proc, min(proc.stop.limit, now + GROUP_POLL))
-        else:
-            self._stopped(proc, proc.stop, now, out)
-
-    def _stopped(self, proc, stop, now, out):
-        self._release(proc, out)
-        self._move(proc, lc.STOPPED, now)
-        self._set_deadline(proc, None)
-        out.append(log_action(logging.INFO, '%s: stopped' % proc.name))
-        if stop.then == lc.THEN_REMOVE:
-            self._forget(proc, out)
-        elif stop.then == lc.THEN_START:
-            self._renew(proc, stop.next_spec)
-            self._start(proc, now, out)
-        self._maybe_exit(out)
-
-    def _on_stop_deadline(self, proc, now, out):
-        stop = proc.stop
-        if now >= stop.limit:
-            if stop.killed:
-                out.append(log_action(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in '
-                                      'the kernel?); no longer waiting for it'
-                                      % (proc.name, proc.pid, KILL_GRACE)))
-                self._stopped(proc, stop, now, out)
-                return
-            signame = signal.Signals(proc.spec.stop_signal).name
-            out.append(log_action(logging.WARNING, '%s: still running %g s after %s; sending '
-                                  'KILL to its group' % (proc.name, proc.spec.stop_timeout,
-                                                         signame)))
-            out.append(act.SendSignal(proc.name, proc.pid, signal.SIGKILL))
-            stop.killed, stop.limit = True, now + KILL_GRACE
-        if stop.awaiting_group:
-            out.append(act.CheckGroup(proc.name, proc.pid))  # its answer sets the next deadline
-        else:
-            self._set_deadline(proc, stop.limit)
-
     # ------------------------------------------------------------ signals, timers
 
     def _on_signal(self, event, now, out):
@@ -420,13 +207,6 @@ class WorkerPolicy(Policy):
                 proc.usage, self.dirty = usage, True
 
     # ------------------------------------------------------------ helpers
-
-    def _launch_action(self, kind, proc):
-        return kind(proc.name, proc.spec.pid_file, proc.launch.pid,
-                    (proc.launch.started or (0, 0))[0], self.confine)
-
-    def _end_launch(self, proc):
-        return self._launch_action(act.EndLaunch, proc)
 
     def _move(self, proc, state, now):
         was = proc.state

@@ -1,0 +1,140 @@
+"""How the worker's policy sees processes end, and ends them: exits (restart or
+`exited`), stops (signal, timeout, KILL, the group or tree empty), removals.
+
+A part of WorkerPolicy (policy.py), written apart so each reads alone: it
+uses the policy's `procs`, `timers`, `_move`, `_set_deadline` and `_start`.
+"""
+import logging
+import signal
+
+from ..policy import log_action
+from . import actions as act
+from . import lifecycle as lc
+from .lifecycle import describe_exit
+
+GROUP_POLL = 0.05         # while the leader is gone but its group is not
+KILL_GRACE = 5.0          # after KILL, how long a process may take to vanish
+
+
+class Ending:
+    def _on_exited(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None:
+            return
+        if proc.launch and event.pid == proc.launch.pid and proc.pid is None:
+            self._launcher_exited(proc, event, now, out)
+            return
+        if event.pid != proc.pid or proc.state not in (lc.RUNNING, lc.STOPPING):
+            return
+        proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
+        if event.oom:
+            proc.last_exit['oom'] = lc.oom_text(proc.spec.limits)
+        if proc.state == lc.STOPPING:
+            proc.stop.awaiting_group = True
+            out.append(act.CheckGroup(proc.name, proc.pid))
+            return
+        out.append(log_action(logging.WARNING if proc.spec.restart else logging.INFO,
+                              '%s: %s' % (proc.name, describe_exit(event, proc.spec.limits))))
+        self._ended(proc, now, out, crashed=event.oom or lc.is_crash(event.signal))
+
+    def _launcher_exited(self, proc, event, now, out):
+        """A `daemon: true` program ended before its pid file named the daemon: fine
+        if it succeeded (the pid file is being polled), a failed start if not."""
+        if event.code != 0:
+            proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
+            out.append(log_action(logging.WARNING, '%s: launcher %s before the daemon was up'
+                                  % (proc.name, describe_exit(event))))
+            self._ended(proc, now, out)
+
+    def _ended(self, proc, now, out, crashed=True):
+        """The process ended without being asked to: restart it, or leave it `exited`."""
+        self._release(proc, out)
+        if proc.spec.restart and not self.shutting_down:
+            self._start(proc, now, out, counted=crashed)
+        else:
+            self._move(proc, lc.EXITED, now)
+            self._set_deadline(proc, None)
+
+    def _release(self, proc, out):
+        if proc.spec.write_pid and proc.spec.pid_file and proc.pid:
+            out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid, self.confine))
+        proc.pid = proc.started = proc.launch = None
+        self.dirty = True
+
+    # ------------------------------------------------------------ stopping
+
+    def _remove(self, proc, now, out):
+        if proc.state in lc.ACTIVE:
+            self._stop(proc, now, out, then=lc.THEN_REMOVE)
+        else:
+            self._forget(proc, out)
+
+    def _forget(self, proc, out):
+        del self.procs[proc.name]
+        self.timers.set(proc.name, None)
+        out.append(act.CloseOutput(proc.name))
+        out.append(act.RemoveTree(proc.name))
+        out.append(log_action(logging.INFO, '%s: removed' % proc.name))
+        self.dirty = True
+
+    def _stop(self, proc, now, out, then=lc.THEN_NOTHING, next_spec=None):
+        if proc.state == lc.STOPPING:
+            proc.stop.then, proc.stop.next_spec = then, next_spec
+            return
+        target = proc.pid or (proc.launch and proc.launch.pid)
+        if proc.state == lc.STARTING and not target:
+            # the spawn is answered at once; nothing runs yet
+            self._stopped(proc, lc.Stop(then, next_spec, now), now, out)
+            return
+        out.append(log_action(logging.INFO, '%s: stopping (pid %d, %s)'
+                              % (proc.name, target, signal.Signals(proc.spec.stop_signal).name)))
+        if proc.pid is None:                # a daemon not found yet: end its launch
+            out.append(self._end_launch(proc))
+        else:
+            out.append(act.SendSignal(proc.name, target, proc.spec.stop_signal))
+            out.append(act.SendSignal(proc.name, target, signal.SIGCONT))
+        proc.pid = target
+        self._move(proc, lc.STOPPING, now)
+        proc.stop = lc.Stop(then, next_spec, now + proc.spec.stop_timeout)
+        self._set_deadline(proc, proc.stop.limit)
+
+    def _on_group_checked(self, event, now, out):
+        proc = self.procs.get(event.name)
+        if proc is None or proc.state != lc.STOPPING or event.pgid != proc.pid:
+            return
+        if event.alive:
+            self._set_deadline(proc, min(proc.stop.limit, now + GROUP_POLL))
+        else:
+            self._stopped(proc, proc.stop, now, out)
+
+    def _stopped(self, proc, stop, now, out):
+        self._release(proc, out)
+        self._move(proc, lc.STOPPED, now)
+        self._set_deadline(proc, None)
+        out.append(log_action(logging.INFO, '%s: stopped' % proc.name))
+        if stop.then == lc.THEN_REMOVE:
+            self._forget(proc, out)
+        elif stop.then == lc.THEN_START:
+            self._renew(proc, stop.next_spec)
+            self._start(proc, now, out)
+        self._maybe_exit(out)
+
+    def _on_stop_deadline(self, proc, now, out):
+        stop = proc.stop
+        if now >= stop.limit:
+            if stop.killed:
+                out.append(log_action(logging.ERROR, '%s: pid %d survived KILL for %g s (stuck in '
+                                      'the kernel?); no longer waiting for it'
+                                      % (proc.name, proc.pid, KILL_GRACE)))
+                self._stopped(proc, stop, now, out)
+                return
+            signame = signal.Signals(proc.spec.stop_signal).name
+            out.append(log_action(logging.WARNING, '%s: still running %g s after %s; sending '
+                                  'KILL to its group' % (proc.name, proc.spec.stop_timeout,
+                                                         signame)))
+            out.append(act.SendSignal(proc.name, proc.pid, signal.SIGKILL))
+            stop.killed, stop.limit = True, now + KILL_GRACE
+        if stop.awaiting_group:
+            out.append(act.CheckGroup(proc.name, proc.pid))  # its answer sets the next deadline
+        else:
+            self._set_deadline(proc, stop.limit)
