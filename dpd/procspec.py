@@ -8,7 +8,7 @@ import hashlib
 import re
 import signal
 
-from . import jsonfile, limitspec
+from . import depends, healthspec, jsonfile, limitspec
 from .record import Record
 from .schema import (REQUIRED, Invalid, Key, absolute_path, boolean, check_object,
                      json_type, list_of, number, string)
@@ -105,12 +105,20 @@ PROCESS_KEYS = (
         _signal, default_text='`"TERM"`'),
     Key('stop_timeout', 'number, seconds', 10.0, 'after it, the whole process group gets `KILL`',
         number(0, 86400)),
-    Key('depends', 'list of names', (), 'accepted for compatibility with the original\'s files; '
-        'ignored, with a warning', list_of(_name)),
+    Key('depends', 'list of names', (), 'other processes of this file that must be ready (or, '
+        'for a `restart: false` one, have exited 0) before this one starts; stopped after it',
+        list_of(_name, max_items=1000)),
+    Key('notify', 'bool', False, 'the process says when it is ready, the systemd way '
+        '(`sd_notify`: `READY=1`, `STATUS=`, `WATCHDOG=1`)', boolean),
+    Key('watchdog', 'number, seconds', None, 'needs `notify`; no `WATCHDOG=1` for this long makes '
+        'the process unhealthy', number(0.1, 86400)),
+    Key('health', 'object', None, 'a check run against the process (see below)',
+        healthspec.health),
     Key('limits', 'object', None, 'rlimits and the limits of the whole tree (see below)',
         limitspec.limits),
 )
-EXTENSION_KEYS = ('group', 'umask', 'stop_signal', 'stop_timeout', 'depends', 'limits')
+EXTENSION_KEYS = ('group', 'umask', 'stop_signal', 'stop_timeout', 'depends', 'notify',
+                  'watchdog', 'health', 'limits')
 
 
 class ProcessSpec(Record):
@@ -131,6 +139,10 @@ class ProcessSpec(Record):
     umask: int
     stop_signal: int
     stop_timeout: float
+    depends: tuple = ()
+    notify: bool = False
+    watchdog: float = None
+    health: object = None      # a healthspec.HealthSpec
     limits: object = None      # a limitspec.Limits
 
     @functools.cached_property
@@ -153,9 +165,16 @@ class ProcessSpec(Record):
             value = getattr(self, name)
             if (name == 'env' and not with_env) or OPTIONAL.get(name, ...) == value:
                 continue
-            record[name] = value.record if isinstance(value, limitspec.Limits) else value
+            record[name] = value.record if hasattr(value, 'record') else value
         record['args'] = list(self.args)
+        if self.depends:
+            record['depends'] = list(self.depends)
         return record
+
+    @property
+    def waits_for_ready(self):
+        """It is `starting` until it says so (notify) or passes a check (health)."""
+        return self.notify or self.health is not None
 
     @property
     def cwd_in_chroot(self):
@@ -163,15 +182,19 @@ class ProcessSpec(Record):
 
 
 SPEC_FIELDS = ProcessSpec._fields
-OPTIONAL = {'limits': None}      # field -> its default, for the fields of round two
+# field -> its default, for the fields of round two (left out of fingerprints while unset)
+OPTIONAL = {'depends': (), 'notify': False, 'watchdog': None, 'health': None, 'limits': None}
 
 
 def spec_from_record(record):
     """A ProcessSpec from its public record (a state file's `definition`); env empty."""
     fields = dict(OPTIONAL, **record)
     fields['args'] = tuple(fields['args'])
+    fields['depends'] = tuple(fields['depends'])
     if fields['limits'] is not None:
         fields['limits'] = limitspec.limits(fields['limits'])
+    if fields['health'] is not None:
+        fields['health'] = healthspec.health(fields['health'])
     return ProcessSpec(env=(), **fields)
 
 
@@ -185,7 +208,9 @@ def parse_process(value, path, problems, default_user):
         problems.add(path, '"daemon": true needs "pid_file" and "write_pid": false '
                      '(the program writes its own pid file)')
         return None
-    fields.pop('depends')
+    if fields['watchdog'] is not None and not fields['notify']:
+        problems.add(path + '.watchdog', 'needs "notify": true (WATCHDOG=1 comes by sd_notify)')
+        return None
     if fields['user'] is None:
         fields['user'] = default_user
     return ProcessSpec(**fields)
@@ -202,12 +227,13 @@ def parse_process_list(value, path, problems, default_user):
     if not isinstance(value, list):
         problems.add(path, 'must be a list of processes, not %s' % json_type(value))
         return ()
-    specs, seen_names, seen_pid_files = [], {}, {}
+    specs, labels, seen_names, seen_pid_files = [], [], {}, {}
     for index, item in enumerate(value):
         label = process_label('%s[%d]' % (path, index), item)
         spec = parse_process(item, label, problems, default_user)
         if spec is None:
             continue
+        labels.append(label)
         if spec.name in seen_names:
             problems.add(label, 'duplicate name %s (also %s[%d])'
                          % (jsonfile.quote(spec.name), path, seen_names[spec.name]))
@@ -218,12 +244,8 @@ def parse_process_list(value, path, problems, default_user):
         if spec.pid_file:
             seen_pid_files.setdefault(spec.pid_file, spec.name)
         specs.append(spec)
+    named = {item['name'] for item in value if isinstance(item, dict)
+             and isinstance(item.get('name'), str)}
+    for label, problem in depends.problems_of(specs, labels, named):
+        problems.add(label + '.depends', problem)
     return tuple(specs)
-
-
-def uses_depends(value):
-    """The names of entries that carry the ignored `depends` key (for a warning)."""
-    if not isinstance(value, list):
-        return []
-    return [item.get('name', '?') for item in value
-            if isinstance(item, dict) and item.get('depends')]

@@ -6,6 +6,7 @@ rewrites the part of README between the markers. A test keeps them equal.
 import sys
 
 from .cluster.config import CLIENT_KEYS, MASTER_KEYS
+from .healthspec import HEALTH_KEYS
 from .limitspec import LIMIT_KEYS
 from .nodepolicy import POLICY_KEYS
 from .worker.config import WORKER_KEYS
@@ -27,6 +28,8 @@ def markdown():
         reference_table(seed_keys),
         'Extensions (beyond the original program\'s keys):',
         reference_table(extensions),
+        '`health`, an object of exactly one probe (`exec`, `tcp` or `http`) and:',
+        reference_table(HEALTH_KEYS),
         '`limits`, an object of:',
         reference_table(LIMIT_KEYS),
         'A size is an integer of bytes or a string of digits with one binary suffix `K`, '

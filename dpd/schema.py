@@ -159,7 +159,7 @@ def nested(keys, build):
     """A checker for an object value: every problem reported at its own path
     (`procs[0] ("x").limits.memory_max: ...`), else build(fields)."""
     def check(value):
-        problems = _PathProblems()
+        problems = PathProblems()
         fields = check_object(value, keys, '', problems)
         if problems:
             raise InvalidObject(problems.pairs)
@@ -167,7 +167,8 @@ def nested(keys, build):
     return check
 
 
-class _PathProblems(Problems):
+class PathProblems(Problems):
+    """Problems that also keep each (subpath, problem) pair, for nested objects."""
     def __init__(self):
         super().__init__()
         self.pairs = []
@@ -178,6 +179,8 @@ class _PathProblems(Problems):
 
 
 def _join(path, name):
+    if not name:
+        return path
     return '%s.%s' % (path, name) if path else name
 
 

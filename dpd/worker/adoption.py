@@ -17,9 +17,9 @@ import os
 import pwd
 import signal
 
-from .. import limitspec, procfs, state
+from .. import healthspec, limitspec, procfs, state
 from ..procspec import NAME_PATTERN, USER_PATTERN
-from ..schema import Invalid
+from ..schema import Invalid, list_of, number
 from . import journal
 from . import lifecycle as lc
 from .events import PreviousRun
@@ -170,7 +170,21 @@ DEFINITION = {
     'stop_signal': lambda v: type(v) is int and v in STOP_SIGNALS,
     'stop_timeout': lambda v: type(v) in (int, float) and 0 <= v <= 86400,
 }
-OPTIONAL = {'limits': limitspec.limits}       # keys of round two: present when set
+# keys of round two: present when set, checked by the schema's own rules
+OPTIONAL = {'limits': limitspec.limits, 'health': healthspec.health,
+            'depends': lambda v: list_of(_checked_name)(v),
+            'notify': lambda v: v if type(v) is bool else _bad('notify'),
+            'watchdog': number(0.1, 86400)}
+
+
+def _checked_name(value):
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise Invalid('not a process name')
+    return value
+
+
+def _bad(key):
+    raise Invalid('bad %s' % key)
 STOP_SIGNALS = frozenset(int(s) for s in signal.Signals) - {
     signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD,
     signal.SIGCONT, signal.SIGWINCH, signal.SIGURG}

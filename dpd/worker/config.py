@@ -5,7 +5,7 @@ import os
 from .. import jsonfile, nodepolicy
 from ..config import (MANAGED_RECORD, ConfigError, check_root_safe, daemon_keys, decode,
                       default_state_file, lock_path, read_file, with_file)
-from ..procspec import parse_process_list, uses_depends
+from ..procspec import parse_process_list
 from ..record import Record
 from ..schema import REQUIRED, Key, Problems, check_object
 from . import journal
@@ -34,12 +34,10 @@ def parse_worker(doc, path, default_user, sha256=''):
         procs = parse_process_list(fields['procs'], 'procs', problems, default_user)
     if problems:
         raise ConfigError(problems.messages)
-    warnings = tuple('procs (%s): "depends" is ignored (accepted for compatibility)'
-                     % jsonfile.quote(name) for name in uses_depends(fields['procs']))
     return WorkerConfig(path=path, procs=procs, pid_file=fields['pid_file'],
                         log_file=fields['log_file'],
                         state_file=fields['state_file'] or default_state_file(path),
-                        sha256=sha256, warnings=warnings)
+                        sha256=sha256)
 
 
 def load_worker(path, default_user, root=False, policy=None):

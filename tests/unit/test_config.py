@@ -144,12 +144,18 @@ def test_underscore_keys_belong_to_other_tools():
     assert config.procs == ()
 
 
-def test_depends_is_accepted_with_a_warning():
+def test_depends_names_other_processes_of_the_file_without_a_cycle():
+    """SPEC 6.1: `depends` is real now (it was accepted and ignored before)."""
     config = worker(procs(proc(name='a', depends=['b']), proc(name='b')))
-    assert [s.name for s in config.procs] == ['a', 'b']
-    assert len(config.warnings) == 1
-    assert '"a"' in config.warnings[0] and 'depends' in config.warnings[0]
-    assert 'depends' not in ProcessSpec._fields
+    assert [s.depends for s in config.procs] == [('b',), ()] and config.warnings == ()
+    assert errors_of(worker, procs(proc(name='a', depends=['c']), proc(name='b'))) == [
+        'procs[0] ("a").depends: unknown process "c"']
+    assert errors_of(worker, procs(proc(name='app', depends=['db']),
+                                   proc(name='db', depends=['cache']),
+                                   proc(name='cache', depends=['app']))) == [
+        'procs[0] ("app").depends: cycle app -> db -> cache -> app']
+    assert errors_of(worker, procs(proc(name='x', depends=['x']))) == [
+        'procs[0] ("x").depends: cycle x -> x']
 
 
 def test_order_is_kept_and_many_entries():
