@@ -110,7 +110,8 @@ HEALTH_KEYS = (
         _http),
     Key('interval', 'number, seconds', 10.0, 'between two checks', number(0.1, 86400)),
     Key('timeout', 'number, seconds', 5.0, 'a check slower than this fails (at most '
-        '`interval`); an `exec` check is killed with its group', number(0.01, 86400)),
+        '`interval`); an `exec` check is killed with its group', number(0.01, 86400),
+        default_text='5, or `interval` if shorter'),
     Key('retries', 'integer', 3, 'consecutive failures that make the process unhealthy',
         _whole(1, 1000)),
     Key('start_period', 'number, seconds', 30.0, 'a process not ready by then is unhealthy; '
@@ -129,9 +130,12 @@ def health(value):
         if len(probes) != 1 and not any(p.startswith(PROBES) for p, _ in problems.pairs):
             problems.add('', 'needs exactly one probe: "exec", "tcp" or "http" (%s given)'
                          % (', '.join('"%s"' % p for p in probes) or 'none'))
-        if fields['timeout'] > fields['interval']:
+        timeout, interval = fields.get('timeout'), fields.get('interval')
+        if isinstance(value, dict) and 'timeout' not in value and interval is not None:
+            fields['timeout'] = timeout = min(timeout, interval)   # the default fits
+        if None not in (timeout, interval) and timeout > interval:
             problems.add('timeout', 'must be at most interval (%s s), not %s s'
-                         % (_number(fields['interval']), _number(fields['timeout'])))
+                         % (seconds_text(interval), seconds_text(timeout)))
     if problems:
         raise InvalidObject(problems.pairs)
     probe = next(fields[kind] for kind in PROBES if fields.get(kind) is not None)
@@ -139,6 +143,7 @@ def health(value):
                                                          'start_period', 'on_unhealthy')})
 
 
-def _number(value):
+def seconds_text(value):
+    """A number of seconds as people write it: 5, 0.5."""
     return ('%d' % value) if float(value).is_integer() else repr(value)
 

@@ -82,6 +82,18 @@ def runs(pid, program, uid):
     return len(uids) > 1 and int(uids[1]) == uid and program.encode() in cmdline
 
 
+def cgroup_of(pid):
+    """The v2 cgroup of `pid` (the "0::" line of /proc/PID/cgroup), or None."""
+    try:
+        with open('/proc/%d/cgroup' % pid) as f:
+            for line in f:
+                if line.startswith('0::'):
+                    return line[3:].rstrip('\n')
+    except OSError:
+        pass
+    return None
+
+
 def set_child_subreaper():
     """Orphaned descendants (daemons' double forks) become our children."""
     try:

@@ -175,7 +175,10 @@ PROCESS = {'name': lambda v: isinstance(v, str) and 0 < len(v) <= 128, 'state': 
            'pid': _optional(_int), 'restarts': _optional(_int), 'since': _optional(_seconds),
            'error': _optional(_long_text), 'last_exit': _optional(_record_of(LAST_EXIT)),
            'next_start': _optional(_seconds), 'restart': _optional(lambda v: type(v) is bool),
-           'memory_bytes': _optional(_int), 'cpu_seconds': _optional(_seconds)}
+           'memory_bytes': _optional(_int), 'cpu_seconds': _optional(_seconds),
+           'health': _optional(_text), 'health_error': _optional(_long_text),
+           'status_text': _optional(_long_text),
+           'waiting_for': _optional(_list_of(_text, 1000))}
 PROCESS_FIELDS = tuple(PROCESS)        # what a REPORT says of each process
 
 

@@ -78,8 +78,9 @@ def _processes(running, doc):
 
 def _reported(proc):
     record = {k: proc.get(k) for k in PROCESS_FIELDS}
-    if isinstance(record['error'], str):
-        record['error'] = protocol.clipped(record['error'])
+    for key in ('error', 'health_error', 'status_text'):
+        if isinstance(record[key], str):
+            record[key] = protocol.clipped(record[key])
     return record
 
 

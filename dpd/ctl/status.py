@@ -39,6 +39,7 @@ def describe(proc, now=None):
         if proc['state'] == 'running' and proc.get('since'):
             parts.append('uptime %s' % uptime(now - proc['since']))
         parts.extend(usage(proc))
+    parts.extend(readiness(proc))
     parts.append('restarts %d' % (proc.get('restarts') or 0))
     if last_exit:
         parts.append('last exit %s at %s' % (exit_text(last_exit), clock(last_exit.get('at'))))
@@ -47,6 +48,20 @@ def describe(proc, now=None):
     if proc.get('next_start'):
         parts.append('next start in %s' % uptime(max(0, proc['next_start'] - now)))
     return ', '.join(parts)
+
+
+def readiness(proc):
+    """`healthy`, `unhealthy (REASON)`, the process's STATUS= text, what it waits for."""
+    parts = []
+    if proc.get('health') == 'unhealthy':
+        parts.append('unhealthy (%s)' % (proc.get('health_error') or '?'))
+    elif proc.get('health'):
+        parts.append(proc['health'])
+    if proc.get('status_text'):
+        parts.append(proc['status_text'])
+    if proc.get('waiting_for'):
+        parts.append('waiting for %s' % ', '.join(proc['waiting_for']))
+    return parts
 
 
 def usage(proc):

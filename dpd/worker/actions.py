@@ -41,11 +41,6 @@ class ClearTree(Record):
     name: str
 
 
-class RemoveTree(Record):
-    """The process is gone for good: its cgroup goes too."""
-    name: str
-
-
 class SampleUsage(Record):
     """Memory and CPU of these processes' trees, as UsageSampled."""
     pids: dict              # name -> main pid
@@ -57,6 +52,20 @@ class RemovePidFile(Record):
     confine: tuple = None
 
 
-class CloseOutput(Record):
-    """The process is gone for good: drain its output channel and close it."""
+class Forget(Record):
+    """The process is gone for good: its output channel drained and closed, its
+    cgroup removed, its notify socket closed."""
+    name: str
+
+
+class RunCheck(Record):
+    """Health check number `seq` of a process: CheckDone answers, now or later."""
+    name: str
+    seq: int
+    spec: object            # the process's ProcessSpec (an exec check runs as it does)
+    confine: tuple = None
+
+
+class KillCheck(Record):
+    """The process's running exec check outlived its timeout: KILL its group."""
     name: str

@@ -48,9 +48,10 @@ def previous_run(state_path):
     return _sorted(records.values())
 
 
-def take_over(previous, reaper, outputs, trees, confine):
+def take_over(previous, executor, confine):
     """Watch what the previous worker left running; drop what already ended;
     end the launches it left half done (they start afresh)."""
+    reaper, outputs, trees = executor.reaper, executor.outputs, executor.trees
     for record in previous.leftovers:
         pid, started = record['launch']
         log.warning('%s: ending the launch (pid %d) the previous worker left unfinished',
@@ -69,6 +70,8 @@ def take_over(previous, reaper, outputs, trees, confine):
             continue  # it ended between the check and the watch; its pid was reused
         if trees.events_file(name):
             reaper.watch_tree(name, trees.events_file(name))
+        if definition.get('notify'):
+            executor.notifications.ensure(name)      # its sd_notify reaches us again
         if definition['logs']:
             try:
                 outputs.attach(name, definition['logs'], _owners(definition), confine,

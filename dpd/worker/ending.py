@@ -1,5 +1,7 @@
 """How the worker's policy sees processes end, and ends them: exits (restart or
 `exited`), stops (signal, timeout, KILL, the group or tree empty), removals.
+When the file goes away or the worker stops, what depends on a process is
+stopped before it (SPEC 6.1): its own stop waits.
 
 A part of WorkerPolicy (policy.py), written apart so each reads alone: it
 uses the policy's `procs`, `timers`, `_move`, `_set_deadline` and `_start`.
@@ -11,6 +13,7 @@ from ..policy import log_action
 from . import actions as act
 from . import lifecycle as lc
 from .lifecycle import describe_exit
+from .readiness import health_timer
 
 GROUP_POLL = 0.05         # while the leader is gone but its group is not
 KILL_GRACE = 5.0          # after KILL, how long a process may take to vanish
@@ -54,11 +57,13 @@ class Ending:
         else:
             self._move(proc, lc.EXITED, now)
             self._set_deadline(proc, None)
+            self._start_dependents(proc, now, out)     # a one-shot that succeeded
 
     def _release(self, proc, out):
         if proc.spec.write_pid and proc.spec.pid_file and proc.pid:
             out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid, self.confine))
-        proc.pid = proc.started = proc.launch = None
+        proc.pid = proc.started = proc.launch = proc.health = None
+        self.timers.set(health_timer(proc.name), None)
         self.dirty = True
 
     # ------------------------------------------------------------ stopping
@@ -72,14 +77,16 @@ class Ending:
     def _forget(self, proc, out):
         del self.procs[proc.name]
         self.timers.set(proc.name, None)
-        out.append(act.CloseOutput(proc.name))
-        out.append(act.RemoveTree(proc.name))
+        out.append(act.Forget(proc.name))
         out.append(log_action(logging.INFO, '%s: removed' % proc.name))
         self.dirty = True
 
     def _stop(self, proc, now, out, then=lc.THEN_NOTHING, next_spec=None):
         if proc.state == lc.STOPPING:
             proc.stop.then, proc.stop.next_spec = then, next_spec
+            return
+        if then in (lc.THEN_NOTHING, lc.THEN_REMOVE) and self._running_dependents(proc):
+            self.deferred[proc.name] = then     # after what depends on it
             return
         target = proc.pid or (proc.launch and proc.launch.pid)
         if proc.state == lc.STARTING and not target:
@@ -117,7 +124,26 @@ class Ending:
         elif stop.then == lc.THEN_START:
             self._renew(proc, stop.next_spec)
             self._start(proc, now, out)
+        elif stop.then == lc.THEN_RESTART:
+            self._start(proc, now, out, counted=True)    # unhealthy: as after a crash
+        self._stop_deferred(now, out)
         self._maybe_exit(out)
+
+    def _running_dependents(self, proc):
+        return [other for other in self.procs.values()
+                if proc.name in other.spec.depends and other.state in lc.ACTIVE]
+
+    def _stop_deferred(self, now, out):
+        """Stops that waited for what depends on them, once it is down."""
+        for name, then in list(self.deferred.items()):
+            proc = self.procs.get(name)
+            if proc is None or proc.state not in lc.ACTIVE:
+                del self.deferred[name]
+                if proc is not None and then == lc.THEN_REMOVE:
+                    self._forget(proc, out)
+            elif not self._running_dependents(proc):
+                del self.deferred[name]
+                self._stop(proc, now, out, then)
 
     def _on_stop_deadline(self, proc, now, out):
         stop = proc.stop

@@ -7,6 +7,7 @@ class ProcessStarted(Record):
     name: str
     pid: int
     started: tuple          # procfs.identity: (start ticks, session); None if gone
+    cgroup: str = None      # its cgroup (v2 path), where it has one
 
 
 class SpawnFailed(Record):
@@ -25,6 +26,25 @@ class ProcessExited(Record):
 class TreeEmptied(Record):
     """The process's cgroup holds no process any more."""
     name: str
+
+
+class CheckDone(Record):
+    """A health check ended (its number, whether it passed, and what it said)."""
+    name: str
+    seq: int
+    passed: bool
+    detail: str
+
+
+class Notified(Record):
+    """An sd_notify datagram on a process's socket, with who sent it: the kernel's
+    pid of the sender, its ancestors and its cgroup (the policy tells whether it
+    belongs to the process's tree)."""
+    name: str
+    fields: dict
+    pid: int
+    lineage: tuple
+    cgroup: str = None
 
 
 class UsageSampled(Record):

@@ -3,30 +3,42 @@
 Starting is `starter.py`; finding and ending `daemon: true` launches is
 `launches.py`; taking over what a previous worker left is `adoption.py`.
 """
+import hashlib
 import logging
 import os
 import signal
 
 from .. import procfs, safefile, state
 from ..executor import DaemonExecutor
+from ..record import Record
 from . import actions as act
 from . import events as ev
 from . import journal
 from .journal import Journal
 from .launches import Launches
+from .probes import Notifications
 from .starter import Starter, kill_group
 
 log = logging.getLogger('dpd')
 
 
+class Threads(Record):
+    """The worker's observers the executor hands work to."""
+    reaper: object
+    outputs: object       # output.Outputs (its pump thread)
+    prober: object
+
+
 class WorkerExecutor(DaemonExecutor):
     program = 'dpd-workerd'
 
-    def __init__(self, reload_config, reaper, outputs, trees, daemon_log, state_file):
+    def __init__(self, reload_config, threads, trees, daemon_log, state_file):
         super().__init__(reload_config, daemon_log, state_file)
-        self.reaper, self.outputs, self.trees = reaper, outputs, trees
+        reaper, self.outputs, self.prober = threads.reaper, threads.outputs, threads.prober
+        self.reaper, self.trees = reaper, trees
         self.journal = Journal(journal.path_of(state_file))
-        self.starter = Starter(reaper, outputs, trees, self.journal)
+        self.notifications = Notifications(self.prober, notify_prefix(state_file))
+        self.starter = Starter(reaper, self.outputs, trees, self.journal, self.notifications)
         self.launches = Launches(reaper, self.group_of)
         self._groups = {}                   # pid -> its process group, seen while it lived
         self.handles({
@@ -36,10 +48,11 @@ class WorkerExecutor(DaemonExecutor):
             act.SendSignal: self._send_signal,
             act.CheckGroup: self._check_group,
             act.ClearTree: self._clear_tree,
-            act.RemoveTree: self._remove_tree,
             act.SampleUsage: self._sample_usage,
+            act.RunCheck: self._run_check,
+            act.KillCheck: self._kill_check,
             act.RemovePidFile: self._remove_pid_file,
-            act.CloseOutput: self._close_output,
+            act.Forget: self._forget,
         })
 
     def state_body(self, snapshot):
@@ -97,9 +110,6 @@ class WorkerExecutor(DaemonExecutor):
         self.trees.signal(action.name, signal.SIGKILL)
         return []
 
-    def _remove_tree(self, action):
-        self.trees.remove(action.name)
-
     def _sample_usage(self, action):
         return [ev.UsageSampled({name: self.trees.usage(name, pid)
                                  for name, pid in action.pids.items()})]
@@ -109,9 +119,28 @@ class WorkerExecutor(DaemonExecutor):
     def _remove_pid_file(self, action):
         safefile.remove_pid_file(action.path, action.pid, action.confine)
 
-    def _close_output(self, action):
+    def _forget(self, action):
         self.outputs.close(action.name)
+        self.trees.remove(action.name)
+        self.notifications.forget(action.name)
+
+    # ------------------------------------------------------------ health checks
+
+    def _run_check(self, action):
+        probe = action.spec.health.probe
+        if probe.kind == 'exec':
+            return self.starter.start_check(action)
+        self.prober.check(action.name, action.seq, probe, action.spec.health.timeout)
+        return []
+
+    def _kill_check(self, action):
+        self.starter.kill_check(action.name)
 
     def _reopen_logs(self, action):
         self.outputs.reopen_all()
         super()._reopen_logs(action)
+
+
+def notify_prefix(state_file):
+    """The notify sockets' addresses, one worker's apart from another's."""
+    return 'diprocd/' + hashlib.sha256(os.path.realpath(state_file).encode()).hexdigest()[:16]

@@ -11,7 +11,8 @@ from collections import deque
 
 from .. import limitspec
 
-STARTING = 'starting'
+WAITING = 'waiting'     # for a dependency to be ready (depends)
+STARTING = 'starting'   # started, not ready yet
 RUNNING = 'running'
 BACKOFF = 'backoff'     # waiting for the restart window
 STOPPING = 'stopping'
@@ -23,17 +24,19 @@ ACTIVE = frozenset((STARTING, RUNNING, STOPPING))  # a process may exist
 
 # state -> the states it may move to
 TRANSITIONS = {
-    STOPPED: {STARTING, BACKOFF, RUNNING, EXITED},   # RUNNING, EXITED: adopted records
-    STARTING: {RUNNING, FAILED, STOPPING, STOPPED, EXITED, BACKOFF},
-    RUNNING: {STARTING, BACKOFF, EXITED, STOPPING},
+    STOPPED: {WAITING, STARTING, BACKOFF, RUNNING, EXITED},  # RUNNING, EXITED: adopted
+    WAITING: {STARTING, BACKOFF},
+    STARTING: {RUNNING, FAILED, STOPPING, STOPPED, EXITED, BACKOFF, WAITING},
+    RUNNING: {WAITING, STARTING, BACKOFF, EXITED, STOPPING},
     STOPPING: {STOPPED},
-    BACKOFF: {STARTING},
-    FAILED: {STARTING, BACKOFF},
-    EXITED: {STARTING, BACKOFF},
+    BACKOFF: {WAITING, STARTING},
+    FAILED: {WAITING, STARTING, BACKOFF},
+    EXITED: {WAITING, STARTING, BACKOFF},
 }
 
-# what a stopping process does once it is down
-THEN_NOTHING, THEN_START, THEN_REMOVE = None, 'start', 'remove'
+# what a stopping process does once it is down: nothing, start its new definition,
+# be removed, or start again as after a crash (it was unhealthy)
+THEN_NOTHING, THEN_START, THEN_REMOVE, THEN_RESTART = None, 'start', 'remove', 'restart'
 
 MAX_STARTS = 5
 WINDOW_SECONDS = 60.0
@@ -42,10 +45,12 @@ FAILURE_RETRY_MAX = 60.0
 
 
 def as_desired(record):
-    """A process record (state file, REPORT) is as desired: running, or a
-    `restart: false` process that ended."""
+    """A process record (state file, REPORT) is as desired: running (and not
+    unhealthy), or a `restart: false` process that ended."""
     state = record.get('state')
-    return state == RUNNING or (state == EXITED and not record.get('restart', False))
+    if state == RUNNING:
+        return record.get('health') != 'unhealthy'
+    return state == EXITED and not record.get('restart', False)
 
 
 class BadMove(RuntimeError):
@@ -85,6 +90,8 @@ class Proc:
         self.launch = None                # a Launch while a daemon is looked for
         self.clearing = False             # STARTING: its cgroup is being emptied first
         self.usage = (None, None)         # memory bytes, CPU seconds of its tree
+        self.cgroup = None                # its cgroup, as /proc/PID/cgroup names it
+        self.health = None                # a health.Health while it runs, if it waits for ready
 
     @property
     def name(self):

@@ -15,9 +15,10 @@ from ..watcher import ConfigWatcher
 from . import adoption, journal, spawn
 from .config import fifo_dir, load_worker
 from .events import ConfigLoaded
-from .executor import WorkerExecutor
+from .executor import Threads, WorkerExecutor
 from .output import Outputs
 from .policy import WorkerPolicy
+from .probes import Prober
 from .cgroups import Cgroups
 from .reaper import Reaper
 from .trees import Trees
@@ -73,24 +74,23 @@ class WorkerDaemon:
         trees = Trees(_cgroups(config))
         reaper = Reaper(events.put, trees.oom_kills)   # the signal handlers: main thread, first
         procfs.set_child_subreaper()
-        outputs = Outputs(fifo_dir(config), events.put)
+        threads = Threads(reaper, Outputs(fifo_dir(config), events.put), Prober(events.put))
         watcher = ConfigWatcher(config.path, self.reload, events.put, known_sha256=config.sha256)
 
         def reload_config():
             self.node_policy.reload(log)
             watcher.recheck()
-        executor = WorkerExecutor(reload_config, reaper, outputs, trees, daemon_log,
-                                  config.state_file)
+        executor = WorkerExecutor(reload_config, threads, trees, daemon_log, config.state_file)
         controller = Controller(WorkerPolicy(), executor, events)
-        previous = adoption.take_over(adoption.previous_run(config.state_file), reaper,
-                                      outputs, trees, config.confine)
+        previous = adoption.take_over(adoption.previous_run(config.state_file), executor,
+                                      config.confine)
         reaper.start()
         controller.dispatch(previous)
         controller.dispatch(ConfigLoaded(config))
         controller.flush()
-        finish = serve(controller, [reaper, watcher], ready)
+        finish = serve(controller, [reaper, threads.prober, watcher], ready)
         if not finish.leave_running:
-            outputs.drain(DRAIN_SECONDS)
+            threads.outputs.drain(DRAIN_SECONDS)
             trees.close()
         return finish.code
 

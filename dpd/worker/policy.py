@@ -2,9 +2,10 @@
 
 Pure: `handle(event, now)` returns actions and reads neither clock nor disk,
 so every decision (restart limits, stops, edits, adoption) is tested with a
-fake clock and no processes. `now` is `time.monotonic()`. In three parts:
+fake clock and no processes. `now` is `time.monotonic()`. In four parts:
 this one (the file, signals, timers, the state), how processes start
-(starting.py) and how they end (ending.py).
+(starting.py), how they get ready and stay healthy (readiness.py) and how
+they end (ending.py).
 """
 import logging
 import signal
@@ -16,13 +17,14 @@ from . import events as ev
 from . import lifecycle as lc
 from .ending import Ending
 from .records import proc_from_record, proc_record
+from .readiness import Readiness
 from .starting import Starting
 
 USAGE_INTERVAL = 15.0     # memory and CPU of every tree are read this often
 USAGE = ('usage',)        # the timer that reads them (no process has a tuple for a name)
 
 
-class WorkerPolicy(Starting, Ending, Policy):
+class WorkerPolicy(Starting, Readiness, Ending, Policy):
     def __init__(self):
         super().__init__({
             ev.PreviousRun: self._on_previous_run,
@@ -32,6 +34,8 @@ class WorkerPolicy(Starting, Ending, Policy):
             ev.SpawnFailed: self._on_spawn_failed,
             ev.ProcessExited: self._on_exited,
             ev.TreeEmptied: self._on_tree_emptied,
+            ev.CheckDone: self._on_check_done,
+            ev.Notified: self._on_notified,
             ev.UsageSampled: self._on_usage,
             ev.DaemonFound: self._on_daemon_found,
             ev.DaemonNotFound: self._on_daemon_not_found,
@@ -45,7 +49,8 @@ class WorkerPolicy(Starting, Ending, Policy):
         self.config_errors = ()
         self.shutting_down = False
         self._active = 0                  # processes in an ACTIVE state (counted by _move)
-        self.timers = Deadlines()         # process name -> its one timer
+        self.timers = Deadlines()         # a process's name, health_timer(name), USAGE
+        self.deferred = {}                # name -> then: stops waiting for dependents
 
     def next_deadline(self):
         return self.timers.nearest()
@@ -60,11 +65,15 @@ class WorkerPolicy(Starting, Ending, Policy):
     def _on_previous_run(self, event, now, out):
         for record in event.adopted:
             proc = proc_from_record(record)
-            proc.pid, proc.started = record['pid'], record['started']
-            self._move(proc, lc.RUNNING, proc.since)
+            proc.pid, proc.started, proc.cgroup = record['pid'], record['started'], \
+                record.get('cgroup')
+            ready = record.get('state') != lc.STARTING
+            self._move(proc, lc.RUNNING if ready else lc.STARTING, proc.since)
             self.procs[proc.name] = proc
             out.append(log_action(logging.INFO, '%s: adopted (pid %d), left running by the '
                                   'previous worker' % (proc.name, proc.pid)))
+            # its checks resume; a healthy process is not restarted for a new worker
+            self._watch_readiness(proc, now, out, ready, record.get('health'))
         for record in event.finished:
             proc = proc_from_record(record)
             self._move(proc, lc.EXITED, proc.since)
@@ -99,6 +108,7 @@ class WorkerPolicy(Starting, Ending, Policy):
         self.procs = {**ordered, **{n: p for n, p in self.procs.items() if n not in ordered}}
 
     def _apply_definition(self, proc, spec, now, out):
+        self.deferred.pop(spec.name, None)   # in the file again: not to be removed
         if proc.state == lc.STOPPING and proc.stop.then in (lc.THEN_REMOVE, lc.THEN_START):
             # already going down, for a removal or an earlier edit: once it is down,
             # start what the file says now
@@ -182,17 +192,21 @@ class WorkerPolicy(Starting, Ending, Policy):
         out.append(act.Exit(1, leave_running=True))
 
     def _on_tick(self, event, now, out):
-        for name in self.timers.pop_due(now):
-            if name == USAGE:
+        for key in self.timers.pop_due(now):
+            if key == USAGE:
                 self._sample_usage(now, out)
-                continue
-            proc = self.procs[name]
-            if proc.state in (lc.BACKOFF, lc.FAILED):
-                self._start(proc, now, out)
-            elif proc.state == lc.STOPPING:
-                self._on_stop_deadline(proc, now, out)
-            elif proc.state == lc.STARTING and proc.launch:
-                out.append(self._launch_action(act.FindDaemon, proc))
+            elif isinstance(key, tuple):            # health_timer(name)
+                self._health_due(key[1], now, out)
+            else:
+                self._process_due(self.procs[key], now, out)
+
+    def _process_due(self, proc, now, out):
+        if proc.state in (lc.BACKOFF, lc.FAILED):
+            self._start(proc, now, out)
+        elif proc.state == lc.STOPPING:
+            self._on_stop_deadline(proc, now, out)
+        elif proc.state == lc.STARTING and proc.launch:
+            out.append(self._launch_action(act.FindDaemon, proc))
 
     def _sample_usage(self, now, out):
         self.timers.set(USAGE, now + USAGE_INTERVAL)
@@ -220,5 +234,5 @@ class WorkerPolicy(Starting, Ending, Policy):
     def snapshot(self, now=None):
         """Everything the state file shows, and what the next worker needs to adopt."""
         return {'config': self.config_record(), 'shutting_down': self.shutting_down,
-                'procs': [proc_record(proc, self.timers.get(proc.name))
+                'procs': [proc_record(proc, self.timers.get(proc.name), self._waits_for(proc))
                           for proc in self.procs.values()]}

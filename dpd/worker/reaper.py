@@ -17,18 +17,19 @@ from contextlib import contextmanager
 
 from .. import inotify
 from ..signals import SignalThread
-from .events import ProcessExited, TreeEmptied
+from .events import CheckDone, ProcessExited, TreeEmptied
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                    signal.SIGQUIT, signal.SIGCHLD)
 
 
 class _Watch:
-    __slots__ = ('name', 'pid', 'popen', 'pidfd', 'oom_before')
+    __slots__ = ('name', 'pid', 'popen', 'pidfd', 'oom_before', 'check')
 
-    def __init__(self, name, pid, popen, pidfd, oom_before=None):
+    def __init__(self, name, pid, popen, pidfd, oom_before=None, check=None):
         self.name, self.pid, self.popen, self.pidfd = name, pid, popen, pidfd
         self.oom_before = oom_before
+        self.check = check            # an exec check: (its number, its output's pipe)
 
 
 class Reaper(SignalThread):
@@ -56,6 +57,12 @@ class Reaper(SignalThread):
     def watch_child(self, name, popen):
         """Call inside `spawning()`."""
         self._watched[popen.pid] = _Watch(name, popen.pid, popen, None, self.oom_kills(name))
+
+    def watch_check(self, name, seq, popen, output):
+        """An exec check of process `name`: its end is CheckDone, with the first line
+        of what it printed (read from `output`, which the reaper then closes).
+        Call inside `spawning()`."""
+        self._watched[popen.pid] = _Watch(name, popen.pid, popen, None, check=(seq, output))
 
     def watch_tree(self, name, events_file):
         """Post TreeEmptied(name) whenever the cgroup's `events_file` says it emptied."""
@@ -116,6 +123,10 @@ class Reaper(SignalThread):
         return (code, None) if code >= 0 else (None, -code)
 
     def _post_exit(self, watch, code, sig):
+        if watch.check is not None:
+            seq, output = watch.check
+            self.post(CheckDone(watch.name, seq, code == 0, _check_detail(output, code, sig)))
+            return
         before, after = watch.oom_before, self.oom_kills(watch.name)
         oom = before is not None and after is not None and after > before
         self.post(ProcessExited(watch.name, watch.pid, code, sig, oom))
@@ -175,3 +186,18 @@ def _emptied(events_file):
             return 'populated 0' in f.read()
     except OSError:
         return False
+
+
+def _check_detail(output, code, sig):
+    """What an exec check said: its first line of output, else how it ended."""
+    try:
+        data = os.read(output, 4096)
+    except OSError:
+        data = b''
+    finally:
+        os.close(output)
+    line = next((l.strip() for l in data.decode('utf-8', 'replace').splitlines() if l.strip()),
+                '')
+    if line:
+        return line[:200]
+    return 'exit status %d' % code if code is not None else 'killed by signal %s' % sig

@@ -4,9 +4,11 @@ from ..procspec import spec_from_record
 from . import lifecycle as lc
 
 
-def proc_record(proc, deadline):
-    """`deadline`: the process's timer (the next start, in BACKOFF or FAILED)."""
-    return {
+def proc_record(proc, deadline, waiting_for=()):
+    """`deadline`: the process's timer (the next start, in BACKOFF or FAILED);
+    `waiting_for`: its dependencies not ready yet."""
+    health = proc.health.record() if proc.health else NO_HEALTH
+    return dict(health, **{
         'name': proc.name, 'state': proc.state, 'pid': proc.pid, 'started': proc.started,
         'launch': launch_record(proc.launch),
         'since': proc.since, 'restarts': proc.restarts, 'last_exit': proc.last_exit,
@@ -15,7 +17,11 @@ def proc_record(proc, deadline):
         'fingerprint': proc.fingerprint, 'starts': list(proc.window.starts),
         'definition': definition_record(proc.spec),
         'memory_bytes': proc.usage[0], 'cpu_seconds': proc.usage[1],
-    }
+        'waiting_for': list(waiting_for) if proc.state == lc.WAITING else None,
+    })
+
+
+NO_HEALTH = {'health': None, 'health_error': None, 'status_text': None}
 
 
 def launch_record(launch):

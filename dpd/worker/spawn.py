@@ -72,11 +72,13 @@ def identity(spec):
                     entry.pw_shell or '/bin/sh')
 
 
-def environment(spec, who):
-    """The clean environment: nothing of the worker's own leaks into a child."""
+def environment(spec, who, extra=None):
+    """The clean environment: nothing of the worker's own leaks into a child;
+    `extra` (the worker's own, NOTIFY_SOCKET...) comes last."""
     env = {'PATH': CLEAN_PATH, 'HOME': who.home, 'USER': who.user, 'LOGNAME': who.user,
            'SHELL': who.shell}
     env.update(spec.env)
+    env.update(extra or ())
     return env
 
 
@@ -126,7 +128,7 @@ def _inside(root):
     return (lambda path: path) if root == '/' else (lambda path: root + path)
 
 
-def start(spec, who, output_fd, confine=None, rlimits=()):
+def start(spec, who, output_fd, confine=None, rlimits=(), extra_env=None):
     """Start the child; raise SpawnError with the reason when it cannot run.
     `rlimits`: (name, soft, hard) triples set before the program runs."""
     argv = [spec.run] + list(spec.args)
@@ -134,7 +136,7 @@ def start(spec, who, output_fd, confine=None, rlimits=()):
                   close_fds=True, start_new_session=True, restore_signals=True)
     try:
         if spec.chroot != '/':
-            return _start_chrooted(spec, who, argv, common, confine, rlimits)
+            return _start_chrooted(spec, who, argv, common, confine, rlimits, extra_env)
         if not who.is_current():
             if SETPRIV is None:
                 common.update(user=who.uid, group=who.gid, extra_groups=list(who.groups))
@@ -144,7 +146,8 @@ def start(spec, who, output_fd, confine=None, rlimits=()):
         if rlimits:
             argv = limit_argv(rlimits, argv)
         return subprocess.Popen(argv, executable=argv[0], cwd=spec.cwd_in_chroot,
-                                env=environment(spec, who), umask=spec.umask, **common)
+                                env=environment(spec, who, extra_env), umask=spec.umask,
+                                **common)
     except OSError as err:
         raise SpawnError(describe_exec_error(spec.run, err)) from None
     except (ValueError, subprocess.SubprocessError) as err:
@@ -212,13 +215,13 @@ def check_executable_by(path, who):
         raise SpawnError('cannot run %s: not executable by user "%s"' % (path, who.user))
 
 
-def _start_chrooted(spec, who, argv, common, confine, rlimits):
+def _start_chrooted(spec, who, argv, common, confine, rlimits, extra_env):
     """The launcher reads its job from a memfd: no secrets in any argv."""
     job = json.dumps({'chroot': spec.chroot, 'confine': confine, 'rlimits': rlimits,
                       'cwd': spec.cwd_in_chroot,
                       'uid': who.uid, 'gid': who.gid, 'groups': list(who.groups),
                       'umask': spec.umask, 'run': spec.run, 'argv': argv,
-                      'env': environment(spec, who)})
+                      'env': environment(spec, who, extra_env)})
     fd = os.memfd_create('dpd-job', os.MFD_CLOEXEC)
     try:
         os.write(fd, job.encode())

@@ -5,6 +5,7 @@ or it cannot start); its pid file's place; its output channel; then the fork,
 born in its own cgroup, with its rlimits; the pid file; the limits of its
 tree; and a line in the journal, before anything else starts (SPEC 5.2).
 """
+import fcntl
 import logging
 import os
 import resource
@@ -16,13 +17,16 @@ from . import events as ev
 from . import spawn
 from .trees import NoTree
 
+CHECK_OUTPUT = 1 << 16        # a check's output waits in its pipe until it ends
 log = logging.getLogger('dpd')
 
 
 class Starter:
-    def __init__(self, reaper, outputs, trees, journal):
+    def __init__(self, reaper, outputs, trees, journal, notifications):
         self.reaper, self.outputs, self.trees, self.journal = reaper, outputs, trees, journal
+        self.notifications = notifications
         self.descriptors = spawn.DescriptorLimit()
+        self.checks = {}                  # process name -> (pid, identity) of its exec check
 
     def start(self, action):
         spec, pid_slot, output = action.spec, None, subprocess.DEVNULL
@@ -35,8 +39,9 @@ class Starter:
                 pid_slot = safefile.PidFileSlot(spec.pid_file, action.confine)
             output = self._output_fd(spec, who, action.confine)
             self.descriptors.make_room(output)
+            extra_env = self._notify_env(spec)
             with self.reaper.spawning(), self.trees.born_in(spec):
-                child = spawn.start(spec, who, output, action.confine, rlimits)
+                child = spawn.start(spec, who, output, action.confine, rlimits, extra_env)
                 self.reaper.watch_child(spec.name, child)
             self._after_birth(spec, child.pid)
             if pid_slot is not None:
@@ -50,7 +55,44 @@ class Starter:
                 pid_slot.close()
         started = procfs.identity(child.pid)
         self._journal(spec, child.pid, started)
-        return [ev.ProcessStarted(spec.name, child.pid, started)]
+        return [ev.ProcessStarted(spec.name, child.pid, started, self.trees.record(spec.name))]
+
+    def _notify_env(self, spec):
+        """NOTIFY_SOCKET (and WATCHDOG_USEC) for a process that says when it is ready."""
+        if not spec.notify:
+            return None
+        env = {'NOTIFY_SOCKET': self.notifications.ensure(spec.name)}
+        if spec.watchdog is not None:
+            env['WATCHDOG_USEC'] = str(int(spec.watchdog * 1e6))
+        return env
+
+    def start_check(self, action):
+        """An `exec` check, run as the process runs (user, group, chroot, cwd, env,
+        rlimits) in its own group, its output in a pipe the reaper reads at its end."""
+        spec = action.spec
+        argv = spec.health.probe.argv
+        check = spec._replace(run=argv[0], args=tuple(argv[1:]))
+        reader, writer = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, CHECK_OUTPUT)
+            who = spawn.identity(check)
+            spawn.check_paths(check)
+            with self.reaper.spawning():
+                child = spawn.start(check, who, writer, action.confine, self._rlimits(spec))
+                self.reaper.watch_check(spec.name, action.seq, child, reader)
+        except (spawn.SpawnError, OSError) as err:
+            os.close(reader)
+            return [ev.CheckDone(spec.name, action.seq, False, reason(err))]
+        finally:
+            os.close(writer)
+        self.checks[spec.name] = (child.pid, procfs.identity(child.pid))
+        return []
+
+    def kill_check(self, name):
+        """KILL a check that outlived its timeout (if it is still that process)."""
+        pid, started = self.checks.pop(name, (None, None))
+        if pid is not None and procfs.is_alive(pid, started):
+            kill_group(pid, signal.SIGKILL)       # it leads its own group
 
     def _after_birth(self, spec, pid):
         """The tree's limits, and its emptiness watched. A tree that cannot be

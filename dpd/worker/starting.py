@@ -16,10 +16,18 @@ DAEMON_POLL = 0.05
 
 class Starting:
     def _start(self, proc, now, out, counted=True):
-        """Start now, unless a counted start would break the restart limit."""
+        """Start now, unless a dependency is not ready (`waiting`) or a counted start
+        would break the restart limit (`backoff`)."""
         if self.shutting_down:
             return
         proc.counted = counted
+        if self._waits_for(proc):
+            if proc.state != lc.WAITING:
+                out.append(log_action(logging.INFO, '%s: waiting for %s'
+                                      % (proc.name, ', '.join(self._waits_for(proc)))))
+            self._move(proc, lc.WAITING, now)
+            self._set_deadline(proc, None)
+            return
         if counted and not proc.window.allows(now):
             wait_until = proc.window.next_allowed(now)
             if proc.state != lc.BACKOFF:
@@ -53,7 +61,7 @@ class Starting:
             proc.restarts += 1
         if proc.counted:
             proc.window.record(now)
-        proc.failures, proc.error = 0, None
+        proc.failures, proc.error, proc.cgroup = 0, None, event.cgroup
         if proc.spec.daemon:
             proc.launch = lc.Launch(event.pid, event.started, now + DAEMON_WAIT)
             self._set_deadline(proc, now + DAEMON_POLL)
@@ -65,9 +73,11 @@ class Starting:
 
     def _running(self, proc, pid, started, now, out):
         proc.pid, proc.started = pid, started
-        self._move(proc, lc.RUNNING, now)
         self._set_deadline(proc, None)
-        out.append(log_action(logging.INFO, '%s: running (pid %d)' % (proc.name, pid)))
+        out.append(log_action(logging.INFO, '%s: %s (pid %d)' % (
+            proc.name, 'started, not ready yet' if proc.spec.waits_for_ready else 'running',
+            pid)))
+        self._watch_readiness(proc, now, out)
 
     def _on_spawn_failed(self, event, now, out):
         proc = self.procs.get(event.name)
