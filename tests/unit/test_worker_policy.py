@@ -131,7 +131,7 @@ def test_removed_entry_is_stopped_then_forgotten():
     world.handle(ev.ProcessExited('b', world.pids['b'], 0, None), 1.5)
     out = world.handle(ev.GroupChecked('b', world.pids['b'], False), 1.5)
     assert 'b' not in world.policy.procs
-    assert of(act.CloseOutput, out)
+    assert of(act.Forget, out)
 
 
 def test_stop_timeout_sends_kill_to_the_group():
