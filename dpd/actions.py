@@ -27,3 +27,9 @@ class WriteState(Record):
 class Notify(Record):
     """A line for the service manager (sd_notify), e.g. "READY=1"."""
     text: str
+
+
+class Reply(Record):
+    """The last answer to the request on control connection `number`."""
+    number: int
+    message: dict

@@ -25,3 +25,16 @@ class ConfigLoaded(Record):
 
 class ConfigRejected(Record):
     messages: tuple
+
+
+class CommandReceived(Record):
+    """An operator's request on the control socket (SPEC 6.3), as decoded JSON;
+    `number` names the connection the answer goes to."""
+    number: int
+    request: dict
+    uid: int                # who asked, as the kernel says (SO_PEERCRED)
+
+
+class CommandGone(Record):
+    """The operator hung up before the last answer (dpd-ctl ended: stop streaming)."""
+    number: int

@@ -19,10 +19,11 @@ class DaemonExecutor:
     def __init__(self, reload_config, daemon_log, state_file):
         self.reload_config = reload_config  # asks the config watcher to read the file now
         self.daemon_log, self.state_file = daemon_log, state_file
+        self.control = None                 # the ControlServer, once it listens
         self._state_encoder = state.StateEncoder()
         self._table = {act.Log: self._log, act.Notify: self._notify,
                        act.ReopenLogs: self._reopen_logs, act.WriteState: self._write_state,
-                       act.ReloadConfig: self._reload}
+                       act.ReloadConfig: self._reload, act.Reply: self._reply}
 
     def perform(self, action):
         return self._table[type(action)](action)
@@ -54,6 +55,10 @@ class DaemonExecutor:
         except OSError as err:
             log.error('cannot write the state file %s: %s', self.state_file, err)
             return False
+
+    def _reply(self, action):
+        if self.control is not None:
+            self.control.answer(action.number, action.message)
 
     @staticmethod
     def _notify(action):

@@ -217,11 +217,21 @@ def open_log(path, owners, append=False, confine=None):
     a root daemon gets tricked into writing where it should not. Without
     `append` the caller places each write itself (the pumps' splice).
     """
+    return _open_own_file(path, owners, os.O_WRONLY | os.O_CREAT |
+                          (os.O_APPEND if append else 0), confine)
+
+
+def open_log_reader(path, owners, confine=None):
+    """A read fd on log file `path`, under the rules `open_log` writes it with: what
+    root reads for an operator is the log it writes, not a file a link points to."""
+    return _open_own_file(path, owners, os.O_RDONLY, confine)
+
+
+def _open_own_file(path, owners, flags, confine):
     dir_fd, base = open_parent(path, confine)
     try:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC |
-                     os.O_NOCTTY | os.O_NONBLOCK | (os.O_APPEND if append else 0), 0o640,
-                     dir_fd=dir_fd)
+        fd = os.open(base, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
+                     0o640, dir_fd=dir_fd)
     except OSError as err:
         if err.errno == errno.ELOOP:  # the last component is a symlink
             raise UnsafePath('%s: refused: it is a symbolic link' % path) from None

@@ -2,7 +2,7 @@
 import sys
 import time
 
-from ..worker.lifecycle import as_desired
+from ..worker.lifecycle import as_desired, exit_text
 from .view import EX_DEGRADED, EX_OK, View, clock, emit, table, uptime
 
 HIDDEN = ('definition', 'starts', 'fingerprint', 'started')   # for the next worker only
@@ -79,13 +79,3 @@ def size(count):
         if count >= scale:
             return '%.1f%s' % (count / scale, unit)
     return '%dB' % count
-
-
-def exit_text(last_exit):
-    if last_exit.get('oom'):
-        return last_exit['oom']
-    if last_exit.get('signal'):
-        return 'signal %d' % last_exit['signal']
-    if last_exit.get('code') is not None:
-        return 'status %d' % last_exit['code']
-    return 'unknown'

@@ -1,5 +1,5 @@
 """What the worker's policy asks its executor to do; the shared actions are re-exported."""
-from ..actions import Exit, Log, Notify, ReloadConfig, ReopenLogs, WriteState  # noqa: F401
+from ..actions import Exit, Log, Notify, ReloadConfig, ReopenLogs, Reply, WriteState  # noqa: F401
 from ..record import Record
 
 
@@ -69,3 +69,14 @@ class RunCheck(Record):
 class KillCheck(Record):
     """The process's running exec check outlived its timeout: KILL its group."""
     name: str
+
+
+class StreamLog(Record):
+    """Send control connection `number` the last `lines` of a process's log file
+    (and, with `follow`, what is appended), opened as the pump writes it."""
+    number: int
+    path: str
+    user: str               # the process's user: the file is theirs or the worker's
+    lines: int
+    follow: bool
+    confine: tuple = None

@@ -14,7 +14,6 @@ that was under way is a leftover: its launcher is stopped, to start afresh.
 """
 import logging
 import os
-import pwd
 import signal
 
 from .. import healthspec, limitspec, procfs, state
@@ -23,6 +22,7 @@ from ..schema import Invalid, list_of, number
 from . import journal
 from . import lifecycle as lc
 from .events import PreviousRun
+from .output import log_owners
 from .starter import kill_group
 
 log = logging.getLogger('dpd.adoption')
@@ -74,22 +74,13 @@ def take_over(previous, executor, confine):
             executor.notifications.ensure(name)      # its sd_notify reaches us again
         if definition['logs']:
             try:
-                outputs.attach(name, definition['logs'], _owners(definition), confine,
+                outputs.attach(name, definition['logs'], log_owners(definition['user']), confine,
                                via_pid=pid)
             except OSError as err:
                 log.error('%s: cannot reattach its output to %s: %s', name,
                           definition['logs'], err)
         kept.append(record)
     return PreviousRun(tuple(kept), previous.finished)
-
-
-def _owners(definition):
-    owners = {os.geteuid()}
-    try:
-        owners.add(pwd.getpwnam(definition['user']).pw_uid)
-    except KeyError:
-        pass
-    return owners
 
 
 def _sorted(records):

@@ -126,6 +126,8 @@ class Ending:
             self._start(proc, now, out)
         elif stop.then == lc.THEN_RESTART:
             self._start(proc, now, out, counted=True)    # unhealthy: as after a crash
+        elif stop.then == lc.THEN_COMMAND:
+            self._start(proc, now, out, counted=False)   # an operator's: not a crash
         self._stop_deferred(now, out)
         self._maybe_exit(out)
 

@@ -1,5 +1,6 @@
 """The worker's facts; the shared ones are re-exported, so the worker reads one namespace."""
-from ..events import ConfigLoaded, ConfigRejected, SignalReceived, ThreadCrashed, Tick  # noqa: F401
+from ..events import (CommandGone, CommandReceived, ConfigLoaded, ConfigRejected,  # noqa: F401
+                      SignalReceived, ThreadCrashed, Tick)
 from ..record import Record
 
 

@@ -16,6 +16,7 @@ from . import events as ev
 from . import journal
 from .journal import Journal
 from .launches import Launches
+from .output import log_owners
 from .probes import Notifications
 from .starter import Starter, kill_group
 
@@ -53,6 +54,7 @@ class WorkerExecutor(DaemonExecutor):
             act.KillCheck: self._kill_check,
             act.RemovePidFile: self._remove_pid_file,
             act.Forget: self._forget,
+            act.StreamLog: self._stream_log,
         })
 
     def state_body(self, snapshot):
@@ -118,6 +120,14 @@ class WorkerExecutor(DaemonExecutor):
 
     def _remove_pid_file(self, action):
         safefile.remove_pid_file(action.path, action.pid, action.confine)
+
+    def _stream_log(self, action):
+        owners = log_owners(action.user)
+
+        def opener(path):
+            return os.fdopen(safefile.open_log_reader(path, owners, action.confine), 'rb')
+        if self.control is not None:
+            self.control.stream(action.number, action.path, action.lines, action.follow, opener)
 
     def _forget(self, action):
         self.outputs.close(action.name)

@@ -35,8 +35,10 @@ TRANSITIONS = {
 }
 
 # what a stopping process does once it is down: nothing, start its new definition,
-# be removed, or start again as after a crash (it was unhealthy)
+# be removed, start again as after a crash (it was unhealthy), or start again
+# uncounted (an operator's `dpd-ctl restart`)
 THEN_NOTHING, THEN_START, THEN_REMOVE, THEN_RESTART = None, 'start', 'remove', 'restart'
+THEN_COMMAND = 'command'
 
 MAX_STARTS = 5
 WINDOW_SECONDS = 60.0
@@ -92,6 +94,7 @@ class Proc:
         self.usage = (None, None)         # memory bytes, CPU seconds of its tree
         self.cgroup = None                # its cgroup, as /proc/PID/cgroup names it
         self.health = None                # a health.Health while it runs, if it waits for ready
+        self.runs = 0                     # moves into STARTING: a new run is a higher number
 
     @property
     def name(self):
@@ -105,6 +108,7 @@ class Proc:
             raise BadMove('%s: %s -> %s is not a move a process makes'
                           % (self.name, self.state, state))
         self.state, self.since = state, now
+        self.runs += state == STARTING
         if state != STOPPING:
             self.stop = None
         return True
@@ -154,6 +158,17 @@ def oom_text(limits):
     limit = limits.memory_max if limits else None
     return 'out of memory (memory_max %s)' % limitspec.describe('memory_max', limit) \
         if limit is not None else 'out of memory'
+
+
+def exit_text(last_exit):
+    """A `last_exit` record in a few words: status 1, signal 9, out of memory..."""
+    if last_exit.get('oom'):
+        return last_exit['oom']
+    if last_exit.get('signal'):
+        return 'signal %d' % last_exit['signal']
+    if last_exit.get('code') is not None:
+        return 'status %d' % last_exit['code']
+    return 'unknown'
 
 
 def describe_exit(event, limits=None):

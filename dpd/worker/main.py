@@ -9,6 +9,7 @@ import pwd
 
 from .. import nodepolicy, procfs
 from ..cli import main_for
+from ..control import open_control
 from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..watcher import ConfigWatcher
@@ -82,13 +83,16 @@ class WorkerDaemon:
             watcher.recheck()
         executor = WorkerExecutor(reload_config, threads, trees, daemon_log, config.state_file)
         controller = Controller(WorkerPolicy(), executor, events)
+        control = open_control(config, events.put)
+        executor.control = control
         previous = adoption.take_over(adoption.previous_run(config.state_file), executor,
                                       config.confine)
         reaper.start()
         controller.dispatch(previous)
         controller.dispatch(ConfigLoaded(config))
         controller.flush()
-        finish = serve(controller, [reaper, threads.prober, watcher], ready)
+        observers = [reaper, threads.prober, watcher] + ([control] if control else [])
+        finish = serve(controller, observers, ready)
         if not finish.leave_running:
             threads.outputs.drain(DRAIN_SECONDS)
             trees.close()

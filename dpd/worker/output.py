@@ -23,6 +23,7 @@ import errno
 import fcntl
 import logging
 import os
+import pwd
 import queue
 import select
 import stat
@@ -39,6 +40,16 @@ ROTATION_CHECK_SECONDS = 1.0
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
 
 log = logging.getLogger('dpd.output')
+
+
+def log_owners(user):
+    """Who a process's log file may belong to: the worker and the process's user."""
+    owners = {os.geteuid()}
+    try:
+        owners.add(pwd.getpwnam(user).pw_uid)
+    except KeyError:
+        pass
+    return owners
 
 
 class Channel:

@@ -2,10 +2,10 @@
 
 Pure: `handle(event, now)` returns actions and reads neither clock nor disk,
 so every decision (restart limits, stops, edits, adoption) is tested with a
-fake clock and no processes. `now` is `time.monotonic()`. In four parts:
+fake clock and no processes. `now` is `time.monotonic()`. In five parts:
 this one (the file, signals, timers, the state), how processes start
-(starting.py), how they get ready and stay healthy (readiness.py) and how
-they end (ending.py).
+(starting.py), how they get ready and stay healthy (readiness.py), how
+they end (ending.py) and operators' commands (commands.py).
 """
 import logging
 import signal
@@ -15,6 +15,7 @@ from ..policy import Policy, log_action
 from . import actions as act
 from . import events as ev
 from . import lifecycle as lc
+from .commands import Commands
 from .ending import Ending
 from .records import proc_from_record, proc_record
 from .readiness import Readiness
@@ -24,7 +25,7 @@ USAGE_INTERVAL = 15.0     # memory and CPU of every tree are read this often
 USAGE = ('usage',)        # the timer that reads them (no process has a tuple for a name)
 
 
-class WorkerPolicy(Starting, Readiness, Ending, Policy):
+class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
     def __init__(self):
         super().__init__({
             ev.PreviousRun: self._on_previous_run,
@@ -42,6 +43,8 @@ class WorkerPolicy(Starting, Readiness, Ending, Policy):
             ev.GroupChecked: self._on_group_checked,
             ev.SignalReceived: self._on_signal,
             ev.ThreadCrashed: self._on_thread_crashed,
+            ev.CommandReceived: self._on_command,
+            ev.CommandGone: self._on_command_gone,
             ev.Tick: self._on_tick,
         })
         self.procs = {}                   # name -> Proc, in the file's order
@@ -51,6 +54,13 @@ class WorkerPolicy(Starting, Readiness, Ending, Policy):
         self._active = 0                  # processes in an ACTIVE state (counted by _move)
         self.timers = Deadlines()         # a process's name, health_timer(name), USAGE
         self.deferred = {}                # name -> then: stops waiting for dependents
+        self.restarting = {}              # control connection -> PendingRestart
+
+    def handle(self, event, now):
+        out = super().handle(event, now)
+        if self.restarting:
+            self._answer_restarts(out)
+        return out
 
     def next_deadline(self):
         return self.timers.nearest()
