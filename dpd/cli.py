@@ -13,6 +13,7 @@ from . import __version__, nodepolicy
 from .config import ConfigError, lock_path
 from .daemon import LockRefused, Readiness, detach, sd_notify, take_lock, write_pid
 from .logsetup import DaemonLog
+from .printable import printable
 from .safefile import UnsafePath, check_owned_paths
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
@@ -59,15 +60,15 @@ def run_daemon(daemon, argv=None):
         lock_fd = take_lock(lock_path(config), daemon.program)
         if lock_fd is None:
             if args.verbose:
-                sys.stderr.write('%s: already running for %s\n' % (daemon.program, path))
+                _say(daemon.program, 'already running for %s' % path)
             return EX_OK
         check_owned_paths(daemon.own_paths(config))
     except (LockRefused, UnsafePath) as err:
-        sys.stderr.write('%s: %s\n' % (daemon.program, err))
+        _say(daemon.program, str(err))
         return EX_FAILURE
     except OSError as err:
-        sys.stderr.write('%s: cannot take the lock %s: %s\n'
-                         % (daemon.program, lock_path(config), err.strerror or err))
+        _say(daemon.program, 'cannot take the lock %s: %s' % (lock_path(config),
+                                                              err.strerror or err))
         return EX_FAILURE
     readiness = Readiness(None) if args.foreground else detach()
     write_pid(lock_fd)
@@ -113,17 +114,23 @@ def _check(daemon, path):
         warnings = daemon.check(path)
     except ConfigError as err:
         _print_errors(daemon.program, err.messages)
-        sys.stderr.write('%s: configuration file %s test failed\n' % (daemon.program, path))
+        _say(daemon.program, 'configuration file %s test failed' % path)
         return EX_CONFIG
     for warning in warnings:
-        sys.stderr.write('%s: warning: %s\n' % (daemon.program, warning))
-    sys.stdout.write('%s: configuration file %s test is successful\n' % (daemon.program, path))
+        _say(daemon.program, 'warning: %s' % warning)
+    _say(daemon.program, 'configuration file %s test is successful' % path, sys.stdout)
     return EX_OK
 
 
 def _print_errors(program, messages):
     for message in messages:
-        sys.stderr.write('%s: %s\n' % (program, message))
+        _say(program, message)
+
+
+def _say(program, text, out=None):
+    """A line for the operator's terminal: what a file or a peer wrote (a path, a
+    name) is quoted with its control characters escaped, never raw."""
+    (out or sys.stderr).write('%s: %s\n' % (program, printable(text)))
 
 
 def main_for(daemon_class):

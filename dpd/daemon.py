@@ -13,6 +13,7 @@ import sys
 import time
 
 from . import procfs
+from .printable import printable
 from .safefile import UnsafePath, check_owned, parse_pid, same_file
 
 LOCK_TRIES = 100         # x 10 ms: a status probe holds a shared lock for microseconds,
@@ -152,7 +153,7 @@ def _wait_for_daemon(read_fd, first):
                          % os.path.basename(sys.argv[0]))
         os._exit(1)
     if message:
-        sys.stderr.write(message.decode('utf-8', 'replace').rstrip('\n') + '\n')
+        sys.stderr.write(printable(message.decode('utf-8', 'replace').rstrip('\n')) + '\n')
         sys.stderr.flush()
     os._exit(int(code))
 

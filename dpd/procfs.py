@@ -141,3 +141,15 @@ def raise_fd_limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
+
+
+def has_capability(number):
+    """True if this process holds capability `number` (CapEff of /proc/self/status)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('CapEff:'):
+                    return bool(int(line.split()[1], 16) >> number & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0

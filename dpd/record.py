@@ -46,7 +46,8 @@ class Record:
 
     def _replace(self, **changes):
         """A copy with `changes` (as namedtuple's _replace)."""
-        return type(self)(**dict(self.__dict__, **changes))
+        return type(self)(**dict({name: self.__dict__[name] for name in self._fields},
+                                 **changes))   # not what a cached_property keeps there
 
     def _values(self):
         return tuple(self.__dict__[name] for name in self._fields)

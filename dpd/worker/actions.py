@@ -13,7 +13,7 @@ class FindDaemon(Record):
     """Read `pid_file`; report the process it names if it descends from the launcher."""
     name: str
     pid_file: str
-    launcher: int           # the pid of the program the worker ran
+    launcher: int           # the pid of the program the worker ran (0: ended, reaped)
     not_before: int         # its start ticks
     confine: tuple = None
 

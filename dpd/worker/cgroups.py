@@ -27,6 +27,7 @@ import os
 import re
 import signal
 import threading
+import time
 from contextlib import contextmanager
 
 from .. import limitspec
@@ -36,6 +37,7 @@ NEEDS = {'memory_max': 'memory', 'memory_high': 'memory', 'cpu_max': 'cpu',
          'cpu_weight': 'cpu', 'pids_max': 'pids'}
 CPU_PERIOD_US = 100000
 SUFFIX = '.proc'      # a process's cgroup: "web.proc" (never a control file's name)
+CLOSE_WAIT = 2.0      # for killed leftovers to vanish before the worker removes its cgroups
 
 
 class CgroupError(OSError):
@@ -174,7 +176,12 @@ class Cgroups:
         for name, value in (limits.cgroup if limits else {}).items():
             hierarchy, directory = self._holding(tree, NEEDS[name])
             for filename, text in _files(hierarchy.version, name, value):
-                _write(hierarchy.path(directory), filename, text)
+                try:
+                    _write(hierarchy.path(directory), filename, text)
+                except OSError as err:      # the kernel refuses the value: say which
+                    raise CgroupError(err.errno, 'limits.%s %s: writing %r to %s: %s' % (
+                        name, limitspec.describe(name, value), text, filename,
+                        err.strerror)) from None
 
     def _holding(self, tree, controller):
         for hierarchy, relative in tree.dirs:
@@ -227,7 +234,20 @@ class Cgroups:
                 pass
 
     def close(self):
-        """The worker stops for good: its subtree goes, as far as it is empty."""
+        """The worker stops for good: what its processes left behind (a `restart:
+        false` process's grandchild) is killed, then its subtree goes."""
+        base = self.membership.path(self.base(self.membership))
+        trees = [self.tree(name[:-len(SUFFIX)]) for name in _subdirs(base)
+                 if name.endswith(SUFFIX)]
+        for tree in trees:
+            if self.populated(tree):
+                try:
+                    self.signal(tree, signal.SIGKILL)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + CLOSE_WAIT
+        while any(map(self.populated, trees)) and time.monotonic() < deadline:
+            time.sleep(0.01)                    # KILL is quick; the worker is exiting
         for hierarchy in [self.membership] + list(self.v1.values()):
             base = hierarchy.path(self.base(hierarchy))
             for name in _subdirs(base):

@@ -43,6 +43,7 @@ class Ending:
     def _launcher_exited(self, proc, event, now, out):
         """A `daemon: true` program ended before its pid file named the daemon: fine
         if it succeeded (the pid file is being polled), a failed start if not."""
+        proc.launch.exited = True
         if event.code != 0:
             proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
             out.append(log_action(logging.WARNING, '%s: launcher %s before the daemon was up'
@@ -51,6 +52,8 @@ class Ending:
 
     def _ended(self, proc, now, out, crashed=True):
         """The process ended without being asked to: restart it, or leave it `exited`."""
+        if proc.state == lc.STARTING:
+            self._ended_before_ready(proc)      # a restart waiting for this run failed
         self._release(proc, out)
         if proc.spec.restart and not self.shutting_down:
             self._start(proc, now, out, counted=crashed)
@@ -88,9 +91,14 @@ class Ending:
         if then in (lc.THEN_NOTHING, lc.THEN_REMOVE) and self._running_dependents(proc):
             self.deferred[proc.name] = then     # after what depends on it
             return
-        target = proc.pid or (proc.launch and proc.launch.pid)
+        target = proc.pid or (proc.launch and not proc.launch.exited and proc.launch.pid)
         if proc.state == lc.STARTING and not target:
-            # the spawn is answered at once; nothing runs yet
+            # nothing of ours runs yet (the spawn is answered at once), or only a daemon
+            # its pid file does not name yet: whatever the launch left is ended now
+            if proc.launch:
+                out.append(log_action(logging.INFO, '%s: stopping (its launch: %s names no '
+                                      'daemon yet)' % (proc.name, proc.spec.pid_file)))
+                out.append(self._end_launch(proc))
             self._stopped(proc, lc.Stop(then, next_spec, now), now, out)
             return
         out.append(log_action(logging.INFO, '%s: stopping (pid %d, %s)'

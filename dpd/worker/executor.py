@@ -104,15 +104,22 @@ class WorkerExecutor(DaemonExecutor):
 
     def _clear_tree(self, action):
         """Leftovers of the last run (a grandchild that outlived it) are killed
-        before the next start; TreeEmptied comes when they are gone."""
+        before the next start; TreeEmptied comes when they are gone. The tree is
+        watched before it is looked at: one that empties in between is heard."""
+        events_file = self.trees.events_file(action.name)
+        try:
+            if events_file is not None:
+                self.reaper.watch_tree(action.name, events_file)
+        except FileNotFoundError:
+            return [ev.TreeEmptied(action.name)]       # no cgroup yet: nothing left
         if not self.trees.populated(action.name):
             return [ev.TreeEmptied(action.name)]
         log.warning('%s: killing what its last run left in its cgroup', action.name)
-        self.reaper.watch_tree(action.name, self.trees.events_file(action.name))
         self.trees.signal(action.name, signal.SIGKILL)
         return []
 
     def _sample_usage(self, action):
+        self.trees.remove_leftovers()       # every 15 s, as usage: the same beat
         return [ev.UsageSampled({name: self.trees.usage(name, pid)
                                  for name, pid in action.pids.items()})]
 

@@ -40,7 +40,8 @@ class Launches:
     def end(self, action):
         """KILL the launcher's group, and the daemon its pid file names if it
         descends from the launch: no duplicate when the next launch runs."""
-        kill_group(action.launcher, signal.SIGKILL)      # our child: its pid is still ours
+        if action.launcher:
+            kill_group(action.launcher, signal.SIGKILL)  # our child, not reaped: still ours
         try:
             pid = safefile.read_pid_file(action.pid_file, action.confine)
         except OSError:

@@ -74,6 +74,7 @@ class Launch:
 
     def __init__(self, pid, started, give_up_at):
         self.pid, self.started, self.give_up_at = pid, started, give_up_at
+        self.exited = False               # the launcher ended well (reaped: its pid is not ours)
 
 
 class Proc:

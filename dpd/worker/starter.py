@@ -34,11 +34,11 @@ class Starter:
             who = spawn.identity(spec)
             spawn.check_paths(spec)
             self.trees.check(spec)
-            rlimits = self._rlimits(spec)
             if spec.write_pid and spec.pid_file:
                 pid_slot = safefile.PidFileSlot(spec.pid_file, action.confine)
             output = self._output_fd(spec, who, action.confine)
             self.descriptors.make_room(output)
+            rlimits = self._rlimits(spec)       # after make_room: it may raise our nofile
             extra_env = self._notify_env(spec)
             with self.reaper.spawning(), self.trees.born_in(spec):
                 child = spawn.start(spec, who, output, action.confine, rlimits, extra_env)
@@ -141,19 +141,23 @@ class Starter:
                       self.journal.path, err)
 
 
+CAP_SYS_RESOURCE = 24
+
+
 def _check_raisable(name, value):
-    """A worker that is not root cannot give a child more than its own hard limit;
+    """Without CAP_SYS_RESOURCE (a worker that is not root, or root in a container
+    that dropped it) a child cannot get more than the worker's own hard limit;
     nobody can give more descriptors than the kernel's fs.nr_open."""
     if name == 'nofile' and value > _nr_open():
         raise spawn.SpawnError('limits.nofile %s is above the kernel\'s limit, fs.nr_open %d'
                                % ('unlimited' if value == resource.RLIM_INFINITY else value,
                                   _nr_open()))
-    if os.geteuid() == 0:
+    if procfs.has_capability(CAP_SYS_RESOURCE):
         return
     _, hard = resource.getrlimit(getattr(resource, 'RLIMIT_' + name.upper()))
     if hard != resource.RLIM_INFINITY and (value == resource.RLIM_INFINITY or value > hard):
-        raise spawn.SpawnError('limits.%s %s is above the worker\'s own hard limit %d (a worker '
-                               'that is not root cannot raise it)'
+        raise spawn.SpawnError('limits.%s %s is above the worker\'s own hard limit %d (it '
+                               'cannot raise it: no CAP_SYS_RESOURCE)'
                                % (name, 'unlimited' if value == resource.RLIM_INFINITY
                                   else value, hard))
 

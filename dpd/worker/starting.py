@@ -112,7 +112,10 @@ class Starting:
         self._ended(proc, now, out)
 
     def _launch_action(self, kind, proc):
-        return kind(proc.name, proc.spec.pid_file, proc.launch.pid,
+        """FindDaemon or EndLaunch; a launcher already reaped is named as 0 (its pid
+        may be anyone's now)."""
+        launcher = 0 if proc.launch.exited else proc.launch.pid
+        return kind(proc.name, proc.spec.pid_file, launcher,
                     (proc.launch.started or (0, 0))[0], self.confine)
 
     def _end_launch(self, proc):

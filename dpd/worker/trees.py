@@ -5,9 +5,14 @@ hierarchy) a process has no tree: its process group is the only fence, and
 a limit that needs a cgroup makes it `failed` (never silently unlimited).
 """
 import os
+import signal
+import time
 from contextlib import nullcontext
 
 from .cgroups import describe_missing
+
+
+KILL_WAIT = 0.2          # a removed tree's leftovers, KILLed, are waited for this long
 
 
 class NoTree(Exception):
@@ -18,6 +23,7 @@ class Trees:
     def __init__(self, cgroups):
         self.cgroups = cgroups            # a cgroups.Cgroups, or None
         self.by_name = {}
+        self.leftovers = {}               # name -> a removed process's tree, not empty yet
 
     def check(self, spec):
         """NoTree if a cgroup limit of `spec` cannot be enforced here."""
@@ -36,6 +42,7 @@ class Trees:
         if self.cgroups is None:
             return nullcontext()
         tree = self.cgroups.tree(spec.name, spec.limits)
+        self.leftovers.pop(spec.name, None)
         self.cgroups.prepare(tree)
         self.by_name[spec.name] = tree
         return self.cgroups.joined(tree)
@@ -62,8 +69,9 @@ class Trees:
     def signal(self, name, signum):
         """`signum` to every member of the tree; False if there is no tree."""
         tree = self._tree(name)
-        if tree is None:
-            return False
+        return tree is not None and self.signal_tree(tree, signum)
+
+    def signal_tree(self, tree, signum):
         try:
             self.cgroups.signal(tree, signum)
         except OSError:
@@ -76,9 +84,26 @@ class Trees:
             self.cgroups.close()
 
     def remove(self, name):
-        tree = self.by_name.pop(name, None)
-        if tree is not None:
-            self.cgroups.remove(tree)
+        """A process removed for good: what its tree still holds (a grandchild of a
+        process that ended) is killed, and the tree goes once empty."""
+        tree = self.by_name.pop(name, None) or self._tree(name)
+        if tree is None:
+            return
+        if self.cgroups.populated(tree):
+            self.signal_tree(tree, signal.SIGKILL)
+            deadline = time.monotonic() + KILL_WAIT
+            while self.cgroups.populated(tree) and time.monotonic() < deadline:
+                time.sleep(0.005)                 # KILL takes a moment (milliseconds)
+            if self.cgroups.populated(tree):
+                self.leftovers[name] = tree       # removed with the next usage sample
+        self.cgroups.remove(tree)
+
+    def remove_leftovers(self):
+        """Removed trees that were still busy: gone now, if empty."""
+        for name, tree in list(self.leftovers.items()):
+            if not self.cgroups.populated(tree):
+                self.cgroups.remove(tree)
+                del self.leftovers[name]
 
     def usage(self, name, pid):
         """(memory bytes, CPU seconds) of the tree; of the pid alone without one."""
