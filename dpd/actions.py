@@ -30,6 +30,7 @@ class Notify(Record):
 
 
 class Reply(Record):
-    """The last answer to the request on control connection `number`."""
+    """An answer to the request on control connection `number` (`done`: the last)."""
     number: int
     message: dict
+    done: bool = True

@@ -24,6 +24,7 @@ import struct
 import time
 
 from . import jsonfile
+from .config import daemon_files
 from .events import CommandGone, CommandReceived
 from .observer import Observer
 from .tail import Follower, last_lines, open_plain
@@ -72,6 +73,12 @@ def socket_path(state_file):
     """CONFIG.sock beside CONFIG.state.json: where a daemon's control socket is."""
     base = state_file[:-len('.state.json')] if state_file.endswith('.state.json') else state_file
     return base + '.sock'
+
+
+def socket_of(config_path):
+    """The control socket of the daemon of `config_path` (its state file's name,
+    read leniently as dpd-ctl does)."""
+    return socket_path(daemon_files(config_path)[1])
 
 
 def config_owner(config_path):

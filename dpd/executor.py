@@ -58,7 +58,7 @@ class DaemonExecutor:
 
     def _reply(self, action):
         if self.control is not None:
-            self.control.answer(action.number, action.message)
+            self.control.answer(action.number, action.message, action.done)
 
     @staticmethod
     def _notify(action):

@@ -12,6 +12,17 @@ class RebuildLink(Record):
     """Close and re-create the sockets (long silence: maybe a wedged connection)."""
 
 
+class AskWorker(Record):
+    """Relay an operator's request to the local worker's control socket."""
+    ref: str
+    request: dict
+
+
+class CancelAsk(Record):
+    """The operator is gone: close the relay's connection to the worker."""
+    ref: str
+
+
 class WriteWorkerFile(Record):
     """Replace the worker file's `procs` (and `_diprocd` record), atomically."""
     entries: list

@@ -25,6 +25,7 @@ from . import events as ev
 from . import protocol
 from .policy import NetworkPolicy
 from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
+from .relay import Relaying
 
 HELLO_RETRY = 2.0          # until the master answers
 SILENCE_REBUILD = 30.0     # no message at all that long: re-create the sockets
@@ -49,7 +50,7 @@ def accepted_users_problems(entries, allowed_users):
     return problems
 
 
-class ClientPolicy(NetworkPolicy):
+class ClientPolicy(Relaying, NetworkPolicy):
     crash_note = 'the worker file stays as it is'
 
     def __init__(self, config, node, boot, rng=None):
@@ -57,6 +58,7 @@ class ClientPolicy(NetworkPolicy):
             ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
             ev.WorkerObserved: self._on_worker, ev.WorkerFileWritten: self._on_written,
             ev.WorkerFileRefused: self._on_refused, ev.ConfigLoaded: self._on_config,
+            ev.WorkerAnswered: self._on_worker_answered,
             ev.ConfigRejected: self._on_config_rejected, ev.SignalReceived: self.on_signal,
             ev.ThreadCrashed: self.on_thread_crashed, ev.Tick: self._on_tick,
         })
@@ -75,9 +77,11 @@ class ClientPolicy(NetworkPolicy):
         self.written_at = None         # when the last write was done
         self.hello_at = self.report_at = None
         self.started_at = None
+        self.relays = {}               # ref -> the master epoch that asked (relay.py)
         self._messages = {'HUGZ': self._on_hugz, 'NOTIFY': self._on_notify, 'ACK': self._on_ack,
                           'STATE': self._on_state, 'UNMANAGED': self._on_unmanaged,
-                          'ERROR': self._on_error}
+                          'ERROR': self._on_error, 'COMMAND': self._on_command,
+                          'CANCEL': self._on_cancel}
 
     def handle(self, event, now):
         if self.started_at is None:   # the first fact starts the clocks
@@ -132,6 +136,7 @@ class ClientPolicy(NetworkPolicy):
                                       % epoch))
                 self.hello_at = now
             self.epoch = epoch
+            self._cancel_relays_of_old_masters(out)
 
     def _on_hugz(self, message, now, out):
         pass  # liveness and epoch: handled by _heard

@@ -11,6 +11,7 @@ import socket
 from .. import nodepolicy, state
 from ..cli import main_for
 from ..config import ConfigError, daemon_files, lock_path
+from ..control import socket_of
 from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..signals import SignalThread
@@ -18,6 +19,7 @@ from ..watcher import ConfigWatcher, FileWatcher
 from . import actions as act
 from . import events as ev
 from . import sockets, workerfile
+from .asker import WorkerAsker
 from .client import ClientPolicy
 from .config import load_client
 from .executor import NetworkExecutor
@@ -55,12 +57,14 @@ class WorkerObserver(FileWatcher):
 class ClientExecutor(NetworkExecutor):
     program = 'dpd-clientd'
 
-    def __init__(self, reload_config, daemon_log, config, link, node_policy):
+    def __init__(self, reload_config, daemon_log, config, link, node_policy, asker):
         super().__init__(reload_config, daemon_log, config.state_file, link)
         self.conf_file, self.node_policy = config.conf_file, node_policy
         self.taken = _files_taken(config)
         self.handles({act.RebuildLink: self._rebuild,
-                      act.WriteWorkerFile: self._write_worker_file})
+                      act.WriteWorkerFile: self._write_worker_file,
+                      act.AskWorker: lambda action: asker.ask(action.ref, action.request),
+                      act.CancelAsk: lambda action: asker.cancel(action.ref)})
 
     def _rebuild(self, action):
         self.link.rebuild()
@@ -136,7 +140,9 @@ class ClientDaemon:
         def reload_config():
             self.node_policy.reload(log)
             watcher.recheck()
-        executor = ClientExecutor(reload_config, daemon_log, config, link, self.node_policy)
+        asker = WorkerAsker(socket_of(config.conf_file), events.put)
+        executor = ClientExecutor(reload_config, daemon_log, config, link, self.node_policy,
+                                  asker)
         policy = ClientPolicy(config, node, os.urandom(8).hex())
         controller = Controller(policy, executor, events)
         controller.dispatch(workerfile.observe(config.conf_file))
@@ -145,7 +151,7 @@ class ClientDaemon:
         signals.start()
         log.info('node %s; master %s and %s%s', node, config.master_stats,
                  config.master_updates, ' (CURVE)' if curve else '')
-        threads = [signals, link, watcher, WorkerObserver(config.conf_file, events.put)]
+        threads = [signals, link, watcher, WorkerObserver(config.conf_file, events.put), asker]
         return serve(controller, threads, ready).code
 
 

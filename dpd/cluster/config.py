@@ -7,8 +7,8 @@ from ..config import (ConfigError, both_or_neither, daemon_keys, decode, default
                       read_file, with_file)
 from ..procspec import account_name, parse_process_list
 from ..record import Record
-from ..schema import REQUIRED, Invalid, Key, Problems, absolute_path, check_object, json_type, \
-    list_of, string
+from ..schema import REQUIRED, Invalid, Key, Problems, absolute_path, boolean, check_object, \
+    json_type, list_of, string
 from .protocol import MAX_FRAME_BYTES, NODE_PATTERN, body_of
 
 ENDPOINT = re.compile(r'(tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})'
@@ -69,6 +69,7 @@ class ClientConfig(Record):
     master_public_key: str = None
     secret_key: str = None
     allowed_users: tuple = None
+    remote_commands: bool = True
     sha256: str = ''
 
 
@@ -86,6 +87,8 @@ CLIENT_KEYS = daemon_keys(_endpoint_keys(
     Key('allowed_users', 'list of strings', None, 'users this node accepts from the master; '
         '`root` only when listed', list_of(account_name, max_items=1000),
         default_text='any user except `root`'),
+    Key('remote_commands', 'bool', True, 'operators may restart, signal and read the logs of '
+        'this node\'s processes through the master (`dpd-ctl --node`)', boolean),
 ))
 
 

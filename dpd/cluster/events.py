@@ -29,5 +29,12 @@ class WorkerFileWritten(Record):
     record: dict            # {gen, sha256, epoch}: what the file's _diprocd now says
 
 
+class WorkerAnswered(Record):
+    """The local worker's answer to a relayed command (`done`: its last)."""
+    ref: str
+    answer: dict
+    done: bool
+
+
 class WorkerFileRefused(Record):
     reasons: tuple          # the node policy's problems, or why the write failed

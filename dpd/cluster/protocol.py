@@ -13,9 +13,16 @@ Two endpoints, each with one job:
       [ACK, json]        master: {v, node, gen, sha256, epoch, report_ivl}: you are in sync
       [UNMANAGED, json]  master: {v, node, epoch}: not in the master file; keep your list
       [ERROR, json]      master: {v, code, text}
+      [COMMAND, json]    master: {v, node, ref, request}: an operator's request (SPEC 6.3)
+                         for this node's worker; `request` as dpd/requests.py says
+      [CANCEL, json]     master: {v, node, ref}: the operator is gone; stop answering
+      [ANSWER, json]     client: {v, node, ref, answer, done}: an answer to COMMAND `ref`
+                         (log text comes in several; the last has done: true)
 
 No list body ever travels on the updates socket (PUB cannot choose its
-readers), so a node never receives another node's list or secrets. Every
+readers), so a node never receives another node's list or secrets; a
+COMMAND goes to one node's connection, and its ANSWER is taken only from
+that connection. Every
 frame is bounded, frame counts are exact, JSON is strict; anything else is a
 ProtocolError, which the receiver logs and drops.
 """
@@ -32,6 +39,7 @@ MAX_HEADER_BYTES = 4096
 HUGZ_TOPIC = b'H\0'
 NODE_PATTERN = re.compile(r'[A-Za-z0-9._@:-]{1,253}\Z')
 SHA256_PATTERN = re.compile(r'[0-9a-f]{64}\Z')
+REF_PATTERN = re.compile(r'[A-Za-z0-9._-]{1,64}\Z')
 MAX_GEN = 2 ** 63 - 1
 HUGZ_IVL = 2.0                             # the master's heartbeat
 REPORT_IVL = 10.0                          # a client's report, +-20 %
@@ -88,6 +96,18 @@ def ack(node, gen, sha256, epoch, report_ivl):
 
 def unmanaged(node, epoch):
     return [b'UNMANAGED', _json({'node': node, 'epoch': epoch})]
+
+
+def command(node, ref, request):
+    return [b'COMMAND', _json({'node': node, 'ref': ref, 'request': request})]
+
+
+def cancel(node, ref):
+    return [b'CANCEL', _json({'node': node, 'ref': ref})]
+
+
+def answer(node, ref, reply, done):
+    return [b'ANSWER', _json({'node': node, 'ref': ref, 'answer': reply, 'done': done})]
 
 
 def error(code, text):
@@ -181,6 +201,28 @@ PROCESS = {'name': lambda v: isinstance(v, str) and 0 < len(v) <= 128, 'state': 
            'waiting_for': _optional(_list_of(_text, 1000))}
 PROCESS_FIELDS = tuple(PROCESS)        # what a REPORT says of each process
 
+# What an ANSWER may say (dpd/requests.py's answers): the master passes on no more.
+MAX_RESULTS = 1000
+RESULT = {'name': _text, 'pid': _optional(_int), 'error': _optional(_long_text)}
+ANSWER = {'ok': lambda v: type(v) is bool, 'code': lambda v: v in (0, 1, 2, 3),
+          'error': _optional(lambda v: isinstance(v, str) and len(v) <= 8 * MAX_TEXT),
+          'text': _optional(lambda v: isinstance(v, str)),
+          'accepted': _optional(lambda v: type(v) is bool),
+          'results': _optional(_list_of(_record_of(RESULT), MAX_RESULTS))}
+
+
+def _ref(value):
+    return isinstance(value, str) and REF_PATTERN.match(value) is not None
+
+
+def kept_answer(value):
+    """A checked answer with only its known fields (and theirs)."""
+    answer = {k: v for k, v in kept(value, ANSWER).items() if v is not None}
+    if 'results' in answer:
+        answer['results'] = [{k: v for k, v in kept(r, RESULT).items() if v is not None}
+                             for r in answer['results']]
+    return answer
+
 
 def clipped(text):
     """`text` cut to what a REPORT may carry."""
@@ -215,10 +257,14 @@ SCHEMAS = {
                    'worker': _optional(_record_of(WORKER)),
                    'processes': _optional(_list_of(_record_of(PROCESS),
                                                    MAX_REPORTED_PROCESSES))}),
+    'COMMAND': (1, {'node': _node, 'ref': _ref, 'request': lambda v: isinstance(v, dict)}),
+    'CANCEL': (1, {'node': _node, 'ref': _ref}),
+    'ANSWER': (1, {'node': _node, 'ref': _ref, 'done': lambda v: type(v) is bool,
+                   'answer': _record_of(ANSWER)}),
 }
 UPDATE_KINDS = ('NOTIFY', 'HUGZ')
-REPLY_KINDS = ('STATE', 'ACK', 'UNMANAGED', 'ERROR')
-REQUEST_KINDS = ('HELLO', 'REPORT')
+REPLY_KINDS = ('STATE', 'ACK', 'UNMANAGED', 'ERROR', 'COMMAND', 'CANCEL')
+REQUEST_KINDS = ('HELLO', 'REPORT', 'ANSWER')
 
 
 def decode_update(frames):

@@ -10,8 +10,7 @@ import socket
 import sys
 
 from .. import jsonfile, requests
-from ..config import daemon_files
-from ..control import socket_path
+from ..control import socket_of
 from ..printable import printable
 
 EX_OK, EX_FAILED, EX_USAGE, EX_NOT_RUNNING = 0, 1, 2, 3
@@ -26,20 +25,22 @@ class Unanswered(Exception):
         self.code = code
 
 
-def control_socket(config_path):
-    return socket_path(daemon_files(config_path)[1])
-
-
 def ask(config_path, request, program):
     """Send `request` to the daemon of `config_path`; yield its answers, the last
     (`done`) included. Unanswered when it cannot be reached or hangs up."""
-    path = control_socket(config_path)
+    path = socket_of(config_path)
     sock = _connect(path, program, config_path)
     with sock:
-        sock.sendall((jsonfile.dumps(request.as_json()) + '\n').encode())
+        try:
+            sock.sendall((jsonfile.dumps(request.as_json()) + '\n').encode())
+        except OSError:
+            pass        # refused before reading it (a user not allowed): its answer says so
         reader = sock.makefile('rb')
         while True:
-            line = reader.readline(MAX_LINE)
+            try:
+                line = reader.readline(MAX_LINE)
+            except OSError:
+                line = b''
             if not line.endswith(b'\n'):
                 raise Unanswered(EX_FAILED, '%s closed the connection before answering'
                                  % program)
