@@ -6,6 +6,7 @@ pump per process with `logs`. The main thread runs the controller.
 import logging
 import os
 import pwd
+import time
 
 from .. import nodepolicy, procfs
 from ..cli import main_for
@@ -86,7 +87,7 @@ class WorkerDaemon:
                                       config.confine)
         reaper.start()
         controller.dispatch(previous)
-        controller.dispatch(ConfigLoaded(config))
+        controller.dispatch(ConfigLoaded(config, time.time()))
         controller.flush()
         finish = serve(controller, [reaper, threads.prober, watcher], ready)
         if not finish.leave_running:

@@ -89,6 +89,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Policy):
         if self.config_errors:
             out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
+        self.loaded_at = event.wall
         if self.timers.get(USAGE) is None:
             self.timers.set(USAGE, now + USAGE_INTERVAL)
         wanted = {spec.name: spec for spec in config.procs}

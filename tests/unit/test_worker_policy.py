@@ -212,6 +212,18 @@ def test_rejected_config_changes_nothing():
     assert world.policy.snapshot()['config']['ok'] is True
 
 
+def test_the_config_record_keeps_the_wall_time_of_the_last_successful_load():
+    """diprocd_config_load_timestamp_seconds (SPEC 6.4): a rejected edit keeps it."""
+    world = World(proc('a'))
+    world.handle(ev.ConfigLoaded(config(proc('a')), 1700000000.5), 1.0)
+    world.handle(ev.ConfigRejected(('/w.json: procs[0]: bad',)), 2.0)
+    record = world.policy.snapshot()['config']
+    assert (record['ok'], record['loaded_at']) == (False, 1700000000.5)
+    world.handle(ev.ConfigLoaded(config(proc('a')), 1700000060.0), 3.0)
+    record = world.policy.snapshot()['config']
+    assert (record['ok'], record['loaded_at']) == (True, 1700000060.0)
+
+
 def test_adopted_process_is_kept_when_its_definition_is_unchanged():
     spec = config(proc('a')).procs[0]
     record = {'name': 'a', 'pid': 4242, 'started': 77, 'fingerprint': spec.fingerprint,
