@@ -56,7 +56,11 @@ class Policy:
         self.dirty = False
         interval = self.state_interval()
         self.state_due = now + interval if interval else None
-        return [act.WriteState(self.snapshot(now))]
+        return [self.state_action(now)]
+
+    def state_action(self, now):
+        """The action that writes the state file (and what is published with it)."""
+        return act.WriteState(self.snapshot(now))
 
     def limited(self, out, key, message, now, level=logging.WARNING):
         """Log `message` unless a line with the same key was logged a moment ago."""

@@ -153,7 +153,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Policy):
             out.append(log_action(logging.INFO, 'QUIT: exiting now, leaving %d processes running '
                                   'for the next worker to adopt' % alive))
             self.dirty = False
-            out.append(act.WriteState(self.snapshot(now)))
+            out.append(self.state_action(now))
             out.append(act.Exit(0, leave_running=True))
         elif signum == signal.SIGHUP and not self.shutting_down:
             out.append(log_action(logging.INFO, 'HUP: reloading the configuration'))
@@ -189,7 +189,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Policy):
         out.append(log_action(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving '
                               'the processes running for the next worker'
                               % (event.thread, event.error)))
-        out.append(act.WriteState(self.snapshot(now)))
+        out.append(self.state_action(now))
         out.append(act.Exit(1, leave_running=True))
 
     def _on_tick(self, event, now, out):
@@ -210,7 +210,10 @@ class WorkerPolicy(Starting, Readiness, Ending, Policy):
             out.append(self._launch_action(act.FindDaemon, proc))
 
     def _sample_usage(self, now, out):
+        """Usage, and the state and metrics files rewritten even if nothing moved:
+        their age then tells a live worker from a dead one (SPEC 6.4)."""
         self.timers.set(USAGE, now + USAGE_INTERVAL)
+        self.dirty = True
         pids = {p.name: p.pid for p in self.procs.values() if p.state in lc.ACTIVE and p.pid}
         if pids:
             out.append(act.SampleUsage(pids))
@@ -231,6 +234,12 @@ class WorkerPolicy(Starting, Readiness, Ending, Policy):
 
     def _set_deadline(self, proc, deadline):
         self.timers.set(proc.name, deadline)
+
+    def state_action(self, now):
+        """WriteState, and the metrics file written from the same snapshot."""
+        config = self.config
+        return act.WriteState(self.snapshot(now), config.metrics_file if config else None,
+                              self.confine)
 
     def snapshot(self, now=None):
         """Everything the state file shows, and what the next worker needs to adopt."""

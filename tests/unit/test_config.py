@@ -19,7 +19,7 @@ from dpd import jsonfile
 from dpd.cluster.config import (ClientConfig, MasterConfig, load_client, load_master,
                                 parse_client, parse_master)
 from dpd.config import ConfigError
-from dpd.worker.config import WorkerConfig, load_worker, parse_worker
+from dpd.worker.config import WorkerConfig, load_worker, own_files, parse_worker
 from dpd.procspec import ProcessSpec
 
 IS_ROOT = os.geteuid() == 0
@@ -69,6 +69,19 @@ def test_state_file_default_without_json_suffix_and_explicit_values():
     assert config.pid_file == '/run/dpd/w.pid'          # normalized
     assert config.log_file == '/var/log/w.log'
     assert config.state_file == '/run/dpd/w.state.json'
+
+
+def test_metrics_file_is_optional_absolute_and_never_one_of_the_workers_own_files():
+    assert worker({'procs': []}).metrics_file is None
+    config = worker({'procs': [], 'metrics_file': '/var/lib/prometheus//d.prom'})
+    assert config.metrics_file == '/var/lib/prometheus/d.prom'
+    assert '/var/lib/prometheus/d.prom' in own_files(config), 'no process may log there'
+    for key in ('pid_file', 'log_file', 'state_file'):
+        with pytest.raises(ConfigError) as err:
+            worker({'procs': [], key: '/run/w.x', 'metrics_file': '/run/w.x'})
+        assert err.value.messages == ["metrics_file: /run/w.x is the worker's %s" % key]
+    with pytest.raises(ConfigError, match='must be an absolute path'):
+        worker({'procs': [], 'metrics_file': 'd.prom'})
 
 
 def test_process_defaults():

@@ -342,3 +342,20 @@ def test_an_edit_undone_while_stopping_starts_the_latest_definition():
     world.handle(ev.ProcessExited('a', world.pids['a'], None, 15), 1.2)
     out = world.handle(ev.GroupChecked('a', world.pids['a'], False), 1.2)
     assert [s.spec.args for s in of(act.Spawn, out)] == [('100',)]
+
+
+def test_the_metrics_file_is_written_with_the_state_file_and_every_15_s():
+    """SPEC 6.4: within 1 s of a change (with the state file), and at least every
+    15 s even when nothing moved (usage counters; the file's age shows a live worker)."""
+    world = World(proc('a'))
+    doc = {'procs': [proc('a')], 'metrics_file': '/var/lib/prometheus/node-exporter/d.prom'}
+    world.handle(ev.ConfigLoaded(parse_worker(doc, '/w.json', 'nobody')._replace(
+        confine=('/var/lib/prometheus',))), 1.0)
+    [write] = world.policy.flush(1.0)
+    assert (write.metrics_file, write.confine) == (doc['metrics_file'], ('/var/lib/prometheus',))
+    assert world.policy.flush(2.0) == [], 'nothing changed'
+    due = world.policy.next_deadline()
+    assert due <= 15.0
+    world.handle(ev.Tick(), due)
+    world.handle(ev.UsageSampled({'a': (None, None)}), due)
+    assert of(act.WriteState, world.policy.flush(due)), 'rewritten though no value moved'
