@@ -346,7 +346,7 @@ def test_a_report_is_checked_and_only_its_known_fields_are_kept():
     record = world.policy.snapshot(1.0)['nodes'][0]
     assert len(record['processes']) == 100 and 'junk' not in record['processes'][0]
     assert record['worker'] == {'running': True, 'pid': None, 'config_ok': None,
-                                'errors': None}
+                                'errors': None, 'config_loaded_at': None}
 
 
 # Regression test (SPEC 5.2): before this round, `"last_rejected": "x"` for a managed
@@ -355,6 +355,7 @@ def test_a_report_is_checked_and_only_its_known_fields_are_kept():
 @pytest.mark.parametrize('bad', [
     {'last_rejected': 'x'}, {'last_rejected': [1]}, {'last_rejected': {'reason': 5}},
     {'last_rejected': {'gen': -1, 'reason': 'r'}}, {'worker': 'w'}, {'worker': {'pid': 'x'}},
+    {'worker': {'config_loaded_at': 'yesterday'}},
     {'processes': 'p'}, {'processes': [{'name': 'a'}]}, {'processes': [{'state': 'x'}]},
     {'processes': [{'name': 'a', 'state': 'running', 'error': 'e' * 1001}]},
     {'processes': [{'name': 'a', 'state': 'running', 'pid': 1.5}]},
