@@ -586,6 +586,10 @@ def test_master_defaults_and_per_node_validation():
     assert config.nodes['shape'].errors == (
         'nodes["shape"]: must be a list of processes, not an object',)
     assert not config.nodes['typo'].valid and config.nodes['typo'].entries is None
+    assert config.metrics_listen is None
+    for address in ('127.0.0.1:9640', '[::]:9640', 'master.example.org:65535'):
+        assert parse_master(dict(MASTER_BASE, metrics_listen=address),
+                            '/m.json').metrics_listen == address
 
 
 BAD_MASTER_DOCS = [
@@ -600,6 +604,12 @@ BAD_MASTER_DOCS = [
      ['unknown key "node" (did you mean "nodes"?)']),
     ('one-key-only', dict(MASTER_BASE, secret_key='/k'),
      ['"secret_key" is set but "authorized_keys" is not: give both keys, or neither']),
+    ('metrics-listen-port', dict(MASTER_BASE, metrics_listen='127.0.0.1:0'),
+     ['metrics_listen: must be "HOST:PORT", such as "127.0.0.1:9640" or "[::]:9640", not '
+      '"127.0.0.1:0"']),
+    ('metrics-listen-url', dict(MASTER_BASE, metrics_listen='http://m:9640/metrics'),
+     ['metrics_listen: must be "HOST:PORT", such as "127.0.0.1:9640" or "[::]:9640", not '
+      '"http://m:9640/metrics"']),
 ]
 
 
