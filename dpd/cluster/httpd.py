@@ -131,8 +131,11 @@ class MetricsServer(Observer):
         if not data:
             self._close(connection)
             return
+        # only the new bytes (and the 3 before them) are searched: a client that
+        # sends one byte at a time must not make the thread rescan its whole head
+        start = max(0, len(connection.request) - 3)
         connection.request += data
-        end = HEADERS_END.search(connection.request)
+        end = HEADERS_END.search(connection.request, start)
         if end is not None:
             self._answer(connection, *answer_to(bytes(connection.request[:end.start()]),
                                                 self.body))

@@ -190,6 +190,13 @@ def test_slow_huge_garbage_and_many_clients_stall_neither_the_endpoint_nor_the_m
         refused = answer_of(huge)
         assert refused == b'' or refused.startswith(b'HTTP/1.1 431 '), 'a reset, or 431'
 
+        dribble = connect(port)
+        held.append(dribble)
+        dribble.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in b'GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n':
+            dribble.send(bytes([byte]))
+        assert answer_of(dribble).startswith(b'HTTP/1.1 200 OK\r\n'), 'slow but whole: served'
+
         # meanwhile: other scrapes are answered at once, and the master serves its node
         for _ in range(5):
             started = time.monotonic()
