@@ -150,9 +150,10 @@ class MetricsServer(Observer):
 
     def _send(self, connection):
         while connection.answer:
-            sent = connection.sock.send(connection.answer[0], socket.MSG_NOSIGNAL)
-            if sent == 0:
-                return
+            try:
+                sent = connection.sock.send(connection.answer[0], socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                return                          # the reader's turn: EVENT_WRITE says when
             connection.deadline = time.monotonic() + SEND_TIMEOUT
             connection.answer[0] = connection.answer[0][sent:]
             if not connection.answer[0]:
