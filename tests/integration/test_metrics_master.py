@@ -1,6 +1,5 @@
 """SPEC 6.4, the master's side: GET /metrics follows the cluster, real consumers
 read it, and no client of the endpoint can stall it or the master."""
-import json
 import os
 import signal
 import socket
