@@ -22,6 +22,8 @@ class ReopenLogs(Record):
 
 class WriteState(Record):
     snapshot: dict
+    metrics_file: str = None      # the worker's metrics_file, rewritten from the same snapshot
+    confine: tuple = None         # where root may write it (the node policy, SPEC 5.1)
 
 
 class Notify(Record):

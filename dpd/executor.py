@@ -44,13 +44,14 @@ class DaemonExecutor:
         log.info('USR1: log files reopened')
 
     def _write_state(self, action):
-        self.write_state(action.snapshot)
+        body = self.state_body(action.snapshot)
+        self.write_state(body)
+        self.publish_metrics(body, action)
 
-    def write_state(self, snapshot):
-        """True once the state file holds `snapshot`."""
+    def write_state(self, body):
+        """True once the state file holds `body`."""
         try:
-            state.write(self.state_file, self.program, self.state_body(snapshot),
-                        self._state_encoder)
+            state.write(self.state_file, self.program, body, self._state_encoder)
             return True
         except OSError as err:
             log.error('cannot write the state file %s: %s', self.state_file, err)
@@ -59,6 +60,10 @@ class DaemonExecutor:
     def _reply(self, action):
         if self.control is not None:
             self.control.answer(action.number, action.message, action.done)
+
+    def publish_metrics(self, body, action):
+        """Metrics (SPEC 6.4) from the state file's own body: where they go is each
+        daemon's (the worker's metrics_file, the master's HTTP thread)."""
 
     @staticmethod
     def _notify(action):

@@ -17,6 +17,7 @@ class Policy:
         self.dirty = True                # the state file is behind
         self.state_due = None            # no state-file write before this time
         self.limiter = LogLimiter()
+        self.loaded_at = None            # wall time of the last successful load
 
     def handle(self, event, now):
         out = []
@@ -33,11 +34,12 @@ class Policy:
         raise NotImplementedError
 
     def config_record(self):
-        """The state file's `config`: the file in force and the last load's errors
-        (a policy keeps `config` and `config_errors`)."""
+        """The state file's `config`: the file in force, when it was loaded (wall
+        time, from the ConfigLoaded fact) and the last load's errors (a policy
+        keeps `config` and `config_errors`)."""
         config = self.config
         return {'path': config.path if config else None,
-                'sha256': config.sha256 if config else None,
+                'sha256': config.sha256 if config else None, 'loaded_at': self.loaded_at,
                 'ok': not self.config_errors, 'errors': list(self.config_errors)}
 
     def state_interval(self):
@@ -54,7 +56,11 @@ class Policy:
         self.dirty = False
         interval = self.state_interval()
         self.state_due = now + interval if interval else None
-        return [act.WriteState(self.snapshot(now))]
+        return [self.state_action(now)]
+
+    def state_action(self, now):
+        """The action that writes the state file (and what is published with it)."""
+        return act.WriteState(self.snapshot(now))
 
     def limited(self, out, key, message, now, level=logging.WARNING):
         """Log `message` unless a line with the same key was logged a moment ago."""

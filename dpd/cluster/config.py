@@ -14,6 +14,7 @@ from .protocol import MAX_FRAME_BYTES, NODE_PATTERN, body_of
 ENDPOINT = re.compile(r'(tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})'
                       r'|ipc://[^\0]+)\Z')
 HOST_NAME = '%H'
+LISTEN_ADDRESS = re.compile(r'(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})\Z')
 
 
 def endpoint(value):
@@ -134,6 +135,7 @@ class MasterConfig(Record):
     state_file: str = None
     secret_key: str = None
     authorized_keys: str = None
+    metrics_listen: str = None  # "HOST:PORT" of GET /metrics (SPEC 6.4)
     sha256: str = ''
 
 
@@ -146,6 +148,15 @@ def _nodes_object(value):
     return value
 
 
+def _listen_address(value):
+    value = string(value)
+    match = LISTEN_ADDRESS.match(value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise Invalid('must be "HOST:PORT", such as "127.0.0.1:9640" or "[::]:9640", not %s'
+                      % jsonfile.quote(value))
+    return value
+
+
 MASTER_KEYS = daemon_keys(_endpoint_keys(
     'endpoint the master binds for HELLO/REPORT/STATE',
     'endpoint the master binds for notifications') + (
@@ -155,6 +166,9 @@ MASTER_KEYS = daemon_keys(_endpoint_keys(
         '`authorized_keys`', absolute_path),
     Key('authorized_keys', 'string', None, 'directory of node public keys, one `NODE.key` per '
         'node; with `secret_key`', absolute_path),
+    Key('metrics_listen', 'string', None, '`"HOST:PORT"` (an IPv6 address in brackets) where '
+        '`GET /metrics` answers the cluster\'s metrics in the Prometheus text format; read at '
+        'start; see Monitoring', _listen_address),
 ))
 
 

@@ -104,6 +104,7 @@ class MasterPolicy(NetworkPolicy):
         if self.config_errors:
             out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
+        self.loaded_at = event.wall
         wall_ms, changed = int((event.wall or 0) * 1000), []
         for name, listed in config.nodes.items():
             node = self.nodes.setdefault(name, Node(name))

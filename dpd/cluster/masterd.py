@@ -1,13 +1,15 @@
 """dpd-masterd: serves each node its list from one JSON file.
 
-Threads: signals, the master-file watcher, the zmq thread. The main thread
-runs the controller with MasterPolicy.
+Threads: signals, the master-file watcher, the zmq thread, and with
+metrics_listen the HTTP thread. The main thread runs the controller with
+MasterPolicy.
 """
 import logging
 import os
 import time
 
 from .. import state
+from ..metrics import ClusterMetrics
 from ..cli import main_for
 from ..config import ConfigError
 from ..inbox import Inbox
@@ -15,7 +17,7 @@ from ..loop import Controller, serve
 from ..procfs import raise_fd_limit
 from ..signals import SignalThread
 from ..watcher import ConfigWatcher
-from . import keys, sockets
+from . import httpd, keys, sockets
 from .config import load_master
 from .events import ConfigLoaded
 from .executor import NetworkExecutor
@@ -28,9 +30,12 @@ log = logging.getLogger('dpd')
 class MasterExecutor(NetworkExecutor):
     program = 'dpd-masterd'
 
-    def __init__(self, reload_config, daemon_log, state_file, link, authorized_keys):
+    def __init__(self, reload_config, daemon_log, state_file, link, authorized_keys,
+                 metrics_server=None):
         super().__init__(reload_config, daemon_log, state_file, link)
         self.authorized_keys = authorized_keys
+        self.metrics_server = metrics_server      # the HTTP thread, with metrics_listen
+        self.cluster_metrics = ClusterMetrics()
 
     def _reload(self, action):
         if self.authorized_keys is not None:  # HUP is how new node keys are taken in
@@ -47,6 +52,12 @@ class MasterExecutor(NetworkExecutor):
         for node in snapshot['nodes']:
             node['last_seen'] = state.to_wall(node.pop('seen_at'), now_mono, now_wall)
         return snapshot
+
+    def publish_metrics(self, body, action):
+        """The text is made here, once per state write (at most every 2 s for a
+        thousand nodes), however often it is scraped; the HTTP thread gets bytes."""
+        if self.metrics_server is not None:
+            self.metrics_server.publish(self.cluster_metrics.text(body).encode())
 
 
 def previous_versions(state_file):
@@ -95,6 +106,7 @@ class MasterDaemon:
         raise_fd_limit()
         curve, zap_keys = sockets.master_keys(config)
         sockets.warn_if_open(config, curve, 'pose as a node and read its list')
+        metrics_server = _metrics_server(config, events.put)
         link = ZmqLink(events, sockets.master_plans(config, curve), zap_keys)
         link.start()
         try:
@@ -104,7 +116,7 @@ class MasterDaemon:
                 config.master_stats, config.master_updates, err.strerror or err)) from None
         watcher = ConfigWatcher(config.path, load_master, events.put, known_sha256=config.sha256)
         executor = MasterExecutor(watcher.recheck, daemon_log, config.state_file, link,
-                                  config.authorized_keys)
+                                  config.authorized_keys, metrics_server)
         policy = MasterPolicy(os.urandom(8).hex(), curve is not None,
                               previous_versions(config.state_file))
         controller = Controller(policy, executor, events)
@@ -113,7 +125,21 @@ class MasterDaemon:
         controller.flush()
         if zap_keys is not None:
             log.info('keys: %d nodes authorized', len(zap_keys))
-        return serve(controller, [signals, link, watcher], ready).code
+        threads = [signals, link, watcher] + ([metrics_server] if metrics_server else [])
+        return serve(controller, threads, ready).code
+
+
+def _metrics_server(config, post):
+    """The HTTP thread of metrics_listen, its socket bound (not started yet)."""
+    if config.metrics_listen is None:
+        return None
+    try:
+        sock = httpd.listen(config.metrics_listen)
+    except OSError as err:
+        raise OSError(err.errno, 'cannot listen on %s (metrics_listen): %s' % (
+            config.metrics_listen, err.strerror or err)) from None
+    log.info('metrics: GET /metrics on %s', config.metrics_listen)
+    return httpd.MetricsServer(sock, post)
 
 
 main = main_for(MasterDaemon)

@@ -188,6 +188,7 @@ MAX_REPORTED_PROCESSES = 1000
 REJECTION = {'gen': _optional(_gen), 'sha256': _optional(_sha), 'reason': _long_text}
 WORKER = {'running': _optional(lambda v: type(v) is bool), 'pid': _optional(_int),
           'config_ok': _optional(lambda v: type(v) is bool),
+          'config_loaded_at': _optional(_seconds),
           'errors': _optional(_list_of(_long_text, 10))}
 LAST_EXIT = {'code': _optional(_int), 'signal': _optional(_int), 'at': _optional(_seconds),
              'oom': _optional(_text)}

@@ -2,6 +2,7 @@
 (the master logs a node that leaves it; dpd-ctl's exit status says it)."""
 from ..worker.lifecycle import as_desired
 
+NODE_STATES = ('in-sync', 'pending', 'lagging', 'rejected', 'stale', 'never-seen', 'unmanaged')
 NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
 
 

@@ -64,8 +64,10 @@ def _worker_state(conf_file):
 def _worker(running, doc):
     config = (doc or {}).get('config') or {}
     errors = [protocol.clipped(str(e)) for e in list(config.get('errors') or [])[:10]]
+    loaded_at = config.get('loaded_at')
     return {'running': running, 'pid': (doc or {}).get('pid') if running else None,
-            'config_ok': config.get('ok'), 'errors': errors}
+            'config_ok': config.get('ok'), 'errors': errors,
+            'config_loaded_at': loaded_at if type(loaded_at) in (int, float) else None}
 
 
 def _processes(running, doc):

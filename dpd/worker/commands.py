@@ -104,6 +104,14 @@ class Commands:
                 del self.restarting[number]
                 out.append(act.Reply(number, _restart_answer(pending)))
 
+    def _ended_before_ready(self, proc):
+        """The run a restart waits for ended before it was ready: that restart failed,
+        even though the process may be started again (as after any crash)."""
+        for pending in self.restarting.values():
+            if proc.name in pending.runs and proc.name not in pending.results and \
+                    proc.runs > pending.runs[proc.name]:
+                pending.results[proc.name] = {'name': proc.name, 'error': _why_not_ready(proc)}
+
     def _restart_result(self, name, runs_before):
         """{"name", "pid"} once the new run is ready; {"name", "error"} once it cannot
         be; None while it may still be."""
@@ -150,6 +158,8 @@ def _why_not_ready(proc):
     if proc.state == lc.STOPPING:
         reason = proc.health.error if proc.health else None
         return 'stopped before it was ready%s' % (': unhealthy: %s' % reason if reason else '')
+    if proc.error:                  # a daemon its pid file did not name in time
+        return 'not ready: %s' % proc.error
     if proc.last_exit:
         return 'ended before it was ready (%s)' % lc.exit_text(proc.last_exit)
     return '%s before it was ready' % proc.state

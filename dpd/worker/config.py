@@ -7,7 +7,7 @@ from ..config import (MANAGED_RECORD, ConfigError, check_root_safe, daemon_keys,
                       default_state_file, lock_path, read_file, with_file)
 from ..procspec import parse_process_list
 from ..record import Record
-from ..schema import REQUIRED, Key, Problems, check_object
+from ..schema import REQUIRED, Key, Problems, absolute_path, check_object
 from . import journal
 
 
@@ -17,13 +17,18 @@ class WorkerConfig(Record):
     pid_file: str = None
     log_file: str = None
     state_file: str = None
+    metrics_file: str = None  # Prometheus text, kept current (SPEC 6.4)
     sha256: str = ''
     warnings: tuple = ()
     confine: tuple = None     # the node policy's directories, when it applies (SPEC 5.1)
 
 
-WORKER_KEYS = daemon_keys((Key('procs', 'list of PROCESS', REQUIRED, 'may be empty',
-                               lambda value: value),))
+WORKER_KEYS = daemon_keys((
+    Key('procs', 'list of PROCESS', REQUIRED, 'may be empty', lambda value: value),
+    Key('metrics_file', 'string', None, 'absolute path the worker keeps current in the '
+        'Prometheus text format, e.g. in node_exporter\'s textfile directory (a name '
+        'ending in `.prom`); see Monitoring', absolute_path),
+))
 
 
 def parse_worker(doc, path, default_user, sha256=''):
@@ -34,10 +39,24 @@ def parse_worker(doc, path, default_user, sha256=''):
         procs = parse_process_list(fields['procs'], 'procs', problems, default_user)
     if problems:
         raise ConfigError(problems.messages)
-    return WorkerConfig(path=path, procs=procs, pid_file=fields['pid_file'],
-                        log_file=fields['log_file'],
-                        state_file=fields['state_file'] or default_state_file(path),
-                        sha256=sha256)
+    config = WorkerConfig(path=path, procs=procs, pid_file=fields['pid_file'],
+                          log_file=fields['log_file'],
+                          state_file=fields['state_file'] or default_state_file(path),
+                          metrics_file=fields['metrics_file'], sha256=sha256)
+    _check_metrics_file(config)
+    return config
+
+
+def _check_metrics_file(config):
+    """The worker replaces metrics_file whole: never one of its own files."""
+    if config.metrics_file is None:
+        return
+    own = {'the config file': config.path, 'state_file': config.state_file,
+           'pid_file': config.pid_file, 'log_file': config.log_file}
+    for what, own_path in own.items():
+        if own_path and config.metrics_file in (own_path, os.path.realpath(own_path)):
+            raise ConfigError(['metrics_file: %s is the worker\'s %s'
+                               % (config.metrics_file, what)])
 
 
 def load_worker(path, default_user, root=False, policy=None):
@@ -75,5 +94,6 @@ def fifo_dir(config):
 def own_files(config):
     """The paths the worker itself uses: no process may be given one of them."""
     paths = (config.path, config.pid_file, config.log_file, config.state_file,
-             journal.path_of(config.state_file), lock_path(config), fifo_dir(config))
+             journal.path_of(config.state_file), lock_path(config), fifo_dir(config),
+             config.metrics_file)
     return tuple(os.path.normpath(p) for p in paths if p)

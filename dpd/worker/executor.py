@@ -16,6 +16,7 @@ from . import events as ev
 from . import journal
 from .journal import Journal
 from .launches import Launches
+from .metricsfile import MetricsFile
 from .output import log_owners
 from .probes import Notifications
 from .starter import Starter, kill_group
@@ -42,6 +43,7 @@ class WorkerExecutor(DaemonExecutor):
         self.starter = Starter(reaper, self.outputs, trees, self.journal, self.notifications)
         self.launches = Launches(reaper, self.group_of)
         self._groups = {}                   # pid -> its process group, seen while it lived
+        self.metrics_file = MetricsFile()
         self.handles({
             act.Spawn: self.starter.start,
             act.FindDaemon: self.launches.find,
@@ -63,11 +65,14 @@ class WorkerExecutor(DaemonExecutor):
             record['cgroup'] = self.trees.record(record['name'])
         return body
 
-    def write_state(self, snapshot):
-        if not super().write_state(snapshot):
+    def write_state(self, body):
+        if not super().write_state(body):
             return False
         self.journal.clear()              # the state file holds every start now
         return True
+
+    def publish_metrics(self, body, action):
+        self.metrics_file.write(body, action.metrics_file, action.confine)
 
     # ------------------------------------------------------------ signals, groups, trees
 

@@ -19,6 +19,7 @@ STOPPING = 'stopping'
 STOPPED = 'stopped'
 EXITED = 'exited'       # ended with restart: false
 FAILED = 'failed'       # could not be started; retried later
+STATES = (WAITING, STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, EXITED, FAILED)
 
 ACTIVE = frozenset((STARTING, RUNNING, STOPPING))  # a process may exist
 

@@ -6,6 +6,7 @@ pump per process with `logs`. The main thread runs the controller.
 import logging
 import os
 import pwd
+import time
 
 from .. import nodepolicy, procfs
 from ..cli import main_for
@@ -89,7 +90,7 @@ class WorkerDaemon:
                                       config.confine)
         reaper.start()
         controller.dispatch(previous)
-        controller.dispatch(ConfigLoaded(config))
+        controller.dispatch(ConfigLoaded(config, time.time()))
         controller.flush()
         observers = [reaper, threads.prober, watcher] + ([control] if control else [])
         finish = serve(controller, observers, ready)

@@ -99,6 +99,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
         if self.config_errors:
             out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
+        self.loaded_at = event.wall
         if self.timers.get(USAGE) is None:
             self.timers.set(USAGE, now + USAGE_INTERVAL)
         wanted = {spec.name: spec for spec in config.procs}
@@ -162,7 +163,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             out.append(log_action(logging.INFO, 'QUIT: exiting now, leaving %d processes running '
                                   'for the next worker to adopt' % alive))
             self.dirty = False
-            out.append(act.WriteState(self.snapshot(now)))
+            out.append(self.state_action(now))
             out.append(act.Exit(0, leave_running=True))
         elif signum == signal.SIGHUP and not self.shutting_down:
             out.append(log_action(logging.INFO, 'HUP: reloading the configuration'))
@@ -198,7 +199,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
         out.append(log_action(logging.CRITICAL, 'thread %s crashed: %s; exiting and leaving '
                               'the processes running for the next worker'
                               % (event.thread, event.error)))
-        out.append(act.WriteState(self.snapshot(now)))
+        out.append(self.state_action(now))
         out.append(act.Exit(1, leave_running=True))
 
     def _on_tick(self, event, now, out):
@@ -219,7 +220,10 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             out.append(self._launch_action(act.FindDaemon, proc))
 
     def _sample_usage(self, now, out):
+        """Usage, and the state and metrics files rewritten even if nothing moved:
+        their age then tells a live worker from a dead one (SPEC 6.4)."""
         self.timers.set(USAGE, now + USAGE_INTERVAL)
+        self.dirty = True
         pids = {p.name: p.pid for p in self.procs.values() if p.state in lc.ACTIVE and p.pid}
         if pids:
             out.append(act.SampleUsage(pids))
@@ -240,6 +244,12 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
 
     def _set_deadline(self, proc, deadline):
         self.timers.set(proc.name, deadline)
+
+    def state_action(self, now):
+        """WriteState, and the metrics file written from the same snapshot."""
+        config = self.config
+        return act.WriteState(self.snapshot(now), config.metrics_file if config else None,
+                              self.confine)
 
     def snapshot(self, now=None):
         """Everything the state file shows, and what the next worker needs to adopt."""

@@ -529,6 +529,28 @@ def test_a_link_planted_while_it_runs_is_refused_at_reopen_and_restart(site):
     site.assert_intact()
 
 
+def test_a_metrics_file_below_a_link_planted_while_it_runs_is_refused(site):
+    """metrics_file (SPEC 6.4) is replaced through the same confined walk: a
+    directory swapped for a link that leads outside gets nothing."""
+    sub = mkdir(os.path.join(site.allowed, 'textfile'))
+    target = mkdir(os.path.join(site.outside, 'textfile'))
+    metrics_file = os.path.join(sub, 'diprocd.prom')
+    site.put([site.proc('x')], metrics_file=metrics_file)
+    worker = site.start_worker()
+    pid, = site.wait_running('x')
+    wait_until(lambda: os.path.exists(metrics_file), WAIT, message=site.logs)
+    site.seal()
+    os.rename(sub, sub + '.old')
+    os.symlink(target, sub)
+    os.kill(pid, signal.SIGKILL)              # a change: both files are written again
+    refusal = 'cannot write the metrics file %s: %s: refused: it leads to %s, outside ' \
+        'the node policy\'s allowed_paths' % (metrics_file, metrics_file, target)
+    site.settle(lambda: refusal in worker.log(), 'the metrics file refused')
+    assert os.listdir(target) == []
+    worker.stop()
+    site.assert_intact()
+
+
 def test_a_chroot_swapped_for_a_link_is_refused_by_the_launcher(site):
     """The chroot is checked at load; a link planted before the next start is caught by
     the launcher, which chroots only into a directory below allowed_paths."""

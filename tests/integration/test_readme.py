@@ -113,3 +113,82 @@ def test_securing_a_cluster_step_by_step(workdir):
         cluster.wait_node_state('n1', 'in-sync')
     finally:
         cluster.stop()
+
+
+PROMTOOL = '/usr/bin/promtool'
+
+
+def test_the_monitoring_examples_are_files_the_daemons_take(tmp_path):
+    from dpd.nodepolicy import parse_policy
+    from dpd.worker.config import parse_worker
+    worker, policy = [json.loads(b) for b in blocks('## Monitoring', 'json', 2)]
+    assert parse_worker(worker, '/var/lib/diprocd/diprocd-worker.json', 'nobody') \
+        .metrics_file == '/var/lib/prometheus/node-exporter/diprocd.prom'
+    assert '/var/lib/prometheus/node-exporter' in parse_policy(policy).allowed_paths
+
+
+@pytest.mark.skipif(not os.access(PROMTOOL, os.X_OK),
+                    reason='needs %s (Debian package prometheus)' % PROMTOOL)
+def test_the_scrape_job_and_the_alert_rules_are_what_prometheus_takes(tmp_path):
+    scrape, rules = blocks('## Monitoring', 'yaml', 2, before='## Configuration reference')
+    for name, text, verb in (('prometheus.yml', scrape, 'config'),
+                             ('diprocd.rules.yml', rules, 'rules')):
+        path = tmp_path / name
+        path.write_text(text)
+        done = subprocess.run([PROMTOOL, 'check', verb, str(path)], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert rules.count('- alert: ') == 3
+    (tmp_path / 'alerts.test.yml').write_text(RULES_TEST)
+    done = subprocess.run([PROMTOOL, 'test', 'rules', 'alerts.test.yml'], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# the README's alert rules against both views of a process: a node's textfile
+# (`instance` only) and the master's (`node`); a restart:false process that
+# ended is not down
+RULES_TEST = """
+rule_files: [diprocd.rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'diprocd_process_up{instance="n1:9100",name="web"}'
+        values: '0x10'
+      - series: 'diprocd_process_state{instance="n1:9100",name="web",state="backoff"}'
+        values: '1x10'
+      - series: 'diprocd_process_state{instance="n1:9100",name="web",state="exited"}'
+        values: '0x10'
+      - series: 'diprocd_process_up{instance="n1:9100",name="once"}'
+        values: '0x10'
+      - series: 'diprocd_process_state{instance="n1:9100",name="once",state="exited"}'
+        values: '1x10'
+      - series: 'diprocd_process_up{instance="m:9640",node="n2",name="db"}'
+        values: '0x10'
+      - series: 'diprocd_process_state{instance="m:9640",node="n2",name="db",state="exited"}'
+        values: '0x10'
+      - series: 'diprocd_process_restarts_total{instance="m:9640",node="n2",name="db"}'
+        values: '0+1x10'
+      - series: 'diprocd_node_in_sync{instance="m:9640",node="n2"}'
+        values: '0x15'
+    alert_rule_test:
+      - eval_time: 6m
+        alertname: DiprocdProcessDown
+        exp_alerts:
+          - exp_labels: {instance: "n1:9100", name: web}
+            exp_annotations: {summary: 'web on n1:9100 is not running'}
+          - exp_labels: {instance: "m:9640", node: n2, name: db}
+            exp_annotations: {summary: 'db on n2 is not running'}
+      - eval_time: 10m
+        alertname: DiprocdRestarting
+        exp_alerts:
+          - exp_labels: {instance: "m:9640", node: n2, name: db}
+            exp_annotations: {summary: 'db on n2 restarted 10 times in an hour'}
+      - eval_time: 12m
+        alertname: DiprocdNodeNotInSync
+        exp_alerts:
+          - exp_labels: {instance: "m:9640", node: n2}
+            exp_annotations:
+              summary: 'node n2 does not run the list the master file gives it'
+"""

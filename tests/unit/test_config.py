@@ -19,7 +19,7 @@ from dpd import jsonfile
 from dpd.cluster.config import (ClientConfig, MasterConfig, load_client, load_master,
                                 parse_client, parse_master)
 from dpd.config import ConfigError
-from dpd.worker.config import WorkerConfig, load_worker, parse_worker
+from dpd.worker.config import WorkerConfig, load_worker, own_files, parse_worker
 from dpd.procspec import ProcessSpec
 
 IS_ROOT = os.geteuid() == 0
@@ -69,6 +69,19 @@ def test_state_file_default_without_json_suffix_and_explicit_values():
     assert config.pid_file == '/run/dpd/w.pid'          # normalized
     assert config.log_file == '/var/log/w.log'
     assert config.state_file == '/run/dpd/w.state.json'
+
+
+def test_metrics_file_is_optional_absolute_and_never_one_of_the_workers_own_files():
+    assert worker({'procs': []}).metrics_file is None
+    config = worker({'procs': [], 'metrics_file': '/var/lib/prometheus//d.prom'})
+    assert config.metrics_file == '/var/lib/prometheus/d.prom'
+    assert '/var/lib/prometheus/d.prom' in own_files(config), 'no process may log there'
+    for key in ('pid_file', 'log_file', 'state_file'):
+        with pytest.raises(ConfigError) as err:
+            worker({'procs': [], key: '/run/w.x', 'metrics_file': '/run/w.x'})
+        assert err.value.messages == ["metrics_file: /run/w.x is the worker's %s" % key]
+    with pytest.raises(ConfigError, match='must be an absolute path'):
+        worker({'procs': [], 'metrics_file': 'd.prom'})
 
 
 def test_process_defaults():
@@ -573,6 +586,10 @@ def test_master_defaults_and_per_node_validation():
     assert config.nodes['shape'].errors == (
         'nodes["shape"]: must be a list of processes, not an object',)
     assert not config.nodes['typo'].valid and config.nodes['typo'].entries is None
+    assert config.metrics_listen is None
+    for address in ('127.0.0.1:9640', '[::]:9640', 'master.example.org:65535'):
+        assert parse_master(dict(MASTER_BASE, metrics_listen=address),
+                            '/m.json').metrics_listen == address
 
 
 BAD_MASTER_DOCS = [
@@ -587,6 +604,12 @@ BAD_MASTER_DOCS = [
      ['unknown key "node" (did you mean "nodes"?)']),
     ('one-key-only', dict(MASTER_BASE, secret_key='/k'),
      ['"secret_key" is set but "authorized_keys" is not: give both keys, or neither']),
+    ('metrics-listen-port', dict(MASTER_BASE, metrics_listen='127.0.0.1:0'),
+     ['metrics_listen: must be "HOST:PORT", such as "127.0.0.1:9640" or "[::]:9640", not '
+      '"127.0.0.1:0"']),
+    ('metrics-listen-url', dict(MASTER_BASE, metrics_listen='http://m:9640/metrics'),
+     ['metrics_listen: must be "HOST:PORT", such as "127.0.0.1:9640" or "[::]:9640", not '
+      '"http://m:9640/metrics"']),
 ]
 
 

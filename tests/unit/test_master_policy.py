@@ -86,6 +86,17 @@ def test_master_versions_a_list_and_a_list_change():
     assert [m.fields['node'] for _, m in world.notifies] == ['n1'] * 3
 
 
+def test_the_config_record_keeps_the_wall_time_of_the_last_successful_load():
+    """diprocd_config_load_timestamp_seconds (SPEC 6.4): a rejected file keeps it."""
+    world = MasterWorld({'n1': LIST_A}, wall=1500.0)
+    world.handle(ev.ConfigRejected(('/srv/m.json: invalid JSON',)), 1.0)
+    record = world.policy.snapshot(1.0)['config']
+    assert (record['ok'], record['loaded_at']) == (False, 1500.0)
+    world.load({'n1': LIST_B}, 2.0, wall=1600.0)
+    record = world.policy.snapshot(2.0)['config']
+    assert (record['ok'], record['loaded_at']) == (True, 1600.0)
+
+
 def test_master_keeps_the_version_of_an_identical_list():
     world = MasterWorld({'n1': LIST_A, 'n2': LIST_C})
     before = {n: world.desired(n) for n in ('n1', 'n2')}
@@ -335,7 +346,7 @@ def test_a_report_is_checked_and_only_its_known_fields_are_kept():
     record = world.policy.snapshot(1.0)['nodes'][0]
     assert len(record['processes']) == 100 and 'junk' not in record['processes'][0]
     assert record['worker'] == {'running': True, 'pid': None, 'config_ok': None,
-                                'errors': None}
+                                'errors': None, 'config_loaded_at': None}
 
 
 # Regression test (SPEC 5.2): before this round, `"last_rejected": "x"` for a managed
@@ -344,6 +355,7 @@ def test_a_report_is_checked_and_only_its_known_fields_are_kept():
 @pytest.mark.parametrize('bad', [
     {'last_rejected': 'x'}, {'last_rejected': [1]}, {'last_rejected': {'reason': 5}},
     {'last_rejected': {'gen': -1, 'reason': 'r'}}, {'worker': 'w'}, {'worker': {'pid': 'x'}},
+    {'worker': {'config_loaded_at': 'yesterday'}},
     {'processes': 'p'}, {'processes': [{'name': 'a'}]}, {'processes': [{'state': 'x'}]},
     {'processes': [{'name': 'a', 'state': 'running', 'error': 'e' * 1001}]},
     {'processes': [{'name': 'a', 'state': 'running', 'pid': 1.5}]},

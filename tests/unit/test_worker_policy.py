@@ -212,6 +212,18 @@ def test_rejected_config_changes_nothing():
     assert world.policy.snapshot()['config']['ok'] is True
 
 
+def test_the_config_record_keeps_the_wall_time_of_the_last_successful_load():
+    """diprocd_config_load_timestamp_seconds (SPEC 6.4): a rejected edit keeps it."""
+    world = World(proc('a'))
+    world.handle(ev.ConfigLoaded(config(proc('a')), 1700000000.5), 1.0)
+    world.handle(ev.ConfigRejected(('/w.json: procs[0]: bad',)), 2.0)
+    record = world.policy.snapshot()['config']
+    assert (record['ok'], record['loaded_at']) == (False, 1700000000.5)
+    world.handle(ev.ConfigLoaded(config(proc('a')), 1700000060.0), 3.0)
+    record = world.policy.snapshot()['config']
+    assert (record['ok'], record['loaded_at']) == (True, 1700000060.0)
+
+
 def test_adopted_process_is_kept_when_its_definition_is_unchanged():
     spec = config(proc('a')).procs[0]
     record = {'name': 'a', 'pid': 4242, 'started': 77, 'fingerprint': spec.fingerprint,
@@ -330,3 +342,20 @@ def test_an_edit_undone_while_stopping_starts_the_latest_definition():
     world.handle(ev.ProcessExited('a', world.pids['a'], None, 15), 1.2)
     out = world.handle(ev.GroupChecked('a', world.pids['a'], False), 1.2)
     assert [s.spec.args for s in of(act.Spawn, out)] == [('100',)]
+
+
+def test_the_metrics_file_is_written_with_the_state_file_and_every_15_s():
+    """SPEC 6.4: within 1 s of a change (with the state file), and at least every
+    15 s even when nothing moved (usage counters; the file's age shows a live worker)."""
+    world = World(proc('a'))
+    doc = {'procs': [proc('a')], 'metrics_file': '/var/lib/prometheus/node-exporter/d.prom'}
+    world.handle(ev.ConfigLoaded(parse_worker(doc, '/w.json', 'nobody')._replace(
+        confine=('/var/lib/prometheus',))), 1.0)
+    [write] = world.policy.flush(1.0)
+    assert (write.metrics_file, write.confine) == (doc['metrics_file'], ('/var/lib/prometheus',))
+    assert world.policy.flush(2.0) == [], 'nothing changed'
+    due = world.policy.next_deadline()
+    assert due <= 15.0
+    world.handle(ev.Tick(), due)
+    world.handle(ev.UsageSampled({'a': (None, None)}), due)
+    assert of(act.WriteState, world.policy.flush(due)), 'rewritten though no value moved'

@@ -1,0 +1,75 @@
+"""The master's metrics endpoint: what each request head gets (dpd.cluster.httpd)."""
+import socket
+import time
+
+import pytest
+
+from dpd.cluster.httpd import MetricsServer, answer_to, listen
+
+TEXT = b'diprocd_config_load_success 1\n'
+
+
+def status(head, body=TEXT):
+    answer, _ = answer_to(head, body)
+    return int(answer.split(b' ')[1])
+
+
+def test_get_metrics_is_the_published_text_as_prometheus_reads_it():
+    head, body = answer_to(b'GET /metrics HTTP/1.1\r\nHost: m\r\nAccept: */*', TEXT)
+    assert head.startswith(b'HTTP/1.1 200 OK\r\n') and head.endswith(b'\r\n\r\n')
+    assert b'\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n' in head
+    assert b'\r\nContent-Length: %d\r\n' % len(TEXT) in head
+    assert b'\r\nConnection: close\r\n' in head
+    assert body is TEXT, 'the published bytes themselves, not a copy'
+    assert answer_to(b'GET /metrics?x=1 HTTP/1.0', TEXT)[1] is TEXT
+    head, body = answer_to(b'HEAD /metrics HTTP/1.1', TEXT)
+    assert b'Content-Length: %d' % len(TEXT) in head and body == b''
+
+
+@pytest.mark.parametrize('head, expected', [
+    (b'GET / HTTP/1.1', 404), (b'GET /metrics/ HTTP/1.1', 404), (b'GET /Metrics HTTP/1.1', 404),
+    (b'GET http://m/metrics HTTP/1.1', 404), (b'POST /metrics HTTP/1.1', 405),
+    (b'DELETE /x HTTP/1.1', 405), (b'GET /metrics', 400), (b'GET  /metrics HTTP/1.1', 400),
+    (b'GET /metrics SPDY/3', 400), (b'\x16\x03\x01\x02\x00\x01', 400), (b'', 400),
+])
+def test_anything_else_is_an_error_with_its_status(head, expected):
+    assert status(head) == expected
+
+
+def test_before_the_first_text_is_published_the_answer_is_503():
+    assert status(b'GET /metrics HTTP/1.1', None) == 503
+
+
+def fetch(port, request=b'GET /metrics HTTP/1.1\r\n\r\n', pause=0.0):
+    """The whole answer; `pause`: a wait before reading it, while the server's
+    socket buffer fills up."""
+    with socket.create_connection(('127.0.0.1', port), timeout=10) as sock:
+        sock.sendall(request)
+        time.sleep(pause)
+        chunks = []
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return b''.join(chunks)
+            chunks.append(chunk)
+
+
+def test_an_answer_bigger_than_any_socket_buffer_arrives_whole_even_read_late():
+    """A thousand nodes make megabytes: the thread waits for the reader, it does not
+    drop the connection when the kernel's buffer is full."""
+    server = MetricsServer(listen('127.0.0.1:0'), posted.append)
+    port = server.sock.getsockname()[1]
+    text = b''.join(b'diprocd_process_up{node="n%d",name="p"} 1\n' % i for i in range(200000))
+    server.publish(text)
+    server.start()
+    try:
+        head, _, body = fetch(port, pause=0.3).partition(b'\r\n\r\n')
+        assert head.startswith(b'HTTP/1.1 200 OK') and body == text
+        server.publish(b'new\n')
+        assert fetch(port).endswith(b'\r\n\r\nnew\n'), 'the text published last'
+    finally:
+        server.stop()
+    assert not server.is_alive() and posted == []
+
+
+posted = []
