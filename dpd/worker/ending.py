@@ -27,8 +27,8 @@ class Ending:
         if proc.launch and event.pid == proc.launch.pid and proc.pid is None:
             self._launcher_exited(proc, event, now, out)
             return
-        if event.pid != proc.pid or proc.state not in (lc.RUNNING, lc.STOPPING):
-            return
+        if event.pid != proc.pid or proc.state not in lc.ACTIVE:
+            return                       # (starting: it died before it was ready)
         proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
         if event.oom:
             proc.last_exit['oom'] = lc.oom_text(proc.spec.limits)
@@ -65,6 +65,11 @@ class Ending:
     def _release(self, proc, out):
         if proc.spec.write_pid and proc.spec.pid_file and proc.pid:
             out.append(act.RemovePidFile(proc.spec.pid_file, proc.pid, self.confine))
+        if proc.health is not None:
+            proc.check_seq = proc.health.seq
+            if proc.health.running_since is not None:
+                out.append(act.KillCheck(proc.name))    # its check goes with it
+        proc.early_notice = {}
         proc.pid = proc.started = proc.launch = proc.health = None
         self.timers.set(health_timer(proc.name), None)
         self.dirty = True

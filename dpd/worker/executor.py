@@ -77,11 +77,13 @@ class WorkerExecutor(DaemonExecutor):
     # ------------------------------------------------------------ signals, groups, trees
 
     def _send_signal(self, action):
-        """To the process's group; and, with a cgroup, to every member of its tree
-        (a grandchild that left the group with setsid too)."""
+        """To every member of the process's tree (a grandchild that left the group
+        with setsid too), or without one, to its group: each member once (a second
+        TERM means "hurry" to some programs)."""
         if action.group:
-            kill_group(self.group_of(action.pid), action.signum)
-            self.trees.signal(action.name, action.signum)
+            if not (self.trees.populated(action.name) and
+                    self.trees.signal(action.name, action.signum)):
+                kill_group(self.group_of(action.pid), action.signum)
         elif action.pid > 1:
             try:
                 os.kill(action.pid, action.signum)

@@ -17,6 +17,7 @@ EARLY_FIRST = 0.1                # until the first pass, checks come sooner: 0.1
 EARLY_CHECKS = 1.0               # twice the wait each time, up to 1 s (or `interval`)
 FIELDS_KEPT = 64                 # sd_notify fields read from one datagram
 TEXT_KEPT = 1000
+KILL_GRACE = 5.0                 # a KILLed check that has not ended by then is failed
 
 
 class Outcome:
@@ -39,7 +40,10 @@ class Outcome:
 
 
 class Health:
-    def __init__(self, spec, now, ready=False, status=None):
+    """`seq` continues the numbers of the process's earlier runs: a late result of
+    an old run's check can never pass for one of this run."""
+
+    def __init__(self, spec, now, ready=False, status=None, seq=0):
         self.check, self.watchdog = spec.health, spec.watchdog
         self.started_at = now
         self.ready_notified = ready or not spec.notify
@@ -48,8 +52,9 @@ class Health:
         self.error = None
         self.status_text = None
         self.failures = 0
-        self.seq = 0                  # the number of the latest check
+        self.seq = seq                # the number of the latest check
         self.running_since = None     # a check is running since then
+        self.killed = False           # ...and outlived its timeout: KILL was asked
         self.early = 0                # checks run before the first pass
         self.next_check = now + self._interval() if self.check else None
         self.last_watchdog = now      # adopted or ready: the watchdog counts from here
@@ -75,8 +80,7 @@ class Health:
         """When something is due: a check, its timeout, the start's end, the watchdog."""
         times = [self._ready_by()]
         if self.check is not None:
-            times.append(self.running_since + self.check.timeout if self.running_since
-                         is not None else self.next_check)
+            times.append(self._check_deadline())
         if self.watchdog is not None and self.ready and self.status != UNHEALTHY:
             times.append(self.last_watchdog + self.watchdog)
         times = [t for t in times if t is not None]
@@ -92,8 +96,8 @@ class Health:
                                                                              self.started_at)))
         if self.check is not None:
             if self.running_since is not None:
-                if now >= self.running_since + self.check.timeout:
-                    found.append(Outcome(Outcome.KILL_CHECK))
+                if now >= self._check_deadline():
+                    found.append(self._overdue_check(now))
             elif now >= self.next_check:
                 self.seq += 1
                 self.running_since = now
@@ -103,14 +107,36 @@ class Health:
             found.append(self._unhealthy('no WATCHDOG=1 for %s s' % _seconds(self.watchdog)))
         return found
 
+    def _check_deadline(self):
+        """The running check's timeout; once it was KILLed, the end of KILL's grace."""
+        if self.running_since is None:
+            return self.next_check
+        return self.running_since + self.check.timeout + (KILL_GRACE if self.killed else 0)
+
+    def _overdue_check(self, now):
+        """A check past its timeout is KILLed; one that still has not said it ended
+        (its start failed unseen) is failed, so the next one can come."""
+        if not self.killed:
+            self.killed = True
+            return Outcome(Outcome.KILL_CHECK)
+        return self._ended_check(False, 'timeout after %s s' % _seconds(self.check.timeout),
+                                 now)
+
     def checked(self, seq, passed, detail, now):
         """A check ended: the outcome, or None."""
         if seq != self.seq or self.running_since is None:
             return None                # a check of an earlier run, or twice said
-        self.running_since = None
-        self.next_check = now + self._interval()
-        if passed:
-            return self._passed()
+        if self.killed:
+            detail = 'timeout after %s s' % _seconds(self.check.timeout)
+        return self._ended_check(passed, detail, now)
+
+    def _ended_check(self, passed, detail, now):
+        self.running_since, self.killed = None, False
+        outcome = self._passed(now) if passed else self._failed(detail)
+        self.next_check = now + self._interval()    # after the pass: the pace it sets
+        return outcome
+
+    def _failed(self, detail):
         self.error = detail
         if not self.passed:
             return None                # before the first pass, failures do not count
@@ -119,12 +145,12 @@ class Health:
             return self._unhealthy(detail)
         return None
 
-    def _passed(self):
+    def _passed(self, now):
         self.failures, was = 0, self.status
         first = not self.passed
         self.passed, self.status, self.error = True, HEALTHY, None
         if first and self.ready:
-            return self._became_ready()
+            return self._became_ready(now)
         if was == UNHEALTHY:
             return Outcome(Outcome.RECOVERED)
         return None
@@ -138,11 +164,11 @@ class Health:
         if fields.get('READY') == '1' and not self.ready_notified:
             self.ready_notified = True
             if self.ready:
-                return self._became_ready()
+                return self._became_ready(now)
         return None
 
-    def _became_ready(self):
-        self.last_watchdog = max(self.last_watchdog, self.started_at)
+    def _became_ready(self, now):
+        self.last_watchdog = now       # the watchdog counts from readiness, not the start
         return Outcome(Outcome.READY)
 
     def _unhealthy(self, reason):

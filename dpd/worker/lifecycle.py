@@ -97,6 +97,8 @@ class Proc:
         self.cgroup = None                # its cgroup, as /proc/PID/cgroup names it
         self.health = None                # a health.Health while it runs, if it waits for ready
         self.runs = 0                     # moves into STARTING: a new run is a higher number
+        self.check_seq = 0                # the number of its last health check, any run
+        self.early_notice = {}            # sd_notify fields heard before its daemon was found
 
     @property
     def name(self):

@@ -9,6 +9,7 @@ check never blocks another one, nor the worker. A host name is resolved here
 (getaddrinfo blocks this thread alone), and kept for a minute.
 """
 import errno
+import hashlib
 import queue
 import selectors
 import socket
@@ -22,6 +23,7 @@ from .events import CheckDone, Notified
 from .health import parse_notification
 
 RESPONSE_KEPT = 4096
+MAX_ADDRESS = 107                        # sun_path, less its leading NUL (abstract)
 NAMES_KEPT = 60.0
 _CREDENTIALS = struct.Struct('iII')      # pid, uid, gid (struct ucred)
 
@@ -188,8 +190,12 @@ class Notifications:
         self.bound = set()
 
     def address(self, name):
-        """The process's NOTIFY_SOCKET: an abstract address (no file: works in a chroot)."""
-        return '@%s/%s' % (self.prefix, name)
+        """The process's NOTIFY_SOCKET: an abstract address (no file: works in a chroot),
+        with the name in it when it fits in sun_path (107 bytes), its hash when not."""
+        address = '@%s/%s' % (self.prefix, name)
+        if len(address.encode()) <= MAX_ADDRESS:
+            return address
+        return '@%s/#%s' % (self.prefix, hashlib.sha256(name.encode()).hexdigest()[:32])
 
     def ensure(self, name):
         if name not in self.bound:

@@ -25,9 +25,12 @@ class Readiness:
         if not proc.spec.waits_for_ready:
             self._ready(proc, now, out)
             return
-        proc.health = Health(proc.spec, now, ready, status)
+        proc.health = Health(proc.spec, now, ready, status, proc.check_seq)
         if ready:
             self._ready(proc, now, out)
+        if proc.early_notice:            # a daemon that spoke before its pid file did
+            self._follow(proc, proc.health.notified(proc.early_notice, now), now, out)
+            proc.early_notice = {}
         self._set_health_timer(proc)
 
     def _set_health_timer(self, proc):
@@ -41,22 +44,30 @@ class Readiness:
 
     def _on_notified(self, event, now, out):
         proc = self.procs.get(event.name)
-        if proc is None or proc.health is None or not proc.pid:
+        if proc is None or not proc.spec.notify or proc.state not in (lc.STARTING, lc.RUNNING):
             return
         if not _in_tree(proc, event):
             self.limited(out, 'foreign-notify', '%s: ignored sd_notify from pid %d, which is not '
                          'in its tree' % (proc.name, event.pid), now)
             return
+        if proc.health is None:
+            if proc.launch:              # a daemon not found yet: heard once it is
+                proc.early_notice.update({k: v for k, v in event.fields.items()
+                                          if k in ('READY', 'STATUS', 'WATCHDOG')})
+            return
+        before = proc.health.record()
         self._follow(proc, proc.health.notified(event.fields, now), now, out)
-        self.dirty = True
+        self.dirty = self.dirty or proc.health is None or proc.health.record() != before
 
     def _on_check_done(self, event, now, out):
         proc = self.procs.get(event.name)
         if proc is None or proc.health is None:
             return
+        before = proc.health.record()
         self._follow(proc, proc.health.checked(event.seq, event.passed, event.detail, now),
                      now, out)
-        self.dirty = True
+        # a check that changes nothing rewrites no state file (200 checks a second...)
+        self.dirty = self.dirty or proc.health is None or proc.health.record() != before
 
     def _health_due(self, name, now, out):
         proc = self.procs.get(name)
@@ -90,6 +101,7 @@ class Readiness:
             proc.name, reason, '; restarting it' if restart else '')))
         self.dirty = True
         if restart and proc.state in (lc.STARTING, lc.RUNNING):
+            proc.error = 'unhealthy: %s' % reason   # still said in backoff, until a start
             self._stop(proc, now, out, then=lc.THEN_RESTART)
 
     # ------------------------------------------------------------ depends
@@ -108,16 +120,19 @@ class Readiness:
 
 
 def _done_for_dependents(proc):
+    """Ready (running), or for a one-shot (`restart: false`, say a migration): ended
+    with status 0; while it runs, it is not done."""
     if proc is None:
         return False
-    if proc.state == lc.RUNNING:
-        return True
-    return proc.state == lc.EXITED and not proc.spec.restart and \
-        (proc.last_exit or {}).get('code') == 0
+    if proc.spec.restart:
+        return proc.state == lc.RUNNING
+    return proc.state == lc.EXITED and (proc.last_exit or {}).get('code') == 0
 
 
 def _in_tree(proc, event):
-    """The sender of a notification is the process or one of its descendants."""
-    if event.pid == proc.pid or proc.pid in event.lineage:
+    """The sender of a notification is the process or one of its descendants (of
+    its launcher, for a daemon not found yet)."""
+    main = proc.pid or (proc.launch.pid if proc.launch else None)
+    if main and (event.pid == main or main in event.lineage):
         return True
     return proc.cgroup is not None and event.cgroup == proc.cgroup

@@ -554,11 +554,6 @@ def test_a_stale_socket_of_a_killed_worker_is_replaced(workdir):
 
 # ===================================================================== dies before ready
 
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason='BUG: dpd/worker/ending.py Ending._on_exited ignores an exit in '
-                   '`starting` (see tests/unit/test_health.py test_a_process_that_dies_before_'
-                   'it_is_ready_is_restarted_at_once): a restarted notify process that dies '
-                   'before READY=1 is not seen, and dpd-ctl waits for start_period (90 s)')
 def test_a_restarted_notify_process_that_dies_before_ready_exits_1_with_the_reason(workdir):
     flag = workdir.join('die')
     script = 'if [ -e %s ]; then exit 3; fi; exec %s %s --ready-after 0 "$0"' % (

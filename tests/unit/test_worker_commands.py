@@ -320,11 +320,6 @@ def test_a_restart_under_way_when_the_worker_stops_is_answered_with_an_error():
                                                                       'stopping')
 
 
-@pytest.mark.xfail(strict=True, reason='BUG (not in commands.py): dpd/worker/ending.py '
-                   'Ending._on_exited ignores an exit in `starting` (see test_health.py '
-                   'test_a_process_that_dies_before_it_is_ready_is_restarted_at_once): the '
-                   'restarted run that dies before READY=1 is not seen, so no answer comes '
-                   'until start_period (90 s with notify alone) makes it "unhealthy"')
 @pytest.mark.parametrize('restart', [True, False])
 def test_a_restarted_process_that_dies_before_it_is_ready_is_answered_with_why(restart):
     world = World(notifying('a', restart=restart))
