@@ -153,3 +153,23 @@ def has_capability(number):
     except (OSError, ValueError, IndexError):
         pass
     return os.geteuid() == 0
+
+
+def pids_marked(key, marks):
+    """The processes whose environment holds `key`=one of `marks` (readable ones:
+    all for root, one's own otherwise). Reads every process's environ: only for
+    the rare worker that died in the middle of a start."""
+    wanted = {('%s=%s' % (key, mark)).encode() for mark in marks}
+    if not wanted:
+        return []
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/environ' % entry, 'rb') as f:
+                    environ = f.read().split(b'\0')
+            except OSError:
+                continue
+            if wanted.intersection(environ):
+                found.append(int(entry))
+    return found

@@ -43,15 +43,25 @@ def previous_run(state_path):
     for record in map(_checked, doc['procs']):
         if record is not None:
             records[record['name']] = record
-    for entry in journal.read(journal.path_of(state_path)):
-        _journaled(records, entry)
-    return _sorted(records.values())
+    entries = journal.read(journal.path_of(state_path))
+    for entry in entries:
+        if 'spawning' not in entry:
+            _journaled(records, entry)
+    return _sorted(records.values())._replace(unconfirmed=journal.unconfirmed_spawns(entries))
 
 
 def take_over(previous, executor, confine):
     """Watch what the previous worker left running; drop what already ended;
     end the launches it left half done (they start afresh)."""
     reaper, outputs, trees = executor.reaper, executor.outputs, executor.trees
+    for pid in procfs.pids_marked(journal.SPAWN_MARK, previous.unconfirmed):
+        log.warning('ending pid %d: the previous worker died starting it, before it could '
+                    'record it (it starts afresh)', pid)
+        kill_group(pid, signal.SIGKILL)        # the child leads its group...
+        try:
+            os.kill(pid, signal.SIGKILL)       # ...a descendant carrying the mark may not
+        except ProcessLookupError:
+            pass
     for record in previous.leftovers:
         pid, started = record['launch']
         log.warning('%s: ending the launch (pid %d) the previous worker left unfinished',

@@ -75,3 +75,4 @@ class PreviousRun(Record):
     adopted: tuple          # of dicts: the state-file records, verified alive
     finished: tuple         # of dicts: `exited` records of this boot
     leftovers: tuple = ()   # of dicts: `daemon: true` launches cut short (stopped)
+    unconfirmed: tuple = () # marks of starts the previous worker died in (journal.py)

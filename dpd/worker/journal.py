@@ -14,6 +14,9 @@ from .. import jsonfile
 from ..safefile import check_owned
 
 
+SPAWN_MARK = 'DIPROCD_START'     # in a child's environment: the journal line of its start
+
+
 def path_of(state_file):
     base = state_file[:-len('.json')] if state_file.endswith('.json') else state_file
     return base + '.journal'
@@ -36,6 +39,19 @@ class Journal:
 
     def clear(self):
         os.ftruncate(self.fd, 0)
+
+
+def unconfirmed_spawns(entries):
+    """The marks of starts journaled before they happened and never confirmed by a
+    start line of the same name after them: the worker died in between."""
+    pending = {}
+    for entry in entries:
+        if 'spawning' in entry:
+            pending[entry.get('name')] = entry['spawning']
+        else:
+            pending.pop(entry.get('name'), None)
+    return tuple(mark for mark in pending.values() if isinstance(mark, str) and
+                 len(mark) == 16)
 
 
 def read(path):

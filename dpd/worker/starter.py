@@ -15,6 +15,7 @@ import subprocess
 from .. import procfs, safefile
 from . import events as ev
 from . import spawn
+from .journal import SPAWN_MARK
 from .trees import NoTree
 
 CHECK_OUTPUT = 1 << 16        # a check's output waits in its pipe until it ends
@@ -39,7 +40,7 @@ class Starter:
             output = self._output_fd(spec, who, action.confine)
             self.descriptors.make_room(output)
             rlimits = self._rlimits(spec)       # after make_room: it may raise our nofile
-            extra_env = self._notify_env(spec)
+            extra_env = dict(self._notify_env(spec), **self._spawn_mark(spec))
             with self.reaper.spawning(), self.trees.born_in(spec):
                 child = spawn.start(spec, who, output, action.confine, rlimits, extra_env)
                 self.reaper.watch_child(spec.name, child)
@@ -57,10 +58,24 @@ class Starter:
         self._journal(spec, child.pid, started)
         return [ev.ProcessStarted(spec.name, child.pid, started, self.trees.record(spec.name))]
 
+    def _spawn_mark(self, spec):
+        """Without cgroups, a start is journaled before it happens, with a mark the
+        child carries in its environment: a worker killed between the fork and the
+        journal line leaves a child the next one finds by that mark and ends, so
+        it never runs twice (with cgroups, the next start empties the cgroup)."""
+        if self.trees.cgroups is not None:
+            return {}
+        mark = os.urandom(8).hex()
+        try:
+            self.journal.record({'name': spec.name, 'spawning': mark})
+        except OSError as err:
+            log.error('%s: cannot write the journal %s: %s', spec.name, self.journal.path, err)
+        return {SPAWN_MARK: mark}
+
     def _notify_env(self, spec):
         """NOTIFY_SOCKET (and WATCHDOG_USEC) for a process that says when it is ready."""
         if not spec.notify:
-            return None
+            return {}
         env = {'NOTIFY_SOCKET': self.notifications.ensure(spec.name)}
         if spec.watchdog is not None:
             env['WATCHDOG_USEC'] = str(int(spec.watchdog * 1e6))

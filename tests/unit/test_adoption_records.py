@@ -64,3 +64,17 @@ def test_garbage_state_files_adopt_nothing(tmp_path):
     path = state_file(tmp_path, procfs.boot_id(), [broken, {'name': 'x'}, 7])
     assert adoption.previous_run(path).adopted == ()
     assert adoption.previous_run(str(tmp_path / 'missing.json')).adopted == ()
+
+
+def test_a_spawn_is_unconfirmed_until_a_start_of_its_name_follows():
+    from dpd.worker.journal import unconfirmed_spawns
+    a, b = 'a' * 16, 'b' * 16
+    assert unconfirmed_spawns([]) == ()
+    assert unconfirmed_spawns([{'name': 'x', 'spawning': a}]) == (a,)
+    assert unconfirmed_spawns([{'name': 'x', 'spawning': a}, {'name': 'x', 'pid': 5}]) == ()
+    # the start of another name confirms nothing; a later spawn of x replaces the earlier
+    assert unconfirmed_spawns([{'name': 'x', 'spawning': a}, {'name': 'y', 'pid': 5},
+                               {'name': 'x', 'pid': 6}, {'name': 'x', 'spawning': b}]) == (b,)
+    # a mark that is not one of ours is never looked for
+    assert unconfirmed_spawns([{'name': 'x', 'spawning': 'short'},
+                               {'name': 'y', 'spawning': 7}]) == ()
