@@ -10,6 +10,7 @@ from .. import __version__, requests
 from . import commands
 from .cluster import cluster
 from .logs import logs
+from .plan import plan
 from .status import status
 
 
@@ -40,7 +41,8 @@ def build_parser():
         epilog='Exit status of status and cluster: 0 all as desired; 3 daemon not running; '
                '4 state unknown; 150 running but something is not as desired; 2 usage error. '
                'Of restart, signal and logs: 0 done; 1 refused or failed (said why); 2 usage; '
-               '3 daemon not running. keygen: 0 or 1.')
+               '3 daemon not running. Of plan: 0 nothing changes, 2 something changes, 78 '
+               'NEWFILE is invalid, 1 other errors. keygen: 0 or 1.')
     ap.add_argument('--version', action='version', version='dpd-ctl (diprocd) %s' % __version__)
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
     p = sub.add_parser('status', help='one line per process of a worker')
@@ -69,6 +71,12 @@ def build_parser():
     p.add_argument('-f', '--follow', action='store_true', help='then print what is appended, '
                    'across rotation, until interrupted')
     p.add_argument('name', metavar='NAME')
+    p = sub.add_parser('plan', help='what a master file would change on each node, before '
+                       'it is saved')
+    _config_arguments(p, 'MASTER_CONFIG')
+    p.add_argument('--json', action='store_true', help='print one JSON object, nothing else')
+    p.add_argument('newfile', metavar='NEWFILE', nargs='?', help='the file to compare '
+                   '(default: the master file as it is on disk)')
     p = sub.add_parser('keygen', help='write DIR/NAME.key and DIR/NAME.key_secret (CURVE)')
     p.add_argument('directory', metavar='DIR')
     p.add_argument('name', metavar='NAME', help='a node name, or e.g. "master"')
@@ -103,6 +111,9 @@ def main(argv=None):
         sys.exit(status(config_of(args, False), args.json))
     if args.command == 'cluster':
         sys.exit(cluster(config_of(args, True), args.json, args.node))
+    if args.command == 'plan':
+        sys.exit(plan(config_of(args, True), args.newfile and os.path.abspath(args.newfile),
+                      args.json))
     sys.exit(operate(ap, args))
 
 

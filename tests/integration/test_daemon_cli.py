@@ -21,7 +21,8 @@ def test_usage_error_exits_2():
 
 
 def test_check_accepts_the_examples():
-    for name in ('diprocd-worker.example.json', 'diprocd-emptyworker.example.json'):
+    for name in ('diprocd-worker.example.json', 'diprocd-emptyworker.example.json',
+                 'diprocd-services.example.json'):
         status, out, _ = run('dpd-workerd', '-t', os.path.join('examples', name))
         assert status == 0, out
         assert 'test is successful' in out
