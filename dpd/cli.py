@@ -79,18 +79,21 @@ def _serve(daemon, config, args, readiness):
     daemon_log = DaemonLog(daemon.program, args.verbose)
     if args.foreground:
         daemon_log.to_stderr()
+    unheard = ''
     try:
         if config.log_file:
             daemon_log.to_file(config.log_file)
-        elif not args.foreground:
-            daemon_log.to_syslog()
+        elif not args.foreground and not daemon_log.to_syslog():
+            unheard = ('%s: warning: no log_file and no syslog (/dev/log): what this daemon '
+                       'logs, a fatal error included, goes nowhere; set log_file in %s'
+                       % (daemon.program, printable(config.path)))
     except OSError as err:
         readiness.failed(EX_FAILURE, '%s: cannot open log file %s: %s'
                          % (daemon.program, config.log_file, err))
         return EX_FAILURE
 
     def ready():
-        readiness.ready()
+        readiness.ready(unheard)
         sd_notify('READY=1')
         log.info('ready (pid %d, %s)', os.getpid(), config.path)
 

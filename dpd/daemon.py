@@ -101,8 +101,9 @@ class Readiness:
     def __init__(self, fd):
         self.fd = fd
 
-    def ready(self):
-        self._say(b'0\n')
+    def ready(self, note=''):
+        """Up; `note` is printed by the parent (a warning the operator must see)."""
+        self._say(b'0\n%s' % note.encode('utf-8', 'replace'))
 
     def failed(self, code, message):
         self._say(b'%d\n%s' % (code, message.encode('utf-8', 'replace')))

@@ -110,11 +110,13 @@ class DaemonLog:
         self._add(self.file_handler, Formatter(self.program))
 
     def to_syslog(self):
+        """To syslog; False if there is none (no /dev/log: a container, say)."""
         if not os.path.exists('/dev/log'):
-            return  # the handler would print a traceback at every line
+            return False  # the handler would print a traceback at every line
         handler = logging.handlers.SysLogHandler(
             '/dev/log', facility=logging.handlers.SysLogHandler.LOG_DAEMON)
         self._add(handler, Formatter(self.program, with_time=False))
+        return True
 
     def _add(self, handler, formatter):
         handler.setFormatter(formatter)

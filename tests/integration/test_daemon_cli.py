@@ -4,6 +4,8 @@ import signal
 import socket
 import subprocess
 
+import pytest
+
 from support import (Daemon, command, pid_alive, pids_with, read_pid, run, wait_until,
                      write_json)
 
@@ -61,6 +63,22 @@ def test_second_start_exits_0_quietly_and_the_lock_decides(workdir):
         assert len(pids_with(workdir.marker)) == 1
     finally:
         first.stop()
+
+
+@pytest.mark.skipif(os.path.exists('/dev/log'), reason='this host has syslog (/dev/log): '
+                    'the warning is for hosts without one')
+def test_detached_without_log_file_or_syslog_says_its_messages_go_nowhere(workdir):
+    config = workdir.join('worker.json')
+    pid_file = workdir.join('worker.pid')
+    write_json(config, {'pid_file': pid_file, 'procs': []})
+    status, out, err = run('dpd-workerd', config)
+    daemon = read_pid(pid_file)
+    try:
+        assert status == 0 and daemon and pid_alive(daemon)
+        assert 'no log_file and no syslog (/dev/log)' in err and config in err, err
+    finally:
+        os.kill(daemon, signal.SIGTERM)
+        wait_until(lambda: not pid_alive(daemon))
 
 
 def test_detached_start_returns_when_ready_and_writes_its_pid(workdir):
