@@ -81,6 +81,14 @@ def boolean(value):
     return value
 
 
+def integer(low, high):
+    def check(value):
+        if type(value) is not int or not low <= value <= high:
+            raise Invalid('must be an integer from %d to %d, not %s' % (low, high, _brief(value)))
+        return value
+    return check
+
+
 def number(low, high):
     def check(value):
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -8,13 +8,15 @@ from ..config import (ConfigError, both_or_neither, daemon_keys, decode, default
 from ..procspec import account_name, parse_process_list
 from ..record import Record
 from ..schema import REQUIRED, Invalid, Key, Problems, absolute_path, boolean, check_object, \
-    json_type, list_of, string
+    integer, json_type, list_of, nested, number, string
 from .protocol import MAX_FRAME_BYTES, NODE_PATTERN, body_of
+from .rollout import RolloutSpec
 
 ENDPOINT = re.compile(r'(tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})'
                       r'|ipc://[^\0]+)\Z')
 HOST_NAME = '%H'
 LISTEN_ADDRESS = re.compile(r'(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})\Z')
+PERCENT = re.compile(r'[0-9]{1,3}(\.[0-9]{1,2})?%\Z')
 
 
 def endpoint(value):
@@ -136,6 +138,7 @@ class MasterConfig(Record):
     secret_key: str = None
     authorized_keys: str = None
     metrics_listen: str = None  # "HOST:PORT" of GET /metrics (SPEC 6.4)
+    rollout: object = None      # a rollout.RolloutSpec: edits served in waves (SPEC 6.5)
     sha256: str = ''
 
 
@@ -146,6 +149,28 @@ def _nodes_object(value):
     for name in value:
         node_name(name)
     return value
+
+
+def _parallel(value):
+    """`max_parallel`: a number of nodes, or a percentage of the nodes that change."""
+    if isinstance(value, str) and PERCENT.match(value) and 0 < float(value[:-1]) <= 100:
+        return value
+    if type(value) is int and value >= 1:
+        return value
+    raise Invalid('must be a number of nodes (1 or more) or a percentage such as "10%%", not '
+                  '%s' % jsonfile.dumps(value))
+
+
+ROLLOUT_KEYS = (
+    Key('max_parallel', 'integer or "N%"', REQUIRED, 'nodes changed at once: a number, or a '
+        'percentage of the nodes the edit changes', _parallel),
+    Key('wait_ready', 'number, seconds', 60.0, 'how long a node of a wave has to report the '
+        'new list with every process ready', number(1, 86400)),
+    Key('max_failed', 'integer', 0, 'failed nodes tolerated before the rollout halts',
+        integer(0, 1000000)),
+    Key('auto_revert', 'bool', False, 'a halted rollout gives the failed nodes their previous '
+        'list back', boolean),
+)
 
 
 def _listen_address(value):
@@ -169,6 +194,9 @@ MASTER_KEYS = daemon_keys(_endpoint_keys(
     Key('metrics_listen', 'string', None, '`"HOST:PORT"` (an IPv6 address in brackets) where '
         '`GET /metrics` answers the cluster\'s metrics in the Prometheus text format; read at '
         'start; see Monitoring', _listen_address),
+    Key('rollout', 'object', None, 'an edit that changes several nodes is served in waves: '
+        '`max_parallel` (required), `wait_ready`, `max_failed`, `auto_revert`; see "Changing '
+        'the fleet safely"', nested(ROLLOUT_KEYS, lambda fields: RolloutSpec(**fields))),
 ))
 
 
