@@ -1,5 +1,5 @@
 """What the master's and the client's policies ask; the shared actions are re-exported."""
-from ..actions import Exit, Log, Notify, ReloadConfig, ReopenLogs, WriteState  # noqa: F401
+from ..actions import Exit, Log, Notify, ReloadConfig, ReopenLogs, Reply, WriteState  # noqa: F401
 from ..record import Record
 
 

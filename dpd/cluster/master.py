@@ -13,6 +13,7 @@ from . import actions as act
 from . import events as ev
 from . import protocol
 from .policy import NetworkPolicy
+from .remote import Remote
 from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
 from .states import NOT_AS_DESIRED
 
@@ -49,6 +50,7 @@ class Node:
         self.peers = {}               # boot -> (seen_at, version): who claims to be this node
         self.notified_at = None
         self.last_error = None
+        self.routing_id = None        # the connection its last message came on
 
     def state(self, now):
         if not self.managed:
@@ -67,7 +69,7 @@ class Node:
         return 'pending' if now - self.changed_at < PENDING_GRACE else 'lagging'
 
 
-class MasterPolicy(NetworkPolicy):
+class MasterPolicy(Remote, NetworkPolicy):
     crash_note = 'the nodes keep their lists'
 
     def __init__(self, epoch, secure, previous=None):
@@ -75,9 +77,11 @@ class MasterPolicy(NetworkPolicy):
             ev.ConfigLoaded: self._on_config, ev.ConfigRejected: self._on_config_rejected,
             ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
             ev.SignalReceived: self.on_signal, ev.ThreadCrashed: self.on_thread_crashed,
+            ev.CommandReceived: self._on_command, ev.CommandGone: self._on_command_gone,
             ev.Tick: self._on_tick,
         })
         self.epoch, self.secure = epoch, secure
+        self.relays, self.relay_count = {}, 0    # operators' commands to nodes (remote.py)
         self.nodes = {}
         self.previous = dict(previous or {})   # node -> {gen, sha256}, from the last master
         self.global_gen = max([r['gen'] for r in self.previous.values()] or [0])
@@ -88,8 +92,13 @@ class MasterPolicy(NetworkPolicy):
         self.states = {}                 # node -> last computed state (to notice changes)
 
     def next_deadline(self):
-        deadlines = [d for d in (self.next_hugz, self.next_aging) if d is not None]
+        deadlines = [d for d in (self.next_hugz, self.next_aging, self._relays_due())
+                     if d is not None]
         return min(deadlines) if deadlines else None
+
+    @staticmethod
+    def _state_of(node, now):
+        return node.state(now)
 
     def state_interval(self):
         """A thousand nodes send a hundred reports a second, and each changes the
@@ -208,11 +217,14 @@ class MasterPolicy(NetworkPolicy):
                 'identity-mismatch', 'this key belongs to node %s, not %s' % (user_id, name)))
             return
         node = self._node_for(name)
-        if node is not None:
+        if node is None:
+            self._reply(out, routing_id, protocol.unmanaged(name, self.epoch))
+        elif message.kind == 'ANSWER':
+            self._on_answer(node, routing_id, message, now, out)   # remote.py
+        else:
+            node.routing_id = routing_id
             self._record(node, message, now, out)
             self._answer(node, message, routing_id, now, out)
-        else:
-            self._reply(out, routing_id, protocol.unmanaged(name, self.epoch))
 
     def _node_for(self, name):
         """The node that asks; a stranger (not in the file) is remembered only while
@@ -291,6 +303,8 @@ class MasterPolicy(NetworkPolicy):
     # ------------------------------------------------------------ time, signals
 
     def _on_tick(self, event, now, out):
+        if self.relays:
+            self._check_relays(now, out)
         if self.next_hugz is not None and now >= self.next_hugz:
             self.hseq += 1
             out.append(act.Send(UPDATES, tuple(protocol.hugz(self.epoch, self.hseq, HUGZ_IVL,

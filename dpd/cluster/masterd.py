@@ -12,6 +12,7 @@ from .. import state
 from ..metrics import ClusterMetrics
 from ..cli import main_for
 from ..config import ConfigError
+from ..control import open_control
 from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..procfs import raise_fd_limit
@@ -117,6 +118,7 @@ class MasterDaemon:
         watcher = ConfigWatcher(config.path, load_master, events.put, known_sha256=config.sha256)
         executor = MasterExecutor(watcher.recheck, daemon_log, config.state_file, link,
                                   config.authorized_keys, metrics_server)
+        executor.control = control = open_control(config, events.put)
         policy = MasterPolicy(os.urandom(8).hex(), curve is not None,
                               previous_versions(config.state_file))
         controller = Controller(policy, executor, events)
@@ -125,7 +127,7 @@ class MasterDaemon:
         controller.flush()
         if zap_keys is not None:
             log.info('keys: %d nodes authorized', len(zap_keys))
-        threads = [signals, link, watcher] + ([metrics_server] if metrics_server else [])
+        threads = [signals, link, watcher] + [t for t in (metrics_server, control) if t]
         return serve(controller, threads, ready).code
 
 

@@ -49,7 +49,8 @@ class Relaying:
 
     def _on_cancel(self, message, now, out):
         ref = message.fields['ref']
-        if self.relays.pop(ref, None) is not None:
+        if ref in self.relays:
+            del self.relays[ref]
             out.append(act.CancelAsk(ref))
 
     def _on_worker_answered(self, event, now, out):

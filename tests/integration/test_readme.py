@@ -80,6 +80,12 @@ def test_the_one_machine_demo(workdir):
                                                            demo + '/worker.json')[1])
         status, out, _ = run('dpd-ctl', 'cluster', master)
         assert status == 150 and 'node1.domain.tld  IN-SYNC' in out
+        # "Everyday operations", on the demo: every command must succeed
+        operations, = blocks('On the one-machine demo above', 'sh', 1)
+        out = sh(operations.replace('D=/tmp/diprocd-demo', 'D=' + demo))
+        assert 'sleep.node1: restarted, ready (pid' in out
+        assert 'sleep.node1 on node1.domain.tld: restarted, ready (pid' in out
+        assert 'sent SIGCONT to every process of sleep.node1' in out
     finally:
         stop(daemons())
 

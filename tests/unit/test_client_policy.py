@@ -394,3 +394,64 @@ def test_a_deaf_updates_socket_is_re_created_even_while_the_stats_socket_answers
         if any(m.kind == 'REPORT' for _, m in world.sent[sent:]):
             world.reply(protocol.ack('web1', 100, stamp(LIST_A, 100)['sha256'], 'e1', 10.0))
     assert world.rebuilds, 'the updates socket was silent for %d s' % (world.now - 9)
+
+
+# ============================================================ commands relayed (SPEC 6.3)
+
+def answers(world, since=0):
+    return [(m.fields['ref'], m.fields['answer'], m.fields['done'])
+            for _, m in world.sent[since:] if m.kind == 'ANSWER']
+
+
+def test_a_command_is_acknowledged_at_once_relayed_and_its_answers_sent_back():
+    world = ClientWorld()
+    world.handle(ev.LinkMessage('updates', tuple(protocol.hugz('e1', 1, 2.0, 10.0))), 0.5)
+    out = world.reply(protocol.command('web1', 'e1-1', {'command': 'signal', 'names': ['a'],
+                                                        'signal': 'hup'}), 1.0)
+    [ask] = [a for a in out if isinstance(a, act.AskWorker)]
+    assert ask.ref == 'e1-1' and ask.request == {'v': 1, 'command': 'signal', 'names': ['a'],
+                                                 'signal': 'SIGHUP', 'all': False}
+    assert answers(world) == [('e1-1', {'ok': True, 'code': 0, 'accepted': True}, False)]
+    world.handle(ev.WorkerAnswered('e1-1', {'ok': True, 'code': 0, 'results': []}, True), 1.1)
+    assert answers(world)[-1] == ('e1-1', {'ok': True, 'code': 0, 'results': []}, True)
+    assert world.policy.relays == {}
+
+
+def test_remote_commands_false_refuses_and_asks_no_worker():
+    world = ClientWorld()
+    world.policy.config = world.policy.config._replace(remote_commands=False)
+    out = world.reply(protocol.command('web1', 'e1-1', {'command': 'restart',
+                                                        'names': ['a']}), 1.0)
+    assert not [a for a in out if isinstance(a, act.AskWorker)]
+    [(_, refused, done)] = answers(world)
+    assert done and refused['code'] == 1 and 'remote_commands: false' in refused['error']
+
+
+def test_a_bad_request_from_the_master_is_answered_as_a_usage_error():
+    world = ClientWorld()
+    out = world.reply(protocol.command('web1', 'e1-1', {'command': 'rm', 'names': ['a']}), 1.0)
+    assert not [a for a in out if isinstance(a, act.AskWorker)]
+    assert answers(world)[0][1]['code'] == 2
+
+
+def test_cancel_and_a_new_master_end_relays():
+    world = ClientWorld()
+    world.handle(ev.LinkMessage('updates', tuple(protocol.hugz('e1', 1, 2.0, 10.0))), 0.5)
+    for ref in ('e1-1', 'e1-2'):
+        world.reply(protocol.command('web1', ref, {'command': 'logs', 'names': ['a'],
+                                                   'follow': True}), 1.0)
+    out = world.reply(protocol.cancel('web1', 'e1-1'), 2.0)
+    assert [a.ref for a in out if isinstance(a, act.CancelAsk)] == ['e1-1']
+    out = world.handle(ev.LinkMessage('updates', tuple(protocol.hugz('e2', 1, 2.0, 10.0))),
+                       3.0)                      # the master restarted
+    assert [a.ref for a in out if isinstance(a, act.CancelAsk)] == ['e1-2']
+    before = len(world.sent)
+    world.handle(ev.WorkerAnswered('e1-2', {'ok': True, 'code': 0, 'text': 'late'}, False), 4)
+    assert answers(world, before) == [], 'nothing sent for a relay that ended'
+
+
+def test_a_command_for_another_node_is_dropped():
+    world = ClientWorld()
+    out = world.reply(protocol.command('web2', 'e1-1', {'command': 'restart',
+                                                        'names': ['a']}), 1.0)
+    assert not [a for a in out if isinstance(a, act.AskWorker)] and answers(world) == []

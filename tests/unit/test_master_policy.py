@@ -458,3 +458,89 @@ def test_made_up_nodes_and_boots_are_remembered_only_so_far():
     assert len(world.policy.nodes['n1'].peers) == MAX_PEERS
     [answer] = world.ask('n1', 3.0)
     assert answer.kind == 'STATE'
+
+
+# ============================================================ commands to nodes (SPEC 6.3)
+
+def command(number, node='n1', names=('a',), command='restart'):
+    return ev.CommandReceived(number, {'command': command, 'names': list(names),
+                                       'node': node}, 0)
+
+
+def replies_to_operator(actions):
+    return [(a.number, a.message, a.done) for a in actions if isinstance(a, act.Reply)]
+
+
+def test_a_command_goes_to_the_connection_its_node_spoke_on_and_answers_come_back():
+    world = MasterWorld({'n1': LIST_A})
+    world.ask('n1', 1.0, rid=b'conn-n1')
+    before = len(world.replies)
+    world.handle(command(7), 2.0)
+    [(rid, sent)] = world.replies[before:]
+    assert rid == b'conn-n1' and sent.kind == 'COMMAND'
+    assert sent.fields['request'] == {'v': 1, 'command': 'restart', 'names': ['a']}
+    ref = sent.fields['ref']
+    accepted = protocol.answer('n1', ref, {'ok': True, 'code': 0, 'accepted': True}, False)
+    assert replies_to_operator(world.handle(
+        ev.LinkMessage('stats', (b'conn-n1',) + tuple(accepted)), 2.1)) == []
+    assert world.policy._relays_due() is None, "acknowledged: no deadline"
+    done = protocol.answer('n1', ref, {'ok': True, 'code': 0, 'results': [
+        {'name': 'a', 'pid': 42, 'extra': 'dropped'}], 'junk': 1}, True)
+    out = world.handle(ev.LinkMessage('stats', (b'conn-n1',) + tuple(done)), 3.0)
+    assert replies_to_operator(out) == [(7, {'ok': True, 'code': 0, 'results': [
+        {'name': 'a', 'pid': 42}]}, True)]
+    assert world.policy.relays == {}
+
+
+def test_an_answer_from_another_connection_or_node_is_dropped():
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_A})
+    world.ask('n1', 1.0, rid=b'conn-n1')
+    world.ask('n2', 1.0, rid=b'conn-n2')
+    world.handle(command(7), 2.0)
+    ref = world.replies[-1][1].fields['ref']
+    forged = protocol.answer('n2', ref, {'ok': True, 'code': 0}, True)
+    assert replies_to_operator(world.handle(
+        ev.LinkMessage('stats', (b'conn-n2',) + tuple(forged)), 2.5)) == []
+    assert 'dropped an ANSWER from node n2' in world.log_text()
+    assert ref in world.policy.relays
+
+
+def test_unknown_and_unconnected_nodes_are_said_at_once():
+    world = MasterWorld({'n1': LIST_A})
+    [(_, refused, _)] = replies_to_operator(world.handle(command(1, node='n9'), 1.0))
+    assert refused['code'] == 1 and refused['error'] == 'no node n9 in /srv/m.json'
+    [(_, refused, _)] = replies_to_operator(world.handle(command(2), 1.0))
+    assert refused['error'] == 'node n1 is not connected, never seen'
+    world.ask('n1', 2.0)
+    [(_, refused, _)] = replies_to_operator(world.handle(command(3), 2.0 + STALE_AFTER + 1))
+    assert refused['error'].startswith('node n1 is not connected, last seen')
+
+
+def test_a_node_that_does_not_acknowledge_in_5_s_is_said_gone_and_cancelled():
+    world = MasterWorld({'n1': LIST_A})
+    world.ask('n1', 1.0, rid=b'conn-n1')
+    world.handle(command(7), 2.0)
+    assert world.policy.next_deadline() <= 7.0
+    out = world.tick(7.0)
+    [(number, refused, done)] = replies_to_operator(out)
+    assert number == 7 and done and 'did not answer within 5 s' in refused['error']
+    assert world.replies[-1][1].kind == 'CANCEL'
+
+
+def test_an_operator_who_hangs_up_cancels_the_command_on_the_node():
+    world = MasterWorld({'n1': LIST_A})
+    world.ask('n1', 1.0, rid=b'conn-n1')
+    world.handle(command(7, command='logs'), 2.0)
+    ref = world.replies[-1][1].fields['ref']
+    world.handle(ev.CommandGone(7), 3.0)
+    assert world.replies[-1][1].kind == 'CANCEL' and world.replies[-1][1].fields['ref'] == ref
+    assert world.policy.relays == {}
+
+
+def test_a_bad_request_is_a_usage_error_and_without_node_there_is_nothing_to_run():
+    world = MasterWorld({'n1': LIST_A})
+    [(_, bad, _)] = replies_to_operator(world.handle(
+        ev.CommandReceived(1, {'command': 'reboot', 'names': ['a']}, 0), 1.0))
+    assert bad['code'] == 2
+    [(_, refused, _)] = replies_to_operator(world.handle(command(2, node=None), 1.0))
+    assert 'the master runs no processes' in refused['error']
