@@ -155,50 +155,74 @@ def identity(path):
         return info.st_ino, info.st_mtime_ns, f.read()
 
 
-def test_a_partition_changes_nothing_on_the_node_and_it_converges_after(network, workdir):
-    endpoints = {'master_stats': 'tcp://%s:%d' % (MASTER_ADDR, STATS),
-                 'master_updates': 'tcp://%s:%d' % (MASTER_ADDR, UPDATES)}
-    master_config = workdir.join('master.json')
-    worker_config = workdir.join('worker.json')
-    client_config = workdir.join('client.json')
-    write_json(master_config, dict(endpoints, nodes={'web1': [workdir.actor('a', 'sleep')]}))
-    write_json(worker_config, {'procs': []}, mode=0o600)
-    write_json(client_config, dict(endpoints, node_name='web1', conf_file=worker_config,
-                                   allowed_users=['root', 'nobody']))
-    worker = Daemon('dpd-workerd', worker_config, ['--policy', workdir.policy()])
-    master = NetnsDaemon(network.master_ns, 'dpd-masterd', master_config)
-    client = NetnsDaemon(network.client_ns, 'dpd-clientd', client_config,
-                         ['--policy', workdir.policy()])
+class NetnsCluster:
+    """dpd-masterd in M, dpd-clientd in C, dpd-workerd outside (it needs no network)."""
 
-    def running():
+    def __init__(self, network, workdir):
+        self.workdir = workdir
+        self.endpoints = {'master_stats': 'tcp://%s:%d' % (MASTER_ADDR, STATS),
+                          'master_updates': 'tcp://%s:%d' % (MASTER_ADDR, UPDATES)}
+        self.master_config = workdir.join('master.json')
+        self.worker_config = workdir.join('worker.json')
+        client_config = workdir.join('client.json')
+        self.write_master(workdir.actor('a', 'sleep'))
+        write_json(self.worker_config, {'procs': []}, mode=0o600)
+        write_json(client_config, dict(self.endpoints, node_name='web1',
+                                       conf_file=self.worker_config,
+                                       allowed_users=['root', 'nobody']))
+        self.worker = Daemon('dpd-workerd', self.worker_config, ['--policy', workdir.policy()])
+        self.master = NetnsDaemon(network.master_ns, 'dpd-masterd', self.master_config)
+        self.client = NetnsDaemon(network.client_ns, 'dpd-clientd', client_config,
+                                  ['--policy', workdir.policy()])
+
+    def write_master(self, *procs):
+        write_json(self.master_config, dict(self.endpoints, nodes={'web1': list(procs)}))
+
+    def start(self):
+        self.worker.start()
+        self.master.start()
+        self.client.start()
+        wait_until(lambda: list(self.running()) == ['a'], message=lambda: self.client.log())
+        wait_until(lambda: self.node_state() == 'in-sync')
+
+    def running(self):
         try:
-            doc = read_json(workdir.join('worker.state.json'))
+            doc = read_json(self.workdir.join('worker.state.json'))
         except (OSError, ValueError):
             return {}
         return {p['name']: p['pid'] for p in doc['procs'] if p['state'] == 'running'}
 
-    def node_state():
+    def node_state(self):
         try:
-            nodes = read_json(workdir.join('master.state.json'))['nodes']
+            nodes = read_json(self.workdir.join('master.state.json'))['nodes']
         except (OSError, ValueError, KeyError):
             return None
         return {n['node']: n['state'] for n in nodes}.get('web1')
 
+    def stop(self):
+        errors = []
+        for daemon in (self.client, self.master, self.worker):
+            try:
+                daemon.stop()
+            except AssertionError as err:
+                errors.append(str(err))
+        return errors
+
+
+def test_a_partition_changes_nothing_on_the_node_and_it_converges_after(network, workdir):
+    cluster = NetnsCluster(network, workdir)
+    worker, master, client, running = cluster.worker, cluster.master, cluster.client, \
+        cluster.running
     try:
-        worker.start()
-        master.start()
-        client.start()
-        wait_until(lambda: list(running()) == ['a'], message=lambda: client.log())
-        wait_until(lambda: node_state() == 'in-sync')
-        pids, before = running(), identity(worker_config)
+        cluster.start()
+        pids, before = running(), identity(cluster.worker_config)
 
         network.cut()
-        write_json(master_config, dict(endpoints, nodes={'web1': [
-            workdir.actor('a', 'sleep'), workdir.actor('b', 'sleep')]}))
+        cluster.write_master(workdir.actor('a', 'sleep'), workdir.actor('b', 'sleep'))
         master.wait_log('node web1: list version', count=2)
         # Fail static is a duration by nature: watch the cut-off node for a while.
         time.sleep(PARTITION_WAIT)
-        assert identity(worker_config) == before, 'the worker file is untouched'
+        assert identity(cluster.worker_config) == before, 'the worker file is untouched'
         assert running() == pids, 'no process started, stopped or restarted'
         assert all(pid_alive(pid) for pid in pids.values())
         for daemon in (worker, master, client):
@@ -210,13 +234,33 @@ def test_a_partition_changes_nothing_on_the_node_and_it_converges_after(network,
                    message=lambda: 'b running within %g s of the heal; client log:\n%s'
                    % (HEAL_WITHIN, client.log()[-3000:]))
         assert running()['a'] == pids['a'], 'an unchanged process keeps its pid'
-        wait_until(lambda: node_state() == 'in-sync',
+        wait_until(lambda: cluster.node_state() == 'in-sync',
                    HEAL_WITHIN - (time.monotonic() - healed))
     finally:
-        errors = []
-        for daemon in (client, master, worker):
-            try:
-                daemon.stop()
-            except AssertionError as err:
-                errors.append(str(err))
+        errors = cluster.stop()
     assert not errors, errors      # (after the body's own failure, if any, is reported)
+
+
+def test_commands_cross_the_network_and_a_cut_off_node_is_said_within_5_s(network, workdir):
+    """dpd-ctl on the host asks the master (its Unix socket), which relays over TCP
+    between the namespaces; cut, the node cannot answer and the operator hears so."""
+    cluster = NetnsCluster(network, workdir)
+
+    def ctl(*args):
+        done = subprocess.run(command('dpd-ctl') + [args[0], '-c', cluster.master_config,
+                                                    '--node', 'web1'] + list(args[1:]),
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        return done.returncode, done.stdout + done.stderr
+    try:
+        cluster.start()
+        pid = cluster.running()['a']
+        code, out = ctl('restart', 'a')
+        assert code == 0 and cluster.running()['a'] != pid, out
+        network.cut()
+        started = time.monotonic()
+        code, out = ctl('signal', 'HUP', 'a')
+        assert code == 1 and 'node web1 did not answer within 5 s' in out, out
+        assert time.monotonic() - started < 7
+    finally:
+        errors = cluster.stop()
+    assert not errors, errors
