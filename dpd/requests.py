@@ -13,6 +13,7 @@ the code is dpd-ctl's exit status (1 refused or failed, 2 usage).
 """
 import signal
 
+from .actions import Reply
 from .record import Record
 
 VERSION = 1
@@ -47,6 +48,16 @@ class Request(Record):
         if node and self.node is not None:
             doc['node'] = self.node
         return doc
+
+
+def received(event, out):
+    """The Request of a CommandReceived fact; None, with a usage-error Reply added to
+    the policy's actions `out`, when it is not one."""
+    try:
+        return parse(event.request)
+    except BadRequest as err:
+        out.append(Reply(event.number, bad_usage(str(err))))
+        return None
 
 
 def parse(doc):

@@ -32,10 +32,8 @@ class Relay:
 
 class Remote:
     def _on_command(self, event, now, out):
-        try:
-            request = requests.parse(event.request)
-        except requests.BadRequest as err:
-            out.append(act.Reply(event.number, requests.bad_usage(str(err))))
+        request = requests.received(event, out)
+        if request is None:
             return
         node = self.nodes.get(request.node) if request.node is not None else None
         refusal = self._command_refusal(request, node, now)

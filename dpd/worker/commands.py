@@ -25,10 +25,8 @@ class PendingRestart:
 
 class Commands:
     def _on_command(self, event, now, out):
-        try:
-            request = requests.parse(event.request)
-        except requests.BadRequest as err:
-            out.append(act.Reply(event.number, requests.bad_usage(str(err))))
+        request = requests.received(event, out)
+        if request is None:
             return
         refusal = self._refusal(request)
         if refusal:

@@ -8,119 +8,12 @@ import pytest
 from dpd.worker import actions as act
 from dpd.worker import events as ev
 from dpd.worker import lifecycle as lc
-from dpd.worker.config import parse_worker
-from dpd.worker.health import parse_notification
 from dpd.worker.policy import WorkerPolicy
-
-
-def config(*procs):
-    return parse_worker({'procs': list(procs)}, '/w.json', 'nobody')
-
-
-def proc(name, **keys):
-    return dict({'name': name, 'run': '/bin/sleep', 'args': ['100']}, **keys)
-
-
-def notifying(name, **keys):
-    return proc(name, notify=True, **keys)
+from worker_world import World, config, logged, notifying, of, proc
 
 
 def tcp(**keys):
     return dict({'tcp': '127.0.0.1:8080'}, **keys)
-
-
-def of(kind, actions):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def logged(actions, level=None):
-    return [a.message for a in of(act.Log, actions) if level is None or a.level == level]
-
-
-class World:
-    """A policy plus the pids it was given; answers like an executor would: a
-    process's tree is always empty (TreeEmptied at once), a spawn works unless its
-    name is in `failing`. (As in test_worker_policy.py and test_health.py, with
-    spawn failures and operators' commands added.)"""
-
-    def __init__(self, *procs, failing=()):
-        self.policy = WorkerPolicy()
-        self.next_pid = 1000
-        self.pids = {}
-        self.spawned = []
-        self.failing = set(failing)
-        self.out = self.handle(ev.ConfigLoaded(config(*procs)), 0.0)
-
-    def handle(self, event, now):
-        actions, pending = [], [event]
-        while pending:
-            answers = self.policy.handle(pending.pop(0), now)
-            actions += answers
-            for action in answers:
-                pending += self.answer(action)
-        return actions
-
-    def answer(self, action):
-        if isinstance(action, act.ClearTree):
-            return [ev.TreeEmptied(action.name)]
-        if isinstance(action, act.Spawn):
-            self.spawned.append(action.name)
-            if action.name in self.failing:
-                return [ev.SpawnFailed(action.name, '/bin/sleep: permission denied')]
-            self.next_pid += 1
-            self.pids[action.name] = self.next_pid
-            return [ev.ProcessStarted(action.name, self.next_pid, (1, self.next_pid),
-                                      '/diprocd/w/%s' % action.name)]
-        return []
-
-    def proc(self, name):
-        return self.policy.procs[name]
-
-    def state(self, name):
-        return self.policy.procs[name].state
-
-    def until(self, now):
-        out = []
-        while self.policy.next_deadline() is not None and self.policy.next_deadline() <= now:
-            out += self.handle(ev.Tick(), self.policy.next_deadline())
-        return out
-
-    def checks_fail(self, name, end):
-        """Every deadline up to `end`, each check failing as soon as it runs."""
-        out = []
-        while self.policy.next_deadline() is not None and self.policy.next_deadline() <= end:
-            now = self.policy.next_deadline()
-            ticked = self.handle(ev.Tick(), now)
-            for run in of(act.RunCheck, ticked):
-                ticked += self.handle(ev.CheckDone(name, run.seq, False, 'refused'), now)
-            out += ticked
-        return out
-
-    def crash(self, name, now, code=1):
-        return self.handle(ev.ProcessExited(name, self.pids[name], code, None), now)
-
-    def notify(self, name, text, now):
-        return self.handle(ev.Notified(name, parse_notification(text.encode()), self.pids[name],
-                                       (), None), now)
-
-    def check(self, name, passed, now):
-        out = self.until(now)
-        runs = [a for a in of(act.RunCheck, out) if a.name == name]
-        assert runs, 'no check of %s was due by %s' % (name, now)
-        return out + self.handle(ev.CheckDone(name, runs[-1].seq, passed, 'refused'), now)
-
-    def stopped(self, name, now):
-        """The process ends on its stop signal and its group is gone."""
-        pid = self.pids[name]
-        out = self.handle(ev.ProcessExited(name, pid, None, signal.SIGTERM), now)
-        return out + self.handle(ev.GroupChecked(name, pid, False), now)
-
-    def ask(self, number, command, names, now, uid=0, **fields):
-        request = dict({'v': 1, 'command': command, 'names': list(names)}, **fields)
-        return self.handle(ev.CommandReceived(number, request, uid), now)
-
-    def restart(self, number, now, *names):
-        return self.ask(number, 'restart', names, now)
 
 
 def replies(out, number=None):

@@ -8,62 +8,8 @@ from dpd.worker import events as ev
 from dpd.worker import lifecycle as lc
 from dpd.worker.config import parse_worker
 from dpd.worker.policy import WorkerPolicy
+from worker_world import World, config, of, proc
 from dpd.worker.records import definition_record
-
-
-def config(*procs):
-    return parse_worker({'procs': list(procs)}, '/w.json', 'nobody')
-
-
-def proc(name, **keys):
-    return dict({'name': name, 'run': '/bin/sleep', 'args': ['100']}, **keys)
-
-
-def of(kind, actions):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-class World:
-    """A policy plus the pids it was given; answers like an executor would: a
-    process's tree is always empty (TreeEmptied at once), a spawn always works."""
-
-    def __init__(self, *procs, leftovers=()):
-        self.policy = WorkerPolicy()
-        self.next_pid = 1000
-        self.pids = {}
-        self.leftovers = set(leftovers)     # names whose tree is not empty yet
-        self.out = self.handle(ev.ConfigLoaded(config(*procs)), 0.0)
-
-    def handle(self, event, now):
-        actions, pending = [], [event]
-        while pending:
-            answers = self.policy.handle(pending.pop(0), now)
-            actions += answers
-            for action in answers:
-                pending += self.answer(action)
-        return actions
-
-    def answer(self, action):
-        if isinstance(action, act.ClearTree) and action.name not in self.leftovers:
-            return [ev.TreeEmptied(action.name)]
-        if isinstance(action, act.Spawn):
-            self.next_pid += 1
-            self.pids[action.name] = self.next_pid
-            return [ev.ProcessStarted(action.name, self.next_pid, (1, self.next_pid))]
-        return []
-
-    def state(self, name):
-        return self.policy.procs[name].state
-
-    def timer(self, name):
-        """When the policy next acts on `name` by itself (its own deadline)."""
-        return self.policy.timers.get(name)
-
-    def crash(self, name, now):
-        return self.handle(ev.ProcessExited(name, self.pids[name], 1, None), now)
-
-    def tick(self, now):
-        return self.handle(ev.Tick(), now)
 
 
 def test_new_processes_start():
