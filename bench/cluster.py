@@ -23,8 +23,8 @@ Nodes come in three kinds:
   It writes no client state file and runs no worker. A due deadline is a `Tick`
   dispatched by the child process's scheduler (one heap for all its nodes).
 * acknowledging (`--master-only`): a SUB and a DEALER per node and nothing else:
-  HELLO, a REPORT for every STATE, a REPORT every 10 s; no validation, no file (see
-  bench/clusterbench/masteronly.py for that mode's figures and JSON).
+  HELLO, a REPORT for every STATE, a REPORT every report interval; no validation, no
+  file (see bench/clusterbench/masteronly.py for that mode's figures and JSON).
 
 The master always is the real `dpd-masterd -f` ($DPD_MASTERD, default: the one next
 to this interpreter); clients and workers come from $DPD_CLIENTD and $DPD_WORKERD
@@ -58,8 +58,10 @@ How each figure is measured (times from CLOCK_MONOTONIC, shared by all processes
    worker file during the restart; real nodes: every worker child keeps its pid.
 5. "master CPU / RSS, idle nodes": after a settle, the master's utime+stime (all
    threads, /proc/PID/stat) over `--window` seconds (default 30) while nodes send
-   REPORTs every 10 s +-20 % and the master sends HUGZ every 2 s; RSS is VmRSS at
-   the end of the window; the peak (VmHWM) is in the JSON.
+   REPORTs every report interval +-20 % (10 s up to 500 nodes, N / 50 s beyond, as
+   the master's ACK says) and the master sends HUGZ (every 2 s up to 200 nodes, then
+   about 100 a second in all); RSS is VmRSS at the end of the window; the peak
+   (VmHWM) is in the JSON.
 
 The code is in bench/clusterbench/ (its __init__ lists the modules).
 

@@ -69,10 +69,10 @@ def both_or_neither(fields, first, second, problems):
 
 # ------------------------------------------------------------------ files
 
-def read_file(path):
+def read_file(path, limit=jsonfile.MAX_FILE_BYTES):
     """(bytes, stat) of a config file, or ConfigError naming it."""
     try:
-        return jsonfile.read_regular(path)
+        return jsonfile.read_regular(path, limit)
     except jsonfile.JsonError as err:
         raise ConfigError(['%s: %s' % (path, err)]) from None
     except OSError as err:

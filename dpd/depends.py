@@ -32,6 +32,8 @@ def cycles(graph):
     """One cycle of each knot of `graph` (name -> names it depends on), as a list of
     names starting at the knot's first name in the graph's order. Linear: a file
     crafted with countless cycles costs no more than a plain one."""
+    if not any(graph.values()):         # no process depends on another: no cycle
+        return []
     order = {name: i for i, name in enumerate(graph)}
     found = []
     for component in _components(graph):

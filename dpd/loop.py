@@ -28,6 +28,9 @@ class Controller:
     def __init__(self, policy, executor, events, clock=time.monotonic):
         self.policy, self.executor, self.events, self.clock = policy, executor, events, clock
         self.exit = None
+        # an executor may hold what it does until the batch ends (the network
+        # daemons hand their messages to the zmq thread in one go)
+        self._end_batch = getattr(executor, 'end_batch', None)
 
     def run(self):
         """Handle facts until the policy asks to exit; return its Exit action."""
@@ -77,8 +80,14 @@ class Controller:
                     pending.extend(self._perform(action))
 
     def flush(self):
+        """After a batch of facts: the state file if due, and what the executor held."""
         for action in self.policy.flush(self.clock()):
             self._perform(action)
+        if self._end_batch is not None:
+            try:
+                self._end_batch()
+            except Exception:  # as for an action
+                log.exception('failed to end a batch')
 
     def _perform(self, action):
         try:

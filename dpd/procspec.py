@@ -37,6 +37,8 @@ def account_name(value):
 def _env(value):
     if not isinstance(value, dict):
         raise Invalid('must be an object of strings, not %s' % json_type(value))
+    if _plain_env(value):
+        return tuple(sorted(value.items()))
     pairs = []
     for key, item in value.items():
         if not ENV_NAME_PATTERN.match(key):
@@ -47,6 +49,18 @@ def _env(value):
         except Invalid as err:
             raise Invalid('[%s] %s' % (jsonfile.quote(key), err)) from None
     return tuple(sorted(pairs))
+
+
+def _plain_env(value):
+    """True for the common env: ASCII names of 1-256 characters without "=" or NUL,
+    ASCII string values without NUL (seen in C, joined once); else `_env` checks
+    each pair and says which is wrong."""
+    try:
+        names, values = ''.join(value), ''.join(value.values())
+    except TypeError:
+        return False
+    return names.isascii() and values.isascii() and '\0' not in names and \
+        '=' not in names and '\0' not in values and all(0 < len(k) <= 256 for k in value)
 
 
 def _umask(value):
@@ -69,8 +83,20 @@ def _signal(value):
     return int(number_)
 
 
+_checked_strings = list_of(string, max_items=4096)
+
+
 def _strings(value):
-    return list_of(string, max_items=4096)(value)
+    """Checked as `list_of(string)` does; a list of ASCII strings without NUL, as most
+    are, is seen so in C (joined once) rather than string by string."""
+    if type(value) is list and len(value) <= 4096:
+        try:
+            joined = ''.join(value)
+        except TypeError:
+            joined = None
+        if joined is not None and joined.isascii() and '\0' not in joined:
+            return tuple(value)
+    return _checked_strings(value)
 
 
 PROCESS_KEYS = (

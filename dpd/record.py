@@ -26,8 +26,15 @@ class Record:
         cls._fields = tuple(f for f in cls._fields if f not in own) + tuple(own)
         cls._defaults = dict(cls._defaults, **{name: cls.__dict__[name] for name in own
                                                 if name in cls.__dict__})
+        cls._field_set = frozenset(cls._fields)
 
     def __init__(self, *args, **kwargs):
+        if not kwargs and len(args) == len(self._fields):   # the common cases, made often
+            self.__dict__.update(zip(self._fields, args))
+            return
+        if not args and len(kwargs) == len(self._fields) and kwargs.keys() == self._field_set:
+            self.__dict__.update(kwargs)
+            return
         if len(args) > len(self._fields):
             raise TypeError('%s takes %d fields, %d given'
                             % (type(self).__name__, len(self._fields), len(args)))
@@ -46,8 +53,8 @@ class Record:
 
     def _replace(self, **changes):
         """A copy with `changes` (as namedtuple's _replace)."""
-        return type(self)(**dict({name: self.__dict__[name] for name in self._fields},
-                                 **changes))   # not what a cached_property keeps there
+        # the declared fields only, not what a cached_property keeps in __dict__
+        return type(self)(**dict(zip(self._fields, self._values()), **changes))
 
     def _values(self):
         return tuple(self.__dict__[name] for name in self._fields)

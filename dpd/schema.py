@@ -68,10 +68,11 @@ def string(value):
         raise Invalid('must be a string, not %s' % json_type(value))
     if '\0' in value:
         raise Invalid('must not contain a NUL character')
-    try:
-        value.encode('utf-8')
-    except UnicodeEncodeError:
-        raise Invalid('is not valid Unicode (a lone surrogate?)') from None
+    if not value.isascii():     # ASCII is valid Unicode: most strings end here
+        try:
+            value.encode('utf-8')
+        except UnicodeEncodeError:
+            raise Invalid('is not valid Unicode (a lone surrogate?)') from None
     return value
 
 
@@ -138,29 +139,44 @@ def check_object(value, keys, path, problems, ignore_underscore=False):
     if not isinstance(value, dict):
         problems.add(path, 'must be an object, not %s' % json_type(value))
         return None
-    known = {key.name: key for key in keys}
-    out = {}
+    known, required, defaults = _described(keys)
+    out, bad = dict(defaults), None
     for name, item in value.items():
-        if ignore_underscore and name.startswith('_'):
-            continue
         key = known.get(name)
         if key is None:
-            problems.add(path, 'unknown key %s%s' % (quote(name), _hint(name, known)))
+            if not (ignore_underscore and name.startswith('_')):
+                problems.add(path, 'unknown key %s%s' % (quote(name), _hint(name, known)))
             continue
         try:
             out[name] = key.check(item)
+            continue
         except InvalidObject as err:
             for subpath, problem in err.pairs:
                 problems.add(_join(_join(path, name), subpath), problem)
         except Invalid as err:
             problems.add(_join(path, name), str(err))
-    for key in keys:
-        if key.name not in value:
-            if key.default is REQUIRED:
-                problems.add(path, 'missing required key %s' % quote(key.name))
-            else:
-                out.setdefault(key.name, key.default)
+        bad = (bad or []) + [name]
+    for name in required:
+        if name not in value:
+            problems.add(path, 'missing required key %s' % quote(name))
+    for name in bad or ():      # a bad value is left out, not replaced by the default
+        out.pop(name, None)
     return out
+
+
+_DESCRIBED = {}     # id(keys) -> what check_object needs of them, made once
+
+
+def _described(keys):
+    """({name: Key}, required names, {name: default}) of a key tuple (a module's
+    constant: a thousand node lists check their four thousand processes with it)."""
+    described = _DESCRIBED.get(id(keys))
+    if described is None or described[0] is not keys:
+        known = {key.name: key for key in keys}
+        described = (keys, known, tuple(k.name for k in keys if k.default is REQUIRED),
+                     {k.name: k.default for k in keys if k.default is not REQUIRED})
+        _DESCRIBED[id(keys)] = described
+    return described[1:]
 
 
 def nested(keys, build):

@@ -65,12 +65,40 @@ class StateEncoder:
         for entry in entries:
             name = entry.get(self.LISTS[key]) if isinstance(entry, dict) else None
             hit = known.get(name)
-            if hit is None or hit[0] != entry:
-                hit = (entry, jsonfile.dumps(entry))
+            # the very same object as last time: callers never change an entry they
+            # handed over (the master's view keeps its records until a node changes)
+            if hit is None or (hit[0] is not entry and hit[0] != entry):
+                hit = (entry,) + _entry_text(entry, hit)
             now_known[name] = hit
             texts.append(hit[1])
         self._known[key] = now_known
         return '[%s]' % ','.join(texts)
+
+
+def _entry_text(entry, last):
+    """(text, parts) of a changed entry. An entry that was known keeps the text of
+    each value that is the same object as last time (a node's process table, its
+    worker record: a report changes the time it was seen, and they stay); `parts`
+    is {key: (value, text)} of a dict entry, for the next time."""
+    if last is None or not isinstance(entry, dict) or last[2] is None or \
+            not all(type(k) is str for k in entry):
+        return jsonfile.dumps(entry), ({} if isinstance(entry, dict) and last is None
+                                       else None)
+    old, parts, members = last[2], {}, []
+    for name in sorted(entry):
+        value = entry[name]
+        part = old.get(name)
+        if part is None or part[0] is not value:
+            part = (value, jsonfile.dumps(value))
+        parts[name] = part
+        quoted = _QUOTED.get(name)
+        if quoted is None:
+            quoted = _QUOTED[name] = jsonfile.dumps(name) if len(_QUOTED) < 1000 else None
+        members.append('%s:%s' % (quoted or jsonfile.dumps(name), part[1]))
+    return '{%s}' % ','.join(members), parts
+
+
+_QUOTED = {}        # the keys of entries, as JSON (a few dozen names, ours)
 
 
 def read(path):

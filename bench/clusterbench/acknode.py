@@ -9,7 +9,9 @@ master sees:
   master's epoch changes (a restart), and every 2 s until the stats socket answers;
 * every STATE: its (gen, sha256) recorded as held (no validation, no file) and
   reported at once: a REPORT with `applied` = that version, every process running;
-* a REPORT every 10 s +-20 %, like a client.
+* a REPORT every 10 s +-20 %, like a client, or as often as the master's ACK says
+  (its `report_ivl`, which grows with the fleet past 500 nodes); after the REPORT
+  of a new list, the next one comes in 0.2-1.2 intervals, as the client's.
 
 Headers are decoded with the protocol's own decoders (strict JSON, a STATE's body
 checked against its sha256); the body is read only for its process names, with
@@ -26,7 +28,7 @@ from dpd.cluster import protocol
 from dpd.cluster import sockets as net
 from dpd.cluster.client import HELLO_RETRY
 from dpd.cluster.config import ClientConfig
-from dpd.cluster.protocol import REPORT_IVL, STATS, UPDATES
+from dpd.cluster.protocol import MAX_REPORT_IVL, REPORT_IVL, STATS, UPDATES
 
 from . import mono
 from .simnode import SimSockets
@@ -47,6 +49,7 @@ class AckNode:
         self.report_frames = None     # the REPORT for what it holds, encoded once
         self.epoch = None
         self.hello_at = self.report_at = None
+        self.report_ivl = REPORT_IVL
         self.scheduled = None         # the deadline this node has in the child's heap
         self.acked = {}               # sha256 -> first ACK for it
         self.confirmed = {}           # epoch -> first ACK/STATE for what it holds
@@ -128,9 +131,10 @@ class AckNode:
         self.breakdown = (self.received_at.get('NOTIFY'), now)
         self.held = {'gen': fields['gen'], 'sha256': fields['sha256']}
         self.report_frames = self._encode_report(json.loads(message.body))
-        self._report(now)
+        self._report(now, after_change=True)
 
     def _on_ack(self, message, now):
+        self.report_ivl = min(MAX_REPORT_IVL, max(REPORT_IVL, message.fields['report_ivl']))
         sha256 = message.fields['sha256']
         if not self._holds(sha256):
             return
@@ -153,9 +157,9 @@ class AckNode:
         self._send(protocol.hello(self.name, self.boot, __version__, self.held))
         self.hello_at = now + HELLO_RETRY
 
-    def _report(self, now):
+    def _report(self, now, after_change=False):
         self._send(self.report_frames or self._encode_report([]))
-        self.report_at = now + self._report_interval()
+        self.report_at = now + self._report_interval(after_change)
 
     def _encode_report(self, entries):
         since = round(time.time(), 3)
@@ -167,8 +171,9 @@ class AckNode:
                                processes=processes, reason='in-sync' if self.held
                                else 'connecting')
 
-    def _report_interval(self):
-        return REPORT_IVL * self.rng.uniform(0.8, 1.2)
+    def _report_interval(self, after_change=False):
+        """As the client's: after a report of a change, 0.2-1.2 intervals."""
+        return self.report_ivl * self.rng.uniform(0.2 if after_change else 0.8, 1.2)
 
     def _send(self, frames):
         self.counts['send:' + frames[0].decode()] += 1

@@ -6,6 +6,7 @@ from ..record import Record
 class Send(Record):
     socket: str
     frames: tuple
+    fallback: object = None   # a Send for when these frames cannot go (no such peer now)
 
 
 class RebuildLink(Record):

@@ -23,13 +23,15 @@ from ..schema import Problems
 from . import actions as act
 from . import events as ev
 from . import protocol
+from .linkwatch import LINK_PROBLEMS, DroppedLinks
 from .policy import NetworkPolicy
-from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
+from .protocol import HUGZ_IVL, MAX_HUGZ_IVL, MAX_REPORT_IVL, REPORT_IVL, STATS, UPDATES
 from .relay import Relaying
 
 HELLO_RETRY = 2.0          # until the master answers
 SILENCE_REBUILD = 30.0     # no message at all that long: re-create the sockets
 REPORT_SOON = 1.0          # a local change is reported within this delay
+USAGE_FIELDS = ('memory_bytes', 'cpu_seconds')   # sampled often: they wait for a report
 
 
 def accepted_users_problems(entries, allowed_users):
@@ -78,6 +80,10 @@ class ClientPolicy(Relaying, NetworkPolicy):
         self.hello_at = self.report_at = None
         self.started_at = None
         self.relays = {}               # ref -> the master epoch that asked (relay.py)
+        self.report_ivl = REPORT_IVL   # as the master's last ACK says
+        self.changed = False           # the next report says a change
+        self.hugz_ivl = HUGZ_IVL       # as its last HUGZ says
+        self.links = DroppedLinks()    # connections libzmq dropped for good
         self._messages = {'HUGZ': self._on_hugz, 'NOTIFY': self._on_notify, 'ACK': self._on_ack,
                           'STATE': self._on_state, 'UNMANAGED': self._on_unmanaged,
                           'ERROR': self._on_error, 'COMMAND': self._on_command,
@@ -91,19 +97,28 @@ class ClientPolicy(Relaying, NetworkPolicy):
 
     def next_deadline(self):
         deadlines = [d for d in (self.hello_at, self.report_at, self._rebuild_at(),
-                                 self._unreachable_at()) if d is not None]
+                                 self._unreachable_at(), self.links.due()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def _rebuild_at(self):
-        """30 s without a word on either socket: HUGZ come every 2 s on one, answers
-        to reports every ~10 s on the other; a socket deaf for good must not hide
-        behind the other one still talking."""
-        return min(self.heard_on.values()) + SILENCE_REBUILD if self.heard_on else None
+        """30 s without a word on either socket: HUGZ come every 2-10 s on one, answers
+        to reports every ~10 s on the other (longer if the master asks for fewer
+        reports: the stats socket gets that much longer); a socket deaf for good
+        must not hide behind the other one still talking."""
+        if not self.heard_on:
+            return None
+        return min(at + self._silence(socket) for socket, at in self.heard_on.items())
+
+    def _silence(self, socket):
+        """How long `socket` may be silent before the sockets are made again."""
+        if socket == STATS:
+            return SILENCE_REBUILD + 1.2 * (self.report_ivl - REPORT_IVL)
+        return SILENCE_REBUILD
 
     def _unreachable_at(self):
         if self.heard_at is None or self.status == 'unreachable':
             return None
-        return self.heard_at + 3 * HUGZ_IVL
+        return self.heard_at + 3 * self.hugz_ivl
 
     # ------------------------------------------------------------ from the master
 
@@ -130,6 +145,7 @@ class ClientPolicy(Relaying, NetworkPolicy):
             out.append(log_action(logging.INFO, 'the master answers again'))
             self.status, self.dirty = 'connecting', True
         self.heard_at = self.heard_on[socket] = now
+        self.links.heard(socket)
         if epoch and epoch != self.epoch:
             if self.epoch is not None:
                 out.append(log_action(logging.INFO, 'the master restarted (epoch %s); saying hello'
@@ -139,7 +155,8 @@ class ClientPolicy(Relaying, NetworkPolicy):
             self._cancel_relays_of_old_masters(out)
 
     def _on_hugz(self, message, now, out):
-        pass  # liveness and epoch: handled by _heard
+        # liveness and epoch: handled by _heard
+        self.hugz_ivl = min(MAX_HUGZ_IVL, max(HUGZ_IVL, message.fields['hugz_ivl']))
 
     def _on_notify(self, message, now, out):
         gen, sha256 = message.fields['gen'], message.fields['sha256']
@@ -148,6 +165,7 @@ class ClientPolicy(Relaying, NetworkPolicy):
         self.hello_at = now   # a newer list exists: ask for it
 
     def _on_ack(self, message, now, out):
+        self.report_ivl = min(MAX_REPORT_IVL, max(REPORT_IVL, message.fields['report_ivl']))
         if self._holds(message.fields['sha256']):
             self._set_status('in-sync', out)
 
@@ -237,8 +255,12 @@ class ClientPolicy(Relaying, NetworkPolicy):
             self.applied = applied
             self._report_soon(now)
         if (event.worker, event.processes) != (self.worker, self.processes):
+            # memory and CPU change at every sample of the worker: alone, they ride
+            # on the next periodic report (a thousand nodes would report every 15 s)
+            if event.worker != self.worker or _states(event.processes) != \
+                    _states(self.processes):
+                self._report_soon(now)
             self.worker, self.processes = event.worker, event.processes
-            self._report_soon(now)
         self.dirty = True
 
     def _read_before_write(self, event):
@@ -255,23 +277,35 @@ class ClientPolicy(Relaying, NetworkPolicy):
             self.hello_at = now + HELLO_RETRY
         if self.report_at is not None and now >= self.report_at:
             self._send(out, self._report())
-            self.report_at = now + self._report_interval()
+            self.report_at = now + self._report_interval(self.changed)
+            self.changed = False
         if now >= self._rebuild_at():
             self._silent_for_long(now, out)
+        dead_at = self.links.due()
+        if dead_at is not None and now >= dead_at:
+            self.limited(out, 'dropped', 'the master\'s connection on %s was dropped and is not '
+                         'being made again (an oversize or malformed frame?): re-creating the '
+                         'connections' % ' and '.join(sorted(self.links.dropped)), now)
+            self._rebuild(now, out)
         unreachable_at = self._unreachable_at()
         if unreachable_at is not None and now >= unreachable_at:
             self._set_status('unreachable', out, 'no word from the master for %d s; the worker '
                              'file stays as it is' % (now - self.heard_at))
 
     def _silent_for_long(self, now, out):
-        deaf = sorted(s for s, at in self.heard_on.items() if now - at >= SILENCE_REBUILD)
+        deaf = sorted(s for s, at in self.heard_on.items() if now - at >= self._silence(s))
         self.limited(out, 'silence', 'no word from the master on %s for %d s: re-creating '
-                     'the connections' % (' and '.join(deaf), SILENCE_REBUILD), now)
-        out.append(act.RebuildLink())
-        self.heard_on = dict.fromkeys(self.heard_on, now)
-        self.hello_at = now
+                     'the connections' % (' and '.join(deaf), max(
+                         self._silence(s) for s in deaf or [UPDATES])), now)
+        self._rebuild(now, out)
         if self.heard_at is None:
             self._set_status('unreachable', out)
+
+    def _rebuild(self, now, out):
+        out.append(act.RebuildLink())
+        self.heard_on = dict.fromkeys(self.heard_on, now)
+        self.links.rebuilt(now)
+        self.hello_at = now
 
     def _report(self):
         return protocol.report(self.node, self.boot, __version__, self._stamp(),
@@ -282,17 +316,22 @@ class ClientPolicy(Relaying, NetworkPolicy):
         return {'gen': self.applied['gen'], 'sha256': self.applied['sha256']} \
             if self.applied else None
 
-    def _report_interval(self):
-        return REPORT_IVL * self.rng.uniform(0.8, 1.2)
+    def _report_interval(self, after_change=False):
+        """The next periodic report, +-20 %; after a report of a change, anywhere in
+        the next 0.2-1.2 intervals: a fleet-wide edit makes every node report at
+        once, and their periodic reports would stay in step, a wave every interval."""
+        return self.report_ivl * self.rng.uniform(0.2 if after_change else 0.8, 1.2)
 
     def _report_soon(self, now, at_once=False):
         soon = now if at_once else now + REPORT_SOON
         self.report_at = min(self.report_at or soon, soon)
+        self.changed = True
 
     def _send(self, out, frames):
         out.append(act.Send(STATS, tuple(frames)))
 
     def _on_link_event(self, event, now, out):
+        self.links.on_event(event, now)
         if event.kind in ('handshake-ok', 'connected') and event.socket == STATS and \
                 not self.answered:
             self.hello_at = now
@@ -333,14 +372,7 @@ class ClientPolicy(Relaying, NetworkPolicy):
         }
 
 
-LINK_PROBLEMS = {
-    'overloaded': 'the master\'s messages arrive faster than they can be handled on '
-                  '%(socket)s: %(detail)s',
-    'handshake-protocol': 'the handshake with the master failed on %(socket)s (%(detail)s): '
-                          'keys are configured on one side only',
-    'handshake-denied': 'the master refused this node\'s key on %(socket)s: is this node\'s '
-                        'NODE.key in the master\'s authorized_keys, named after the node?',
-    'handshake-failed': 'the handshake with the master failed on %(socket)s (%(detail)s): is '
-                        'master_public_key the master\'s key? (or keys are configured on one '
-                        'side only)',
-}
+def _states(processes):
+    """The processes as a report says them, but for their usage figures."""
+    return [{k: v for k, v in p.items() if k not in USAGE_FIELDS} if isinstance(p, dict)
+            else p for p in processes]

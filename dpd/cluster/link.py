@@ -28,14 +28,17 @@ ZAP_ENDPOINT = 'inproc://zeromq.zap.01'
 ZAP_DOMAIN = b'diprocd'
 MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
              zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
-             zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+             zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_CONNECT_RETRIED)
 EVENT_NAMES = {zmq.EVENT_CONNECTED: 'connected', zmq.EVENT_DISCONNECTED: 'disconnected',
+               zmq.EVENT_CONNECT_RETRIED: 'retrying',
                zmq.EVENT_HANDSHAKE_SUCCEEDED: 'handshake-ok',
                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: 'handshake-failed',
                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: 'handshake-protocol',
                zmq.EVENT_HANDSHAKE_FAILED_AUTH: 'handshake-denied'}
 MONITOR_HEAD = struct.Struct('=Hi')   # a monitor message's event id and value
 RECV_BATCH = 256       # messages taken from one socket before looking at the others
+NOBLOCK, MORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
+EVENTS, POLLIN, RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
 
 log = logging.getLogger('dpd.link')
 
@@ -67,7 +70,7 @@ class _Live:
 class ZmqLink(Observer):
     def __init__(self, inbox, plans, zap_keys=None):
         super().__init__('zmq', inbox.put)
-        self.offer = inbox.offer            # what peers send is offered, within a budget
+        self.offer_all = inbox.offer_all    # what peers send is offered, within a budget
         self.refused, self.refused_reported_at = 0, 0.0
         self.plans = tuple(plans)
         self.zap_keys = zap_keys            # z85 public key -> node name; None: no ZAP
@@ -87,8 +90,14 @@ class ZmqLink(Observer):
         if self.error is not None:
             raise self.error
 
-    def send(self, name, frames):
-        self._outbox.put((name, frames))
+    def send(self, name, frames, fallback=None):
+        """Queue `frames` for socket `name`; should they not go (a ROUTER's peer gone,
+        a full queue), `fallback` (name, frames) goes instead, if given."""
+        self.send_all([(name, frames, fallback)])
+
+    def send_all(self, messages):
+        """`send` for each (name, frames, fallback) of `messages`, with one wake-up."""
+        self._outbox.put(messages)
         self.wake()
 
     def rebuild(self):
@@ -183,6 +192,7 @@ class ZmqLink(Observer):
     def _serve(self, context, zap, live):
         poller, owners = self._poller(zap, live)
         while not self.stopping:
+            offers = []
             for sock, _ in poller.poll():
                 owner = owners.get(sock)
                 if sock == self.wake_r:
@@ -192,7 +202,11 @@ class ZmqLink(Observer):
                 elif owner is not None and sock is owner.monitor:
                     self._report_event(owner)
                 elif owner is not None:
-                    self._receive(owner)
+                    self._receive(owner, offers)
+            if offers:
+                dropped = self.offer_all(offers)
+                if dropped:
+                    self._refused(dropped, ' and '.join(sorted({f.socket for f, _ in offers})))
             self._flush_outbox(live)
             if self._rebuild:
                 self._rebuild = False
@@ -218,25 +232,35 @@ class ZmqLink(Observer):
         # before _flush_outbox, which follows: no queued message is left behind
         self._wake_pending = False
 
-    def _receive(self, item):
+    def _receive(self, item, offers):
+        """Up to RECV_BATCH messages of one socket, added to `offers` as (fact, size).
+        ZMQ_EVENTS says whether one is there: no zmq.Again raised at the end of each
+        drain, and plain int flags (pyzmq's enum flags cost more than the call)."""
+        sock, name = item.socket, item.plan.name
+        recv, get = sock.recv, sock.getsockopt
         # the ZAP User-Id lives on a Frame; without keys, plain bytes are cheaper
-        with_user_id = item.plan.curve is not None
+        copy = item.plan.curve is None
         for _ in range(RECV_BATCH):
+            if not get(EVENTS) & POLLIN:
+                return
             try:
-                frames = item.socket.recv_multipart(zmq.NOBLOCK, copy=not with_user_id)
+                frames = [recv(NOBLOCK, copy)]
+                while get(RCVMORE):
+                    frames.append(recv(NOBLOCK, copy))
             except zmq.Again:
                 return
-            if with_user_id:
-                user_id, frames = _user_id(frames[-1]), [f.bytes for f in frames]
-            else:
+            if copy:
                 user_id = None
-            size = sum(len(f) for f in frames)
-            if not self.offer(LinkMessage(item.plan.name, tuple(frames), user_id), size):
-                self._refused(item.plan.name)
+            else:
+                user_id, frames = _user_id(frames[-1]), [f.bytes for f in frames]
+            size = 0
+            for frame in frames:
+                size += len(frame)
+            offers.append((LinkMessage(name, tuple(frames), user_id), size))
 
-    def _refused(self, socket_name):
-        """A message dropped for lack of room: say so, at most once a second."""
-        self.refused += 1
+    def _refused(self, count, socket_name):
+        """Messages dropped for lack of room: say so, at most once a second."""
+        self.refused += count
         now = time.monotonic()
         if now - self.refused_reported_at >= 1.0:
             self.refused_reported_at = now
@@ -256,16 +280,27 @@ class ZmqLink(Observer):
     def _flush_outbox(self, live):
         while True:
             try:
-                name, frames = self._outbox.get_nowait()
+                messages = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            item = live.get(name)
-            if item is None:
-                continue
-            try:
-                item.socket.send_multipart(frames, zmq.NOBLOCK)
-            except (zmq.Again, zmq.ZMQError):
-                self.dropped += 1   # unreachable peer or full queue: the protocol repairs it
+            for name, frames, fallback in messages:
+                if not self._send_now(live, name, frames) and fallback is not None:
+                    self._send_now(live, *fallback)
+
+    def _send_now(self, live, name, frames):
+        item = live.get(name)
+        if item is None:
+            return False
+        send = item.socket.send
+        try:
+            # a multipart message is all or nothing: only its first frame can fail
+            for frame in frames[:-1]:
+                send(frame, MORE_NOBLOCK)
+            send(frames[-1], NOBLOCK)
+            return True
+        except zmq.ZMQError:
+            self.dropped += 1   # unreachable peer or full queue: the protocol repairs it
+            return False
 
     def _answer_zap(self, zap):
         request = zap.recv_multipart()

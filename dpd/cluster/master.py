@@ -8,17 +8,15 @@ equal hashes, and the gen only orders competing copies.
 import logging
 
 from ..policy import log_action
-from ..record import Record
 from . import actions as act
 from . import events as ev
 from . import protocol
+from .nodes import PENDING_GRACE, STALE_AFTER, Aging, Desired, Node  # noqa: F401
 from .policy import NetworkPolicy
-from .remote import Remote
 from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
+from .remote import Remote
 from .states import NOT_AS_DESIRED
 
-STALE_AFTER = 3 * REPORT_IVL + 5      # no report for that long: the node is stale
-PENDING_GRACE = 30.0                  # a newer list unapplied for longer: lagging
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
 STRANGER_TTL = 10 * STALE_AFTER       # how long a node outside the file stays in the view
 MAX_STRANGERS = 1000                  # nodes outside the file kept in the view at once
@@ -27,46 +25,6 @@ AGING_IVL = 1.0                       # node states that change with time are re
 STATE_INTERVAL_PER_NODE = 0.002       # the state file, rewritten at most this often...
 STATE_INTERVAL_MAX = 2.0              # ...and at least every 2 s when it changed
 VERSIONS_LOGGED = 10                  # nodes named one per line; beyond, one summary line
-
-
-class Desired(Record):
-    gen: int
-    sha256: str
-    body: bytes
-    count: int
-
-
-class Node:
-    def __init__(self, name):
-        self.name = name
-        self.managed = False
-        self.desired = None           # the last valid list, or None
-        self.errors = ()              # why the master file's list is invalid
-        self.changed_at = None        # when `desired` last changed
-        self.seen_at = None
-        self.applied = None           # {gen, sha256} the node reported
-        self.last_rejected = None
-        self.report = {}              # the last REPORT's worker and processes
-        self.peers = {}               # boot -> (seen_at, version): who claims to be this node
-        self.notified_at = None
-        self.last_error = None
-        self.routing_id = None        # the connection its last message came on
-
-    def state(self, now):
-        if not self.managed:
-            return 'unmanaged'
-        if self.seen_at is None:
-            return 'never-seen'
-        if now - self.seen_at > STALE_AFTER:
-            return 'stale'
-        if self.desired is None:
-            return 'rejected'
-        if self.applied and self.applied.get('sha256') == self.desired.sha256:
-            return 'in-sync'
-        rejected = self.last_rejected or {}
-        if rejected.get('sha256') == self.desired.sha256:
-            return 'rejected'
-        return 'pending' if now - self.changed_at < PENDING_GRACE else 'lagging'
 
 
 class MasterPolicy(Remote, NetworkPolicy):
@@ -90,6 +48,10 @@ class MasterPolicy(Remote, NetworkPolicy):
         self.hseq = 0
         self.next_hugz = self.next_aging = None
         self.states = {}                 # node -> last computed state (to notice changes)
+        self.aging = Aging()
+        self.report_ivl = REPORT_IVL     # what ACKs tell nodes (protocol.report_interval)
+        self.hugz_ivl = HUGZ_IVL         # and the heartbeat (protocol.hugz_interval)
+        self._order = None               # the nodes sorted by name, for the view
 
     def next_deadline(self):
         deadlines = [d for d in (self.next_hugz, self.next_aging, self._relays_due())
@@ -114,23 +76,39 @@ class MasterPolicy(Remote, NetworkPolicy):
             out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
         self.loaded_at = event.wall
+        self.report_ivl = protocol.report_interval(len(config.nodes))
+        self.hugz_ivl = protocol.hugz_interval(len(config.nodes))
         wall_ms, changed = int((event.wall or 0) * 1000), []
         for name, listed in config.nodes.items():
-            node = self.nodes.setdefault(name, Node(name))
+            node = self.nodes.get(name) or self._add(name)
             if self._apply_node(node, listed, wall_ms, now, out):
                 changed.append(node)
         _log_new_versions(changed, out)
         for node in self.nodes.values():
             if node.managed and node.name not in config.nodes:
                 node.managed = False
+                self._touch(node)
                 out.append(log_action(logging.WARNING, 'node %s: no longer in the master file; its '
                                       'client keeps its list (give it [] to stop everything)'
                                       % node.name))
         if first:
             self.next_hugz = self.next_aging = now
 
+    def _add(self, name):
+        node = self.nodes[name] = Node(name)
+        self._order = None
+        return node
+
+    def _touch(self, node):
+        """Something the view shows of `node` changed: its record is made again, and
+        the next aging tick reads its state."""
+        node.record, self.dirty = None, True
+        self.aging.touch(node)
+
     def _apply_node(self, node, listed, wall_ms, now, out):
         """True when the node got a new list version."""
+        if not node.managed or node.errors != listed.errors:
+            self._touch(node)
         node.managed = True
         if not listed.valid:
             if listed.errors != node.errors:
@@ -150,9 +128,10 @@ class MasterPolicy(Remote, NetworkPolicy):
         else:
             gen = self._next_gen(node, wall_ms)
         self.global_gen = max(self.global_gen, gen)
-        node.desired = Desired(gen, listed.sha256, listed.body, len(listed.entries))
-        node.changed_at, self.dirty = now, True
-        self._notify(node, now, out, force=True)
+        node.desired = Desired(gen, listed.sha256, listed.body, listed.count)
+        node.changed_at = now
+        self._touch(node)
+        self._push(node, now, out)
         return True
 
     def _next_gen(self, node, wall_ms):
@@ -192,14 +171,33 @@ class MasterPolicy(Remote, NetworkPolicy):
             if node is not None and node.managed:
                 self._notify(node, now, out)
 
-    def _notify(self, node, now, out, force=False):
+    def _notify(self, node, now, out):
+        """A NOTIFY for a new subscription: at most one a second per node (a peer
+        can subscribe as often as it likes). An edit's NOTIFY does not count: a
+        node that subscribes just after an edit, or just after this master started
+        (a restart: every node at once), still gets its own."""
         if node.desired is None:
             return
-        if not force and node.notified_at is not None and now - node.notified_at < NOTIFY_GAP:
+        if node.notified_at is not None and now - node.notified_at < NOTIFY_GAP:
             return
         node.notified_at = now
-        out.append(act.Send(UPDATES, tuple(protocol.notify(
-            node.name, node.desired.gen, node.desired.sha256, self.epoch))))
+        out.append(self._notify_action(node))
+
+    def _notify_action(self, node):
+        return act.Send(UPDATES, tuple(protocol.notify(
+            node.name, node.desired.gen, node.desired.sha256, self.epoch)))
+
+    def _push(self, node, now, out):
+        """A new list goes straight to the connection the node last spoke on, as the
+        answer to a HELLO would (the node's own connection: no other node reads it);
+        should that connection be gone, the link publishes the NOTIFY instead and
+        the node asks. A node not heard from lately only gets the NOTIFY."""
+        if node.routing_id is None or node.seen_at is None or \
+                now - node.seen_at > node.stale_after:
+            out.append(self._notify_action(node))
+            return
+        out.append(act.Send(STATS, (node.routing_id,) + node.reply('STATE', self.epoch),
+                            fallback=self._notify_action(node)))
 
     def _on_request(self, routing_id, frames, user_id, now, out):
         try:
@@ -232,16 +230,19 @@ class MasterPolicy(Remote, NetworkPolicy):
         node = self.nodes.get(name)
         managed = len(self.config.nodes) if self.config else 0
         if node is None and len(self.nodes) - managed < MAX_STRANGERS:
-            node = self.nodes[name] = Node(name)
+            node = self._add(name)
         return node
 
     def _record(self, node, message, now, out):
         fields = message.fields
         first = node.seen_at is None
-        node.seen_at, self.dirty = now, True
-        node.applied = protocol.kept(fields.get('applied'), ('gen', 'sha256'))
+        node.seen_at = now
+        self._touch(node)
+        node.applied = _same(node.applied, protocol.kept(fields.get('applied'),
+                                                         ('gen', 'sha256')))
         boot = fields['boot']
-        node.peers = {b: seen for b, seen in node.peers.items() if now - seen[0] < STALE_AFTER}
+        node.peers = {b: seen for b, seen in node.peers.items()
+                      if now - seen[0] < node.stale_after}
         while len(node.peers) >= MAX_PEERS:            # boots are a peer's to make up
             del node.peers[min(node.peers, key=lambda b: node.peers[b][0])]
         if boot not in node.peers and node.peers:
@@ -253,7 +254,7 @@ class MasterPolicy(Remote, NetworkPolicy):
         if message.kind == 'REPORT':
             node.last_rejected = protocol.kept(fields.get('last_rejected'), protocol.REJECTION)
             if node.managed:      # a node outside the file: its processes are not ours
-                node.report = _report(fields)
+                node.report = _same(node.report, _report(fields))
         if first and node.managed:
             out.append(log_action(logging.INFO, 'node %s: connected' % node.name))
 
@@ -268,18 +269,15 @@ class MasterPolicy(Remote, NetworkPolicy):
             return
         applied = node.applied or {}
         if applied.get('sha256') == desired.sha256:
-            self._reply(out, routing_id, protocol.ack(node.name, desired.gen, desired.sha256,
-                                                      self.epoch, REPORT_IVL))
+            self._reply(out, routing_id, node.reply('ACK', self.epoch, self.report_ivl))
             return
         rejected = node.last_rejected or {}
         if message.kind == 'REPORT' and rejected.get('sha256') == desired.sha256:
             # it refused this very list and said why: resending changes nothing, but the
             # answer tells it the master hears it (its stats socket is alive)
-            self._reply(out, routing_id, protocol.ack(node.name, desired.gen, desired.sha256,
-                                                      self.epoch, REPORT_IVL))
+            self._reply(out, routing_id, node.reply('ACK', self.epoch, self.report_ivl))
             return
-        self._reply(out, routing_id, protocol.state(node.name, desired.gen, desired.sha256,
-                                                    desired.body, self.epoch))
+        self._reply(out, routing_id, node.reply('STATE', self.epoch))
 
     @staticmethod
     def _reply(out, routing_id, frames):
@@ -307,45 +305,54 @@ class MasterPolicy(Remote, NetworkPolicy):
             self._check_relays(now, out)
         if self.next_hugz is not None and now >= self.next_hugz:
             self.hseq += 1
-            out.append(act.Send(UPDATES, tuple(protocol.hugz(self.epoch, self.hseq, HUGZ_IVL,
-                                                             REPORT_IVL))))
-            self.next_hugz = now + HUGZ_IVL
+            out.append(act.Send(UPDATES, tuple(protocol.hugz(self.epoch, self.hseq,
+                                                             self.hugz_ivl, self.report_ivl))))
+            self.next_hugz = now + self.hugz_ivl
         if self.next_aging is not None and now >= self.next_aging:
             self.next_aging = now + AGING_IVL
             self._forget_strangers(now)
-            for node in self.nodes.values():
+            for node in self.aging.due(now, self.nodes):
                 state = node.state(now)
                 if self.states.get(node.name) != state:
                     if node.name in self.states and state in NOT_AS_DESIRED:
                         out.append(log_action(logging.WARNING, 'node %s: %s' % (node.name, state)))
                     self.states[node.name], self.dirty = state, True
+                self.aging.schedule(node, now)
 
     def _forget_strangers(self, now):
         """Nodes outside the master file are shown while they talk to us; without keys
         anyone can make one up, so those silent for long are dropped from the view."""
+        if len(self.nodes) == (len(self.config.nodes) if self.config else 0):
+            return          # every node is in the file: nobody to forget
         for name in [n.name for n in self.nodes.values() if not n.managed and
                      (n.seen_at is None or now - n.seen_at > STRANGER_TTL)]:
             del self.nodes[name]
             self.states.pop(name, None)
-            self.dirty = True
+            self.dirty, self._order = True, None
 
     # ------------------------------------------------------------ the cluster view
 
     def snapshot(self, now):
-        return {
-            'epoch': self.epoch,
-            'config': self.config_record(),
-            'nodes': [self._node_record(node, now) for node in
-                      sorted(self.nodes.values(), key=lambda n: n.name)],
-        }
+        """The cluster view. A node's record is made again only when the node
+        changed (or its state did, with time): records are never changed once
+        made, so the state file reuses the text of the others."""
+        if self._order is None:
+            self._order = sorted(self.nodes.values(), key=lambda n: n.name)
+        records = []
+        for node in self._order:
+            state = node.state(now)
+            record = node.record
+            if record is None or record['state'] != state:
+                record = node.record = self._node_record(node, state)
+            records.append(record)
+        return {'epoch': self.epoch, 'config': self.config_record(), 'nodes': records}
 
     @staticmethod
-    def _node_record(node, now):
+    def _node_record(node, state):
         desired = node.desired
         return {
-            'node': node.name, 'state': node.state(now), 'managed': node.managed,
-            'desired': {'gen': desired.gen, 'sha256': desired.sha256,
-                        'processes': desired.count} if desired else None,
+            'node': node.name, 'state': state, 'managed': node.managed,
+            'desired': desired and desired.view,
             'applied': node.applied, 'last_rejected': node.last_rejected,
             'errors': list(node.errors), 'seen_at': node.seen_at,
             'clients': len(node.peers), 'client_version': _newest_version(node.peers),
@@ -366,6 +373,12 @@ def _log_new_versions(nodes, out):
     out.append(log_action(logging.INFO, 'new list versions for %d nodes: %s and %d more (-v '
                           'names each)' % (len(nodes), names, len(nodes) - VERSIONS_LOGGED)))
     out.extend(log_action(logging.DEBUG, line) for line in lines)
+
+
+def _same(old, new):
+    """`old` when equal to `new`: a value kept as the same object keeps its text in
+    the state file (the state encoder reuses it)."""
+    return old if old == new else new
 
 
 def _newest_version(peers):

@@ -19,13 +19,14 @@ from ..procfs import raise_fd_limit
 from ..signals import SignalThread
 from ..watcher import ConfigWatcher
 from . import httpd, keys, sockets
-from .config import load_master
+from .config import MasterLoader, load_master
 from .events import ConfigLoaded
 from .executor import NetworkExecutor
 from .link import ZmqLink
 from .master import MasterPolicy
 
 log = logging.getLogger('dpd')
+WALL_JUMP = 0.5     # the wall clock moved this far against the monotonic one: take it again
 
 
 class MasterExecutor(NetworkExecutor):
@@ -37,6 +38,8 @@ class MasterExecutor(NetworkExecutor):
         self.authorized_keys = authorized_keys
         self.metrics_server = metrics_server      # the HTTP thread, with metrics_listen
         self.cluster_metrics = ClusterMetrics()
+        self._clocks = None         # (monotonic, wall) that last_seen is computed with
+        self._shown = {}            # node -> (the policy's record, its copy with last_seen)
 
     def _reload(self, action):
         if self.authorized_keys is not None:  # HUP is how new node keys are taken in
@@ -47,12 +50,25 @@ class MasterExecutor(NetworkExecutor):
         return super()._reload(action)
 
     def state_body(self, snapshot):
-        # one (monotonic, wall) pair for all: a node's last_seen then stays the same
-        # text from one write to the next, which the state encoder reuses
+        """The view with wall times. One (monotonic, wall) pair, kept while the wall
+        clock does not jump: a node's last_seen then stays the same text from one
+        write to the next, and an unchanged record (the policy hands the same object
+        again) keeps its shown copy, which the state encoder reuses as it is."""
         now_mono, now_wall = time.monotonic(), time.time()
-        for node in snapshot['nodes']:
-            node['last_seen'] = state.to_wall(node.pop('seen_at'), now_mono, now_wall)
-        return snapshot
+        if self._clocks is None or \
+                abs(now_wall - now_mono - self._clocks[1] + self._clocks[0]) > WALL_JUMP:
+            self._clocks, self._shown = (now_mono, now_wall), {}
+        shown, nodes = {}, []
+        for record in snapshot['nodes']:
+            hit = self._shown.get(record['node'])
+            if hit is None or hit[0] is not record:
+                copy = dict(record)
+                copy['last_seen'] = state.to_wall(copy.pop('seen_at'), *self._clocks)
+                hit = (record, copy)
+            shown[record['node']] = hit
+            nodes.append(hit[1])
+        self._shown = shown
+        return dict(snapshot, nodes=nodes)
 
     def publish_metrics(self, body, action):
         """The text is made here, once per state write (at most every 2 s for a
@@ -115,7 +131,8 @@ class MasterDaemon:
         except OSError as err:
             raise OSError(err.errno, 'cannot bind %s or %s: %s' % (
                 config.master_stats, config.master_updates, err.strerror or err)) from None
-        watcher = ConfigWatcher(config.path, load_master, events.put, known_sha256=config.sha256)
+        watcher = ConfigWatcher(config.path, MasterLoader(), events.put,
+                                known_sha256=config.sha256)
         executor = MasterExecutor(watcher.recheck, daemon_log, config.state_file, link,
                                   config.authorized_keys, metrics_server)
         executor.control = control = open_control(config, events.put)

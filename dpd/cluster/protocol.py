@@ -1,16 +1,20 @@
-"""The wire format between dpd-masterd and dpd-clientd (pure; see PROTOCOL in README).
+"""The wire format between dpd-masterd and dpd-clientd (pure; see "The protocol" in README).
 
 Two endpoints, each with one job:
 
   master_updates  master XPUB -> client SUB, topics `N:<node>\\0` and `H\\0`
       [N:<node>\\0, NOTIFY, hdr]   the node's list changed: {v, node, gen, sha256, epoch}
-      [H\\0, HUGZ, hdr]            heartbeat every 2 s: {v, epoch, hseq, hugz_ivl, report_ivl}
+      [H\\0, HUGZ, hdr]            heartbeat every hugz_ivl (2-10 s, hugz_interval):
+                                   {v, epoch, hseq, hugz_ivl, report_ivl}
   master_stats    client DEALER <-> master ROUTER
       [HELLO, json]   client: {v, node, boot, version, applied: {gen, sha256} | null}
       [REPORT, json]  client: HELLO's fields + last_rejected, worker, processes, reason
-      [STATE, hdr, body]  master: the node's whole list, only to that node;
-                      hdr {v, node, gen, sha256, len, epoch}; body = canonical JSON list
-      [ACK, json]        master: {v, node, gen, sha256, epoch, report_ivl}: you are in sync
+      [STATE, hdr, body]  master: the node's whole list, only to that node (the
+                      answer to a HELLO or REPORT, or pushed to the node's connection
+                      on an edit); hdr {v, node, gen, sha256, len, epoch}; body =
+                      canonical JSON list
+      [ACK, json]        master: {v, node, gen, sha256, epoch, report_ivl}: you are in sync;
+                         report every report_ivl (10-60 s, report_interval)
       [UNMANAGED, json]  master: {v, node, epoch}: not in the master file; keep your list
       [ERROR, json]      master: {v, code, text}
       [COMMAND, json]    master: {v, node, ref, request}: an operator's request (SPEC 6.3)
@@ -41,8 +45,31 @@ NODE_PATTERN = re.compile(r'[A-Za-z0-9._@:-]{1,253}\Z')
 SHA256_PATTERN = re.compile(r'[0-9a-f]{64}\Z')
 REF_PATTERN = re.compile(r'[A-Za-z0-9._-]{1,64}\Z')
 MAX_GEN = 2 ** 63 - 1
-HUGZ_IVL = 2.0                             # the master's heartbeat
-REPORT_IVL = 10.0                          # a client's report, +-20 %
+HUGZ_IVL = 2.0                             # the master's heartbeat, at least...
+MAX_HUGZ_IVL = 10.0                        # ...and at most (each HUGZ says which)
+HUGZ_PER_S = 100.0                         # HUGZ the master sends its fleet, at most
+REPORT_IVL = 10.0                          # a client's report, +-20 %, at least...
+MAX_REPORT_IVL = 60.0                      # ...and at most (the master's ACK says which)
+REPORTS_PER_S = 50.0                       # what the master asks of its whole fleet
+
+
+def report_interval(nodes):
+    """How often each of `nodes` nodes reports when nothing changes: every 10 s up to
+    500 nodes, then so that all of them send about REPORTS_PER_S (Nomad's clients
+    scale their heartbeats the same way, 50 a second by default), at most every 60 s.
+    A change is still reported within a second."""
+    return min(MAX_REPORT_IVL, max(REPORT_IVL, nodes / REPORTS_PER_S))
+
+
+def hugz_interval(nodes):
+    """The master's heartbeat: every 2 s up to 200 nodes, then about HUGZ_PER_S a
+    second to the whole fleet, at most every 10 s (a node's silence rule is 30 s)."""
+    return min(MAX_HUGZ_IVL, max(HUGZ_IVL, nodes / HUGZ_PER_S))
+
+
+def stale_after(report_ivl):
+    """No report for that long: the node is stale (three reports missed, and 5 s)."""
+    return 3 * report_ivl + 5
 UPDATES, STATS = 'updates', 'stats'        # the two sockets, by their names in the plans
 
 
@@ -69,7 +96,8 @@ def body_of(entries):
 
 
 def _json(fields):
-    return jsonfile.dumps(dict(fields, v=VERSION)).encode()
+    fields['v'] = VERSION
+    return jsonfile.dumps_message(fields).encode()
 
 
 # ------------------------------------------------------------------ encoders
@@ -173,14 +201,28 @@ def _long_text(value):
 
 def _record_of(checks):
     """A dict whose listed keys pass their checks (other keys are dropped later)."""
+    items = tuple(checks.items())
+
     def check(value):
-        return isinstance(value, dict) and all(c(value.get(k)) for k, c in checks.items())
+        if not isinstance(value, dict):
+            return False
+        get = value.get
+        for key, check_value in items:
+            if not check_value(get(key)):
+                return False
+        return True
     return check
 
 
 def _list_of(check, limit):
-    return lambda value: isinstance(value, list) and len(value) <= limit and \
-        all(check(item) for item in value)
+    def check_list(value):
+        if not isinstance(value, list) or len(value) > limit:
+            return False
+        for item in value:
+            if not check(item):
+                return False
+        return True
+    return check_list
 
 
 MAX_TEXT = 1000
@@ -321,7 +363,7 @@ def _strict_object(frame, limit, kind):
     if len(frame) > limit:
         raise ProtocolError('%s header of %d bytes (limit %d)' % (kind, len(frame), limit))
     try:
-        value = jsonfile.loads(bytes(frame))
+        value = jsonfile.loads_message(bytes(frame))
     except jsonfile.JsonError as err:
         raise ProtocolError('%s: %s' % (kind, err)) from None
     if not isinstance(value, dict):

@@ -398,6 +398,26 @@ def test_malformed_frames_never_crash_the_client_nor_touch_the_worker_file(workd
         assert s.node.worker_doc()['_diprocd']['gen'] == 4000
 
 
+def test_an_oversize_frame_costs_the_connection_seconds_not_30(workdir):
+    """A frame over MAXMSGSIZE makes libzmq drop the connection for good, with no
+    reconnect (research/protocol.md 3.2): the client sees it dropped and re-creates
+    its sockets within seconds, on either socket."""
+    with scene(workdir) as s:
+        s.converge(gen=1000, name='a')
+        started = time.monotonic()
+        s.master.publish([TOPIC, b'NOTIFY', b' ' * (128 * 1024)])     # SUB: 64 KiB
+        s.client.wait_log('is not being made again', timeout=10)
+        s.master.wait_subscribed(count=2)
+        s.master.updates_barrier(s.applied)
+        assert time.monotonic() - started < 15, 'not the 30 s of the silence rule'
+        hellos = len(s.master.of_kind('HELLO'))
+        s.master.reply([b'ACK', b' ' * (9 * 1024 * 1024)])              # DEALER: 8 MiB
+        s.master.wait_request('HELLO', after=hellos, timeout=15)
+        s.master.reply(protocol.ack('web1', s.applied[0], s.applied[1], EPOCH, 10.0))
+        s.assert_alive()
+        assert s.applied_count() == 1, 'the worker file is untouched'
+
+
 # ------------------------------------------------------------ (f) the updates channel
 
 def test_nothing_from_the_updates_socket_is_ever_applied(workdir):
@@ -608,16 +628,19 @@ def test_each_dealer_gets_only_the_list_of_the_node_it_asked_as(cluster, workdir
                 reply = protocol.decode_reply(fake.ask(dealer, hello(node)))
                 assert reply.kind == 'STATE' and reply.fields['node'] == node
                 assert protocol.decode_body(reply.body) == lists[node]
-        # an edit: every node gets a NOTIFY on the SUB, no list; no DEALER gets
-        # anything it did not ask for
+        # an edit: each node's new list goes to the connection that last spoke as
+        # that node (the master pushes it, no NOTIFY -> HELLO round trip), and to
+        # no other; the updates socket carries no list
         wait_until(lambda: fake.listen() or any(f[1] == b'HUGZ' for f in fake.heard))
         edited = lists_of(workdir, marker='2')
         cluster.write_master(edited)
-        wait_until(lambda: fake.listen() or {
-            protocol.decode_update(f).fields['node'] for f in fake.heard
-            if f[1] == b'NOTIFY'} == set(lists), message=lambda: fake.heard)
+        for node, dealer in dealers.items():
+            assert dealer.poll(15000), 'the new list of %s is pushed to it' % node
+            reply = protocol.decode_reply(dealer.recv_multipart())
+            assert reply.kind == 'STATE' and reply.fields['node'] == node
+            assert protocol.decode_body(reply.body) == edited[node]
         for dealer in dealers.values():
-            assert not dealer.poll(0), 'a STATE only answers a request'
+            assert not dealer.poll(300), 'one list each, its own'
         for node, dealer in dealers.items():
             reply = protocol.decode_reply(fake.ask(dealer, hello(node)))
             assert reply.fields['node'] == node

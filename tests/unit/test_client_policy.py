@@ -5,6 +5,7 @@ import random
 import signal
 from collections import deque
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,7 +14,7 @@ from dpd.cluster import events as ev
 from dpd.cluster import protocol
 from dpd.cluster.client import HELLO_RETRY, SILENCE_REBUILD, ClientPolicy
 from dpd.cluster.config import parse_client
-from dpd.cluster.protocol import REPORT_IVL
+from dpd.cluster.protocol import MAX_GEN, REPORT_IVL
 from protocol_cases import FUZZ, LIST_A, LIST_B, LIST_C, mutate, proc, stamp, state_frames, \
     valid_messages
 
@@ -137,8 +138,11 @@ def test_client_reports_every_10_s_plus_or_minus_20_percent():
         world.run_until(60.0, hugz_from=1.0)
         times = world.requests('REPORT')
         assert times[0] <= 1.0, 'what the worker file holds was new: reported within 1 s'
-        assert 5 <= len(times) <= 8
-        gaps += [b - a for a, b in zip(times, times[1:])]
+        assert 5 <= len(times) <= 9
+        # the first report said a change: the next comes in 0.2-1.2 intervals (a
+        # fleet-wide edit must not leave every node's reports in step)
+        assert 2.0 <= times[1] - times[0] <= 12.0
+        gaps += [b - a for a, b in zip(times[1:], times[2:])]
     assert all(8.0 <= t <= 12.0 for t in gaps), gaps
     assert min(gaps) < 8.5 and max(gaps) > 11.5, 'jittered, over the whole range'
     assert len(set(round(g, 3) for g in gaps)) > len(gaps) // 2
@@ -455,3 +459,115 @@ def test_a_command_for_another_node_is_dropped():
     out = world.reply(protocol.command('web2', 'e1-1', {'command': 'restart',
                                                         'names': ['a']}), 1.0)
     assert not [a for a in out if isinstance(a, act.AskWorker)] and answers(world) == []
+
+
+def test_the_report_interval_is_the_masters_and_the_stats_socket_waits_as_long():
+    """A big fleet's master asks for fewer reports (its ACK's report_ivl, 10 to 60 s):
+    the client reports that often, and gives its stats socket as much longer before
+    it takes a silence for a wedged connection."""
+    world = ClientWorld(applied=stamp(LIST_A, 5))
+    world.run_until(0.1)
+    sha = stamp(LIST_A, 5)['sha256']
+    world.reply(protocol.ack('web1', 5, sha, 'e1', 40.0), 0.1)
+    world.run_until(200.0, hugz_from=1.0)
+    times = world.requests('REPORT')
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps and all(30.0 <= gap <= 50.0 for gap in gaps[1:]), gaps
+    assert world.rebuilds[0] == pytest.approx(0.1 + SILENCE_REBUILD + 1.2 * (40 - 10)), \
+        'no answer to reports 40 s apart: deaf after 66 s, not 30'
+    world.reply(protocol.ack('web1', 5, sha, 'e1', 3600.0), 200.0)
+    assert world.policy.report_ivl == protocol.MAX_REPORT_IVL
+    world.reply(protocol.ack('web1', 5, sha, 'e1', 0.5), 201.0)
+    assert world.policy.report_ivl == REPORT_IVL, 'never more often than every 10 s'
+    rebuilt = len(world.rebuilds)
+    world.run_until(260.0, hugz_from=201.0)
+    assert world.rebuilds[rebuilt:] == [201.0 + SILENCE_REBUILD]
+
+
+def test_usage_figures_alone_wait_for_the_periodic_report():
+    world = ClientWorld(applied=stamp(LIST_A, 5))
+    world.run_until(0.1)
+    world.reply(protocol.ack('web1', 5, stamp(LIST_A, 5)['sha256'], 'e1', 10.0), 0.1)
+    world.run_until(2.0, hugz_from=1.0)
+    before = len(world.requests('REPORT'))
+    running = {'name': 'a', 'state': 'running', 'pid': 7, 'cpu_seconds': 1.0}
+    world.handle(ev.WorkerObserved(applied=stamp(LIST_A, 5), worker={'running': True},
+                                   processes=(running,)), 2.0)
+    world.run_until(4.0, hugz_from=2.0)
+    assert len(world.requests('REPORT')) == before + 1, 'a new process: reported at once'
+    world.handle(ev.WorkerObserved(applied=stamp(LIST_A, 5), worker={'running': True},
+                                   processes=(dict(running, cpu_seconds=2.5),)), 4.0)
+    world.run_until(5.5, hugz_from=4.0)
+    assert len(world.requests('REPORT')) == before + 1, 'only its CPU time changed'
+    world.run_until(20.0, hugz_from=5.5)
+    assert world.last('REPORT').fields['processes'][0]['cpu_seconds'] == 2.5, \
+        'the periodic report carries it'
+
+
+def test_a_connection_dropped_for_good_is_made_again_within_seconds():
+    """libzmq reconnects a dropped connection by itself and says so ('retrying'), but
+    not after a protocol error (a frame over MAXMSGSIZE): then the client re-creates
+    its sockets after 2 s, not after 30 s of silence; at most every 10 s, and never
+    after a failed handshake (each try would cost the master one)."""
+    world = ClientWorld(applied=stamp(LIST_A, 5))
+    world.run_until(1.0, hugz_from=0.5)
+    world.handle(ev.LinkEvent('updates', 'disconnected', 'tcp://m'), 1.0)
+    world.handle(ev.LinkEvent('updates', 'retrying', '1000 tcp://m'), 1.0)
+    world.run_until(5.0, hugz_from=1.0)
+    assert world.rebuilds == [], 'libzmq is on it'
+    world.handle(ev.LinkEvent('updates', 'disconnected', 'tcp://m'), 5.0)
+    world.run_until(10.0)
+    assert world.rebuilds == [7.0]
+    assert 'was dropped and is not being made again' in world.log_text()
+    assert world.requests('HELLO', since=7.0)[:1] == [7.0]
+    world.handle(ev.LinkEvent('stats', 'disconnected', 'tcp://m'), 10.0)
+    world.run_until(20.0)
+    assert world.rebuilds == [7.0, 17.0], 'not more often than every 10 s'
+    world.handle(ev.LinkEvent('stats', 'handshake-denied', 'tcp://m'), 20.0)
+    world.handle(ev.LinkEvent('stats', 'disconnected', 'tcp://m'), 20.0)
+    world.run_until(40.0, hugz_from=20.0)
+    assert world.rebuilds == [7.0, 17.0], 'a refused key waits for the silence rule'
+
+
+def test_a_node_at_the_largest_gen_keeps_taking_new_lists():
+    """A node holds a list at gen 2**63-1: the master's next version would pass the
+    protocol's limit, so the master counts again from its clock under a new epoch,
+    and the client, which orders gens only within one epoch, takes it; and the next
+    ones, while an older gen of that new epoch is still refused."""
+    from dpd.cluster.config import parse_master
+    from dpd.cluster.master import MasterPolicy
+    held = stamp(LIST_A, MAX_GEN)
+    world = ClientWorld(applied=held)
+    master = MasterPolicy('e1', False, previous={'web1': {'gen': MAX_GEN,
+                                                          'sha256': held['sha256']}})
+
+    def edit(entries, now):
+        config = parse_master({'master_stats': 'ipc:///tmp/s', 'master_updates': 'ipc:///tmp/u',
+                               'nodes': {'web1': entries}}, '/srv/m.json')
+        master.handle(ev.ConfigLoaded(config, 1000.0 + now), now)
+        desired = master.nodes['web1'].desired
+        return protocol.state('web1', desired.gen, desired.sha256, desired.body, master.epoch)
+
+    edit(LIST_A, 0.0)
+    assert master.nodes['web1'].desired.gen == MAX_GEN and master.epoch == 'e1'
+    first = edit(LIST_B, 1.0)
+    assert master.epoch == 'e1.1' and protocol.decode_reply(first).fields['gen'] < MAX_GEN
+    world.reply(first, 1.0)
+    assert world.writes[-1].entries == LIST_B
+    assert world.writes[-1].record['epoch'] == 'e1.1'
+    second = edit(LIST_C, 2.0)
+    world.reply(second, 2.0)
+    assert world.writes[-1].entries == LIST_C and len(world.writes) == 2
+    world.reply(first, 3.0)
+    assert len(world.writes) == 2, 'an older gen of the same epoch is stale'
+
+
+def test_the_master_is_unreachable_after_three_of_its_heartbeats():
+    world = ClientWorld(applied=stamp(LIST_A, 5))
+    world.publish(protocol.hugz('e1', 1, 4.0, REPORT_IVL), 1.0)
+    world.run_until(12.9)
+    assert world.policy.status != 'unreachable', '3 x 4 s after the last HUGZ: not yet'
+    world.run_until(13.5)
+    assert world.policy.status == 'unreachable'
+    world.publish(protocol.hugz('e1', 2, 60.0, REPORT_IVL), 14.0)
+    assert world.policy.hugz_ivl == protocol.MAX_HUGZ_IVL, 'at most 10 s'

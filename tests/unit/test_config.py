@@ -592,6 +592,30 @@ def test_master_defaults_and_per_node_validation():
                             '/m.json').metrics_listen == address
 
 
+
+def test_a_reload_checks_again_only_the_lists_that_changed(monkeypatch):
+    """MasterLoader keeps each node's checked list: an unchanged one (same canonical
+    text, whatever the order of its keys) is not checked again; a changed one is,
+    and JSON types count: true and 1 are different values there."""
+    from dpd.cluster import config as cluster_config
+    known, checked = {}, []
+    original = cluster_config.parse_process_list
+    monkeypatch.setattr(cluster_config, 'parse_process_list', lambda entries, path, *rest: (
+        checked.append(path), original(entries, path, *rest))[1])
+    first = parse_master(dict(MASTER_BASE, nodes={'a': [proc(name='a', restart=True)],
+                                                  'b': [proc(name='b')]}), '/m.json', known=known)
+    assert sorted(checked) == ['nodes["a"]', 'nodes["b"]']
+    checked.clear()
+    reordered = dict(reversed(list(proc(name='b').items())))
+    second = parse_master(dict(MASTER_BASE, nodes={'a': [proc(name='a', restart=1)],
+                                                   'b': [reordered]}), '/m.json', known=known)
+    assert checked == ['nodes["a"]'], 'b is the same list'
+    assert second.nodes['b'] is first.nodes['b']
+    assert not second.nodes['a'].valid and 'restart' in second.nodes['a'].errors[0]
+    parse_master(dict(MASTER_BASE, nodes={'b': [proc(name='b')]}), '/m.json', known=known)
+    assert set(known) == {'b'}, 'a node gone from the file is forgotten'
+
+
 BAD_MASTER_DOCS = [
     ('null', None, ['must be an object, not null']),
     ('no-nodes', {k: v for k, v in MASTER_BASE.items() if k != 'nodes'},
@@ -776,6 +800,18 @@ def test_a_sparse_huge_file_is_not_read(tmp):
     assert errors_of(_load, path) == ['%s: too large (%d bytes, limit %d)'
                                       % (path, 1 << 40, jsonfile.MAX_FILE_BYTES)]
 
+
+def test_a_master_file_may_hold_a_big_fleet(tmp):
+    """10,000 nodes' lists are more than the 8 MiB of other files: up to 128 MiB."""
+    from dpd.cluster.config import MAX_MASTER_FILE_BYTES
+    path = tmp / 'm.json'
+    doc = dict(MASTER_BASE, nodes={'n1': [proc(name='a')]}, _pad='x' * (9 << 20))
+    path.write_text(json.dumps(doc))
+    assert load_master(str(path)).nodes['n1'].valid
+    with open(path, 'wb') as f:
+        f.truncate(MAX_MASTER_FILE_BYTES + 1)
+    assert errors_of(load_master, str(path)) == ['%s: too large (%d bytes, limit %d)' % (
+        path, MAX_MASTER_FILE_BYTES + 1, MAX_MASTER_FILE_BYTES)]
 
 def test_a_missing_file(tmp):
     path = tmp / 'w.json'

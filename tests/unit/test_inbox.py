@@ -25,3 +25,16 @@ def test_big_messages_are_held_to_the_byte_budget_and_small_ones_still_pass():
     assert inbox.offer('hello', 200), 'an honest HELLO gets through a flood'
     assert inbox.waiting_bytes == 2 * big + 200
     assert inbox.get(timeout=1) == 'big' and inbox.waiting_bytes == big + 200
+
+
+def test_a_batch_is_one_entry_in_the_queue_and_counted_fact_by_fact():
+    inbox = Inbox(max_messages=3, max_bytes=10 ** 6)
+    assert inbox.offer_all([(('m', i), 10) for i in range(5)]) == 2, 'two dropped'
+    inbox.put('signal')
+    assert inbox.waiting == 3 and inbox.dropped == 2
+    assert inbox.get(timeout=1) == ('m', 0) and inbox.waiting == 2
+    assert [inbox.get_nowait() for _ in range(3)] == [('m', 1), ('m', 2), 'signal']
+    assert inbox.waiting == inbox.waiting_bytes == 0
+    assert inbox.offer_all([]) == 0
+    with pytest.raises(queue.Empty):
+        inbox.get_nowait()

@@ -544,3 +544,96 @@ def test_a_bad_request_is_a_usage_error_and_without_node_there_is_nothing_to_run
     assert bad['code'] == 2
     [(_, refused, _)] = replies_to_operator(world.handle(command(2, node=None), 1.0))
     assert 'the master runs no processes' in refused['error']
+
+
+# ------------------------------------------------------------ an edit reaches a node
+
+def test_a_new_list_is_pushed_to_the_connection_the_node_last_spoke_on():
+    """No NOTIFY -> HELLO round trip for a node the master hears: its new list goes
+    to its own connection, with the NOTIFY as the fallback the zmq thread sends
+    should that connection be gone. A node never heard from, or silent for long,
+    gets the NOTIFY alone."""
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_A, 'n3': LIST_A})
+    world.ask('n1', 1.0, kind='REPORT', rid=b'rid-n1',
+              applied=stamp(LIST_A, world.desired('n1').gen))
+    world.ask('n3', 1.0, kind='REPORT', rid=b'rid-n3',
+              applied=stamp(LIST_A, world.desired('n3').gen))
+    actions = world.load({'n1': LIST_B, 'n2': LIST_B, 'n3': LIST_B}, 2.0 + STALE_AFTER / 2,
+                         wall=2000.0)
+    world.ask('n1', 3.0 + STALE_AFTER / 2, kind='REPORT', rid=b'rid-n1',
+              applied=stamp(LIST_B, world.desired('n1').gen))
+    actions += world.load({'n1': LIST_C, 'n2': LIST_C, 'n3': LIST_C}, 2.0 + STALE_AFTER,
+                          wall=2001.0)
+    sends = [a for a in actions if isinstance(a, act.Send)]
+    pushed = [a for a in sends if a.socket == 'stats']
+    assert [a.frames[0] for a in pushed] == [b'rid-n1', b'rid-n3', b'rid-n1'], \
+        'n3 was silent for longer than STALE_AFTER at the second edit'
+    for action, entries in zip(pushed, (LIST_B, LIST_B, LIST_C)):
+        state = protocol.decode_reply(action.frames[1:])
+        assert state.kind == 'STATE' and protocol.decode_body(state.body) == entries
+        assert state.fields['node'] == protocol.decode_update(action.fallback.frames).fields[
+            'node'], 'the fallback is the NOTIFY of the same node'
+        assert action.fallback.socket == 'updates'
+    notified = [protocol.decode_update(a.frames).fields['node'] for a in sends
+                if a.socket == 'updates']
+    assert notified == ['n2', 'n2', 'n3']
+
+
+def test_acks_are_made_once_per_version():
+    world = MasterWorld({'n1': LIST_A})
+    applied = stamp(LIST_A, world.desired('n1').gen)
+    first = world.handle(ev.LinkMessage('stats', (b'r',) + tuple(
+        protocol.report('n1', 'b', '1', applied))), 1.0)
+    again = world.handle(ev.LinkMessage('stats', (b'r',) + tuple(
+        protocol.report('n1', 'b', '1', applied))), 2.0)
+    [first], [again] = [[a for a in actions if isinstance(a, act.Send)]
+                        for actions in (first, again)]
+    assert first.frames[2] is again.frames[2], 'the same frames, not made again'
+    world.policy.epoch = 'epoch-2'
+    [answer] = world.ask('n1', 3.0, kind='REPORT', applied=applied)
+    assert answer.kind == 'ACK' and answer.fields['epoch'] == 'epoch-2'
+
+
+def test_a_big_fleet_is_asked_for_fewer_reports_and_judged_stale_by_them():
+    """Past 500 nodes the master's ACK asks each node for a report every N / 50 s (at
+    most 60 s): the fleet sends about 50 a second; a node is stale after three of
+    its intervals (and 5 s) without one."""
+    assert protocol.report_interval(10) == REPORT_IVL == protocol.report_interval(500)
+    assert protocol.report_interval(1000) == 20.0
+    assert protocol.report_interval(10 ** 6) == protocol.MAX_REPORT_IVL == 60.0
+    world = MasterWorld({'n%d' % i: LIST_A for i in range(1000)})
+    applied = stamp(LIST_A, world.desired('n1').gen)
+    [answer] = world.ask('n1', 1.0, kind='REPORT', applied=applied)
+    assert answer.kind == 'ACK' and answer.fields['report_ivl'] == 20.0
+    assert world.node_state('n1', 1.0 + 3 * 20.0 + 4) == 'in-sync'
+    assert world.node_state('n1', 1.0 + 3 * 20.0 + 6) == 'stale'
+    world.load({'n1': LIST_A}, 2.0)         # a small fleet again: 10 s from the next ACK
+    assert world.node_state('n1', 1.0 + 3 * 20.0 + 4) == 'in-sync', 'told 20 s: still'
+    world.ask('n1', 3.0, kind='REPORT', applied=applied)
+    assert world.node_state('n1', 3.0 + STALE_AFTER + 1) == 'stale'
+
+
+def test_a_big_fleet_gets_fewer_heartbeats():
+    """HUGZ every 2 s up to 200 nodes, then about 100 a second to the whole fleet,
+    at most every 10 s; each says its interval."""
+    assert protocol.hugz_interval(200) == 2.0 and protocol.hugz_interval(400) == 4.0
+    assert protocol.hugz_interval(10 ** 5) == protocol.MAX_HUGZ_IVL == 10.0
+    world = MasterWorld({'n%d' % i: LIST_A for i in range(400)})
+    sent = []
+    for now in (0.0, 2.0, 3.9, 4.0, 8.0):
+        sent += [(now, a) for a in world.tick(now)
+                 if isinstance(a, act.Send) and a.frames[1] == b'HUGZ']
+    assert [t for t, _ in sent] == [0.0, 4.0, 8.0]
+    assert protocol.decode_update(sent[0][1].frames).fields['hugz_ivl'] == 4.0
+
+
+def test_a_node_subscribing_right_after_a_start_or_an_edit_gets_its_notify():
+    """After a master restart every node subscribes again within a second or two:
+    each gets its NOTIFY (with the new epoch: it says HELLO) at once, whatever the
+    master published for the edit or its start just before."""
+    world = MasterWorld({'n1': LIST_A})
+    start = len(world.notifies)
+    world.handle(ev.LinkMessage('updates', (b'\x01N:n1\0',)), 0.2)
+    world.load({'n1': LIST_B}, 3.0, wall=2000.0)
+    world.handle(ev.LinkMessage('updates', (b'\x01N:n1\0',)), 3.2)
+    assert [t for t, _ in world.notifies[start:]] == [0.2, 3.0, 3.2]

@@ -57,3 +57,15 @@ def test_the_daemons_import_neither_dataclasses_nor_asyncio():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == '[]'
+
+
+def test_a_value_cached_on_a_record_is_not_a_field():
+    """Desired.view keeps what it made in the record's __dict__: equality, hashing
+    and _replace see the fields only."""
+    from dpd.cluster.nodes import Desired
+    first = Desired(1, 'a' * 64, b'[]', 0)
+    assert first.view == {'gen': 1, 'sha256': 'a' * 64, 'processes': 0}
+    assert first.view is first.view
+    assert first == Desired(1, 'a' * 64, b'[]', 0)
+    assert hash(first) == hash(Desired(1, 'a' * 64, b'[]', 0))
+    assert first._replace(gen=2).view['gen'] == 2

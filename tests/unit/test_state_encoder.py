@@ -45,3 +45,15 @@ def test_a_state_file_written_with_an_encoder_reads_back(tmp_path):
     for pid in (5, 6):
         state.write(path, 'dpd-workerd', {'procs': [{'name': 'a', 'pid': pid}]}, encoder)
         assert state.read(path)['procs'] == [{'name': 'a', 'pid': pid}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values | st.integers() | st.text())
+def test_the_canonical_text_is_simplejsons_to_the_byte(value):
+    """jsonfile.dumps makes compact text with the stdlib's encoder (faster), and a
+    list's sha256 is taken over that text on the master and on every client, of
+    any version: it must be what simplejson, used before, makes."""
+    import pytest
+    simplejson = pytest.importorskip('simplejson')
+    assert jsonfile.dumps(value) == simplejson.dumps(value, sort_keys=True,
+                                                     separators=(',', ':'), ensure_ascii=True)
