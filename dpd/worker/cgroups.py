@@ -31,11 +31,10 @@ import time
 from contextlib import contextmanager
 
 from .. import limitspec
+from . import cgroupfs as fs
 
-V1_CONTROLLERS = ('memory', 'cpu', 'pids')
 NEEDS = {'memory_max': 'memory', 'memory_high': 'memory', 'cpu_max': 'cpu',
          'cpu_weight': 'cpu', 'pids_max': 'pids'}
-CPU_PERIOD_US = 100000
 SUFFIX = '.proc'      # a process's cgroup: "web.proc" (never a control file's name)
 CLOSE_WAIT = 2.0      # for killed leftovers to vanish before the worker removes its cgroups
 
@@ -84,15 +83,15 @@ class Cgroups:
         (a worker that is not root, an old host): processes then have none."""
         if os.geteuid() != 0:
             return None
-        mounts, own = _mounts(mountinfo), _own_paths(own_cgroups)
+        mounts, own = fs.mounts(mountinfo), fs.own_paths(own_cgroups)
         v2 = mounts.get('cgroup2')
         if v2 is None or '' not in own or not os.access(v2 + own[''], os.W_OK):
             return None
-        controllers = _read(os.path.join(v2 + own[''], 'cgroup.controllers')).split()
+        controllers = fs.read(os.path.join(v2 + own[''], 'cgroup.controllers')).split()
         membership = Hierarchy(v2, own[''], 2, controllers)
-        v1 = {c: Hierarchy(mounts[c], own[c], 1, (c,)) for c in V1_CONTROLLERS
+        v1 = {c: Hierarchy(mounts[c], own[c], 1, (c,)) for c in fs.V1_CONTROLLERS
               if c in mounts and c in own and c not in controllers}
-        return cls(membership, v1, _escape(os.path.realpath(config_path)))
+        return cls(membership, v1, fs.escape(os.path.realpath(config_path)))
 
     def start(self):
         """Make the worker's subtree; on v2 with controllers, move the worker out
@@ -100,11 +99,11 @@ class Cgroups:
         hierarchies = [self.membership] + list(self.v1.values())
         for hierarchy in hierarchies:
             self.home[hierarchy] = hierarchy.own
-        wanted = [c for c in V1_CONTROLLERS if c in self.membership.controllers]
+        wanted = [c for c in fs.V1_CONTROLLERS if c in self.membership.controllers]
         if wanted and self.membership.own != '/':
-            leaf = _join(self.membership.own, 'supervisor')
+            leaf = fs.join(self.membership.own, 'supervisor')
             os.makedirs(self.membership.path(leaf), exist_ok=True)
-            _write(self.membership.path(leaf), 'cgroup.procs', str(os.getpid()))
+            fs.write(self.membership.path(leaf), 'cgroup.procs', str(os.getpid()))
             self.home[self.membership] = leaf
         for hierarchy in hierarchies:
             base = self.base(hierarchy)
@@ -115,7 +114,7 @@ class Cgroups:
     def base(self, hierarchy):
         """Where the processes' cgroups live in `hierarchy`."""
         own = hierarchy.own
-        return _join('/diprocd' if own == '/' else own, self.instance)
+        return fs.join('/diprocd' if own == '/' else own, self.instance)
 
     @staticmethod
     def _delegate(hierarchy, base, controllers):
@@ -124,8 +123,8 @@ class Cgroups:
         path = hierarchy.own
         for part in [None] + parts:
             if part is not None:
-                path = _join(path, part)
-            _write(hierarchy.path(path), 'cgroup.subtree_control',
+                path = fs.join(path, part)
+            fs.write(hierarchy.path(path), 'cgroup.subtree_control',
                    ' '.join('+' + c for c in controllers))
 
     # ------------------------------------------------------------ what a limit needs
@@ -141,10 +140,10 @@ class Cgroups:
 
     def tree(self, name, limits=None):
         """The cgroups of process `name` (not made yet): membership first."""
-        dirs = [(self.membership, _join(self.base(self.membership), name + SUFFIX))]
+        dirs = [(self.membership, fs.join(self.base(self.membership), name + SUFFIX))]
         for controller in _v1_needed(limits, self.v1):
             hierarchy = self.v1[controller]
-            dirs.append((hierarchy, _join(self.base(hierarchy), name + SUFFIX)))
+            dirs.append((hierarchy, fs.join(self.base(hierarchy), name + SUFFIX)))
         return Tree(name, dirs)
 
     def prepare(self, tree):
@@ -175,9 +174,9 @@ class Cgroups:
     def apply(self, tree, limits):
         for name, value in (limits.cgroup if limits else {}).items():
             hierarchy, directory = self._holding(tree, NEEDS[name])
-            for filename, text in _files(hierarchy.version, name, value):
+            for filename, text in fs.limit_files(hierarchy.version, name, value):
                 try:
-                    _write(hierarchy.path(directory), filename, text)
+                    fs.write(hierarchy.path(directory), filename, text)
                 except OSError as err:      # the kernel refuses the value: say which
                     raise CgroupError(err.errno, 'limits.%s %s: writing %r to %s: %s' % (
                         name, limitspec.describe(name, value), text, filename,
@@ -193,7 +192,7 @@ class Cgroups:
         """The pids of every live member of the tree."""
         hierarchy, relative = tree.dirs[0]
         try:
-            text = _read(os.path.join(hierarchy.path(relative), 'cgroup.procs'))
+            text = fs.read(os.path.join(hierarchy.path(relative), 'cgroup.procs'))
         except FileNotFoundError:
             return []
         return [int(pid) for pid in text.split()]
@@ -201,7 +200,7 @@ class Cgroups:
     def populated(self, tree):
         hierarchy, relative = tree.dirs[0]
         try:
-            events = _read(os.path.join(hierarchy.path(relative), 'cgroup.events'))
+            events = fs.read(os.path.join(hierarchy.path(relative), 'cgroup.events'))
         except FileNotFoundError:
             return False
         return 'populated 1' in events
@@ -216,7 +215,7 @@ class Cgroups:
         hierarchy, relative = tree.dirs[0]
         kill_file = os.path.join(hierarchy.path(relative), 'cgroup.kill')
         if signum == signal.SIGKILL and os.path.exists(kill_file):
-            _write(hierarchy.path(relative), 'cgroup.kill', '1')
+            fs.write(hierarchy.path(relative), 'cgroup.kill', '1')
             return
         for pid in self.members(tree):
             try:
@@ -229,7 +228,7 @@ class Cgroups:
         definition may have had a v1 one this one has not); only empty ones go."""
         for hierarchy in [self.membership] + list(self.v1.values()):
             try:
-                os.rmdir(hierarchy.path(_join(self.base(hierarchy), tree.name + SUFFIX)))
+                os.rmdir(hierarchy.path(fs.join(self.base(hierarchy), tree.name + SUFFIX)))
             except OSError:
                 pass
 
@@ -237,7 +236,7 @@ class Cgroups:
         """The worker stops for good: what its processes left behind (a `restart:
         false` process's grandchild) is killed, then its subtree goes."""
         base = self.membership.path(self.base(self.membership))
-        trees = [self.tree(name[:-len(SUFFIX)]) for name in _subdirs(base)
+        trees = [self.tree(name[:-len(SUFFIX)]) for name in fs.subdirs(base)
                  if name.endswith(SUFFIX)]
         for tree in trees:
             if self.populated(tree):
@@ -250,15 +249,15 @@ class Cgroups:
             time.sleep(0.01)                    # KILL is quick; the worker is exiting
         for hierarchy in [self.membership] + list(self.v1.values()):
             base = hierarchy.path(self.base(hierarchy))
-            for name in _subdirs(base):
-                _rmdir(os.path.join(base, name))
+            for name in fs.subdirs(base):
+                fs.rmdir_quietly(os.path.join(base, name))
             for path in (base, os.path.dirname(base)):
                 if os.path.basename(path) in (self.instance, 'diprocd'):
-                    _rmdir(path)
+                    fs.rmdir_quietly(path)
 
     def contains(self, tree, pid):
         """True if `pid` is a member of the tree (adoption checks it)."""
-        return _own_paths('/proc/%d/cgroup' % pid).get('') == tree.relative
+        return fs.own_paths('/proc/%d/cgroup' % pid).get('') == tree.relative
 
     def usage(self, tree):
         """(memory bytes, CPU seconds) of the whole tree; None where unknown."""
@@ -269,15 +268,15 @@ class Cgroups:
             name = 'memory.current' if hierarchy.version == 2 else 'memory.usage_in_bytes'
             if 'memory' in hierarchy.controllers:
                 try:
-                    return int(_read(os.path.join(hierarchy.path(relative), name)))
+                    return int(fs.read(os.path.join(hierarchy.path(relative), name)))
                 except (OSError, ValueError):
                     return None
-        return sum(filter(None, map(_rss, self.members(tree))))
+        return sum(filter(None, map(fs.rss, self.members(tree))))
 
     def _cpu_seconds(self, tree):
         hierarchy, relative = tree.dirs[0]
         try:
-            stat = _read(os.path.join(hierarchy.path(relative), 'cpu.stat'))
+            stat = fs.read(os.path.join(hierarchy.path(relative), 'cpu.stat'))
         except OSError:
             return None
         match = re.search(r'^usage_usec (\d+)', stat, re.M)
@@ -289,7 +288,7 @@ class Cgroups:
             if 'memory' in hierarchy.controllers:
                 name = 'memory.events' if hierarchy.version == 2 else 'memory.oom_control'
                 try:
-                    text = _read(os.path.join(hierarchy.path(relative), name))
+                    text = fs.read(os.path.join(hierarchy.path(relative), name))
                 except OSError:
                     return None
                 match = re.search(r'^oom_kill (\d+)', text, re.M)
@@ -297,25 +296,7 @@ class Cgroups:
         return None
 
 
-# ------------------------------------------------------------------ files
-
-def _files(version, name, value):
-    """(file, text) pairs that set one limit in a hierarchy of `version`."""
-    if name == 'memory_max':
-        return [('memory.max', str(value))] if version == 2 else \
-            [('memory.limit_in_bytes', str(value))]
-    if name == 'memory_high':
-        return [('memory.high', str(value))] if version == 2 else \
-            [('memory.soft_limit_in_bytes', str(value))]
-    if name == 'cpu_max':
-        quota = max(1000, int(value * CPU_PERIOD_US))
-        return [('cpu.max', '%d %d' % (quota, CPU_PERIOD_US))] if version == 2 else \
-            [('cpu.cfs_period_us', str(CPU_PERIOD_US)), ('cpu.cfs_quota_us', str(quota))]
-    if name == 'cpu_weight':
-        return [('cpu.weight', str(value))] if version == 2 else \
-            [('cpu.shares', str(max(2, value * 1024 // 100)))]
-    return [('pids.max', str(value))]
-
+# ------------------------------------------------------------------ helpers
 
 def _v1_needed(limits, v1):
     return sorted({NEEDS[name] for name in (limits.cgroup if limits else {})
@@ -325,95 +306,9 @@ def _v1_needed(limits, v1):
 def _enter(hierarchy, path):
     """Move the worker (v2) or the calling thread (v1) into the cgroup at `path`."""
     if hierarchy.version == 2:
-        _write(path, 'cgroup.procs', str(os.getpid()))
+        fs.write(path, 'cgroup.procs', str(os.getpid()))
     else:
-        _write(path, 'tasks', str(threading.get_native_id()))
-
-
-def _write(directory, name, text):
-    fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def _subdirs(path):
-    try:
-        return [entry.name for entry in os.scandir(path) if entry.is_dir()]
-    except OSError:
-        return []
-
-
-def _rmdir(path):
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass      # not empty (a process left running), or gone
-
-
-def _rss(pid):
-    try:
-        with open('/proc/%d/statm' % pid) as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _join(base, name):
-    return base.rstrip('/') + '/' + name
-
-
-def _escape(path):
-    """A config's path as one cgroup name: /var/lib/x.json -> var-lib-x.json."""
-    return re.sub(r'[^A-Za-z0-9._@:+-]', lambda m: '\\x%02x' % ord(m.group()),
-                  path.strip('/').replace('/', '-')) or 'root'
-
-
-def _mounts(mountinfo):
-    """{'cgroup2': mount point, 'memory': v1 mount point, ...}."""
-    found = {}
-    try:
-        lines = _read(mountinfo).splitlines()
-    except OSError:
-        return found
-    for line in lines:
-        left, _, right = line.partition(' - ')
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 3:
-            continue
-        point, fstype, options = fields[4], tail[0], tail[2].split(',')
-        if fstype == 'cgroup2':
-            found.setdefault('cgroup2', point)
-        elif fstype == 'cgroup':
-            for controller in V1_CONTROLLERS:
-                if controller in options:
-                    found.setdefault(controller, point)
-    return found
-
-
-def _own_paths(path):
-    """{'' (v2): path, 'memory': path, ...} from a /proc/PID/cgroup file."""
-    own = {}
-    try:
-        lines = _read(path).splitlines()
-    except OSError:
-        return own
-    for line in lines:
-        parts = line.split(':', 2)
-        if len(parts) != 3:
-            continue
-        if parts[0] == '0' and parts[1] == '':
-            own[''] = parts[2]
-        for controller in parts[1].split(','):
-            if controller in V1_CONTROLLERS:
-                own[controller] = parts[2]
-    return own
+        fs.write(path, 'tasks', str(threading.get_native_id()))
 
 
 def describe_missing(names, limits):

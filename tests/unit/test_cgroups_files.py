@@ -17,6 +17,7 @@ import threading
 import pytest
 
 from dpd.limitspec import Limits
+from dpd.worker import cgroupfs as fs
 from dpd.worker import cgroups as cg
 from dpd.worker.config import parse_worker
 from dpd.worker.trees import NoTree, Trees
@@ -104,20 +105,20 @@ def made(groups, tree, files=()):
 def test_mounts_and_own_paths_of_a_hybrid_host(tmp_path):
     (tmp_path / 'mountinfo').write_text(HYBRID_MOUNTINFO)
     (tmp_path / 'cgroup').write_text(HYBRID_OWN)
-    assert cg._mounts(str(tmp_path / 'mountinfo')) == {
+    assert fs.mounts(str(tmp_path / 'mountinfo')) == {
         'cgroup2': '/sys/fs/cgroup/unified', 'cpu': '/sys/fs/cgroup/cpu',
         'memory': '/sys/fs/cgroup/memory', 'pids': '/sys/fs/cgroup/pids'}
-    assert cg._own_paths(str(tmp_path / 'cgroup')) == {
+    assert fs.own_paths(str(tmp_path / 'cgroup')) == {
         '': '/', 'pids': '/', 'memory': '/process_api/c4c2', 'cpu': '/'}
     (tmp_path / 'mountinfo').write_text(COMBINED_MOUNTINFO)
     (tmp_path / 'cgroup').write_text(COMBINED_OWN)
-    assert cg._mounts(str(tmp_path / 'mountinfo'))['cpu'] == '/sys/fs/cgroup/cpu,cpuacct'
-    assert cg._own_paths(str(tmp_path / 'cgroup')) == {
+    assert fs.mounts(str(tmp_path / 'mountinfo'))['cpu'] == '/sys/fs/cgroup/cpu,cpuacct'
+    assert fs.own_paths(str(tmp_path / 'cgroup')) == {
         'cpu': '/user.slice', 'memory': '/user.slice', '': '/user.slice/s.scope'}
     (tmp_path / 'mountinfo').write_text(V2_MOUNTINFO)
-    assert cg._mounts(str(tmp_path / 'mountinfo')) == {'cgroup2': '/sys/fs/cgroup'}
-    assert cg._mounts(str(tmp_path / 'absent')) == {}
-    assert cg._own_paths(str(tmp_path / 'absent')) == {}
+    assert fs.mounts(str(tmp_path / 'mountinfo')) == {'cgroup2': '/sys/fs/cgroup'}
+    assert fs.mounts(str(tmp_path / 'absent')) == {}
+    assert fs.own_paths(str(tmp_path / 'absent')) == {}
 
 
 @pytest.mark.skipif(not IS_ROOT, reason='detect() gives a worker that is not root no cgroups')
@@ -134,7 +135,7 @@ def test_detect_on_fake_hosts(tmp_path):
     assert found.membership.mount == str(unified) and found.membership.own == '/'
     assert sorted(found.v1) == ['memory', 'pids'], 'no cpu hierarchy: cpu limits are missing'
     assert found.v1['memory'].own == '/process_api/x'
-    assert found.instance == cg._escape(str(config))
+    assert found.instance == fs.escape(str(config))
     assert found.missing(web_limits(cpu_max=1.0, memory_max=1)) == ['cpu_max']
     # v2 offers memory: v2 serves it, the v1 hierarchy is not used
     touch(str(unified / 'cgroup.controllers'), 'memory pids\n')
@@ -155,7 +156,7 @@ def test_detect_on_fake_hosts(tmp_path):
     ('/srv/web@1:2+3/w.json', 'srv-web@1:2+3-w.json'),
     ('/', 'root')])
 def test_a_config_path_becomes_one_cgroup_name(path, name):
-    assert cg._escape(path) == name and '/' not in name
+    assert fs.escape(path) == name and '/' not in name
 
 
 # ---------------------------------------------------------------- where trees live, limits
@@ -221,12 +222,12 @@ def test_pure_v2_delegates_the_controllers_and_writes_v2_files(tmp_path, own):
 
 
 def test_a_tiny_cpu_max_gets_the_kernels_smallest_quota(tmp_path):
-    assert cg._files(2, 'cpu_max', 0.001) == [('cpu.max', '1000 100000')]
-    assert cg._files(1, 'cpu_max', 0.001) == [('cpu.cfs_period_us', '100000'),
+    assert fs.limit_files(2, 'cpu_max', 0.001) == [('cpu.max', '1000 100000')]
+    assert fs.limit_files(1, 'cpu_max', 0.001) == [('cpu.cfs_period_us', '100000'),
                                               ('cpu.cfs_quota_us', '1000')]
-    assert cg._files(1, 'cpu_weight', 1) == [('cpu.shares', '10')]
-    assert cg._files(1, 'cpu_weight', 10000) == [('cpu.shares', '102400')]
-    assert cg._files(1, 'cpu_weight', 100) == [('cpu.shares', '1024')]
+    assert fs.limit_files(1, 'cpu_weight', 1) == [('cpu.shares', '10')]
+    assert fs.limit_files(1, 'cpu_weight', 10000) == [('cpu.shares', '102400')]
+    assert fs.limit_files(1, 'cpu_weight', 100) == [('cpu.shares', '1024')]
 
 
 def test_limits_a_host_cannot_enforce_are_named(tmp_path):
@@ -404,13 +405,13 @@ def test_without_a_memory_cgroup_memory_is_the_members_rss(tmp_path):
     directory = tree.dirs[0][0].path(tree.relative)
     touch(directory + '/cgroup.procs', '%d\n' % os.getpid())
     memory, _ = groups.usage(tree)
-    assert memory == cg._rss(os.getpid()) and memory > 0
+    assert memory == fs.rss(os.getpid()) and memory > 0
     assert groups.oom_kills(tree) is None, 'no memory limit: no OOM count'
 
 
 def test_contains_reads_the_pids_membership(tmp_path):
     groups = hybrid(tmp_path)
-    own = cg._own_paths('/proc/self/cgroup').get('')
+    own = fs.own_paths('/proc/self/cgroup').get('')
     if own is None:
         pytest.skip('this test process is in no cgroup v2 hierarchy')
     mine = cg.Tree('me', [(groups.membership, own)])
@@ -451,7 +452,7 @@ def test_a_missing_controller_is_named(tmp_path):
 def test_adopt_checks_the_recorded_cgroup(tmp_path):
     groups = hybrid(tmp_path)
     trees = Trees(groups)
-    own = cg._own_paths('/proc/self/cgroup').get('')
+    own = fs.own_paths('/proc/self/cgroup').get('')
     assert trees.adopt('web', '/diprocd/other.json/web.proc', os.getpid(), None) is False
     assert trees.adopt('web', '/diprocd/etc-w.json/web.proc', os.getpid(), None) is \
         (own == '/diprocd/etc-w.json/web.proc')
