@@ -8,6 +8,7 @@ a family with no sample is left out. Label values are escaped (backslash,
 double quote, newline) and made valid UTF-8: at the master, process names come
 from the nodes' reports, and whatever a peer wrote must still parse.
 """
+from .cluster.rollout import STATUSES
 from .cluster.states import NODE_STATES
 from .worker.lifecycle import RUNNING, STATES
 
@@ -35,6 +36,8 @@ FAMILIES = {
     'diprocd_node_last_seen_timestamp_seconds': 'When the master last heard from the node, '
                                                 'in seconds since the epoch.',
     'diprocd_node_in_sync': 'Whether the node runs the list the master file gives it.',
+    'diprocd_rollout_nodes': 'Nodes of the last rollout, by their status in it.',
+    'diprocd_rollout_halted': 'Whether the last rollout halted (1 until the next edit).',
 }
 HEADERS = {name: '# HELP %s %s\n# TYPE %s %s\n' % (
     name, text, name, 'counter' if name.endswith('_total') else 'gauge')
@@ -156,7 +159,19 @@ class ClusterMetrics:
             known[node['node']] = hit
             samples.extend(hit[1])
         self._known = known
+        add_rollout(samples, body.get('rollout'))
         return samples.text()
+
+
+def add_rollout(samples, rollout):
+    if not isinstance(rollout, dict):
+        return
+    statuses = list(rollout['status'].values())
+    for status in STATUSES:
+        samples.add('diprocd_rollout_nodes', 'rollout="%s",status="%s"' % (
+            label(rollout['id']), status), statuses.count(status))
+    samples.add('diprocd_rollout_halted', 'rollout="%s"' % label(rollout['id']),
+                rollout['halted'] is not None)
 
 
 def add_node(samples, labels, node):

@@ -8,7 +8,8 @@ master sees:
 * HELLO at start, again on a NOTIFY for a version it does not hold, again when the
   master's epoch changes (a restart), and every 2 s until the stats socket answers;
 * every STATE: its (gen, sha256) recorded as held (no validation, no file) and
-  reported at once: a REPORT with `applied` = that version, every process running;
+  reported at once: a REPORT with `applied` = that version, its worker having
+  loaded it then, every process running (ready at once, for a staged rollout);
 * a REPORT every 10 s +-20 %, like a client, or as often as the master's ACK says
   (its `report_ivl`, which grows with the fleet past 500 nodes); after the REPORT
   of a new list, the next one comes in 0.2-1.2 intervals, as the client's.
@@ -167,7 +168,8 @@ class AckNode:
                       'restarts': 0, 'since': since, 'error': None, 'last_exit': None,
                       'next_start': None} for i, e in enumerate(entries) if isinstance(e, dict)]
         return protocol.report(self.name, self.boot, __version__, self.held,
-                               last_rejected=None, worker=WORKER if self.held else {},
+                               last_rejected=None,
+                               worker=dict(WORKER, config_loaded_at=since) if self.held else {},
                                processes=processes, reason='in-sync' if self.held
                                else 'connecting')
 

@@ -29,6 +29,9 @@ def parser():
     ap.add_argument('--master-only', action='store_true',
                     help='the master alone, against N nodes that only acknowledge; one JSON '
                          'object (see bench/clusterbench/masteronly.py)')
+    ap.add_argument('--rollout', action='store_true',
+                    help='--master-only: then a staged rollout of an edit of every list, '
+                         'max_parallel 10%%: the master\'s overhead per wave')
     ap.add_argument('--nodes', help='simulated sizes (200,1000; --master-only: one size, 1000)')
     ap.add_argument('--real', type=int, default=5, help='real nodes (5); 0 skips them')
     ap.add_argument('--repeat', type=int,

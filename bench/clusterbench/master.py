@@ -27,10 +27,12 @@ class Master:
     def pid(self):
         return self.proc.pid
 
-    def save(self, nodes):
-        """Replace the master file; the time it counts as saved."""
-        return write_atomically(self.config, {'master_stats': self.stats,
-                                              'master_updates': self.updates, 'nodes': nodes})
+    def save(self, nodes, **keys):
+        """Replace the master file (`keys`: more top-level keys, such as rollout);
+        the time it counts as saved."""
+        return write_atomically(self.config, dict({'master_stats': self.stats,
+                                                   'master_updates': self.updates,
+                                                   'nodes': nodes}, **keys))
 
     def argv(self):
         if self.opts.profile_master:   # this checkout's master, with our interpreter

@@ -31,6 +31,8 @@ import json
 import statistics
 import time
 
+from dpd.cluster.staged import STABLE_FOR
+
 from . import BenchError, mono
 from .proc import loadavg, proc_cpu_seconds, thread_cpu_seconds
 from .results import Results, fmt, quantiles, verdict, write_json
@@ -66,6 +68,8 @@ def run_master_only(opts, workdir, procs, rng, meta):
         measure_edits(run, figures, details)
         measure_idle(run, figures, details)
         measure_restarts(run, figures, details)
+        if opts.rollout:
+            measure_rollout(run, details)
         details['fleet_end'] = run.fleet.stats()
     except BenchError as err:
         details['failed'] = str(err)
@@ -150,6 +154,43 @@ def measure_restarts(run, figures, details):
     figures['restarted_processes'] = sum(r['added'] for r in restarts)
     details['restarts'] = [{k: round(v, 4) if isinstance(v, float) else v
                             for k, v in r.items()} for r in restarts]
+
+
+# ---------------------------------------------------------------------- a staged rollout
+
+ROLLOUT = {'max_parallel': '10%', 'wait_ready': 60}
+
+
+def measure_rollout(run, details):
+    """An edit of every list, served in 10 waves; the nodes report ready at once.
+    A wave ends when its last node has looked ready for STABLE_FOR: the overhead
+    of a wave is what the next one's first STATE takes beyond that (the node's
+    REPORT, the master's verdict and tick, the next wave's 100 STATEs)."""
+    pid = run.master.pid
+    cpu_before = proc_cpu_seconds(pid)
+    saved = run.save(run.rev + 1, rollout=ROLLOUT)
+    times, steps = run.fleet.wait_rev(run.rev, run.opts.procs_per_node, 180)
+    cpu = proc_cpu_seconds(pid) - cpu_before
+    waves = [run.names[i:i + run.n // 10] for i in range(0, run.n, run.n // 10)]
+    received = [[steps[n][1] for n in wave] for wave in waves]
+    gaps = [min(received[k + 1]) - max(received[k]) - STABLE_FOR
+            for k in range(len(waves) - 1)]
+    spreads = [max(r) - min(r) for r in received]
+    details['rollout'] = {
+        'waves': len(waves), 'total_s': round(max(times.values()) - saved, 3),
+        'overhead_per_wave_ms': round(1000 * statistics.median(gaps), 1),
+        'overhead_per_wave_ms_max': round(1000 * max(gaps), 1),
+        'wave_send_spread_ms': round(1000 * statistics.median(spreads), 1),
+        'master_cpu_ms_per_wave': round(1000 * cpu / len(waves), 1),
+        'stable_for_s': STABLE_FOR}
+    print('rollout of %d nodes in %d waves: %.1f s in all; overhead per wave (next wave\'s '
+          'first STATE - last STATE - %g s): median %.1f ms, max %.1f ms (target 50 ms); a '
+          'wave\'s STATEs arrive within %.1f ms; master CPU %.1f ms per wave' % (
+              run.n, len(waves), details['rollout']['total_s'], STABLE_FOR,
+              details['rollout']['overhead_per_wave_ms'],
+              details['rollout']['overhead_per_wave_ms_max'],
+              details['rollout']['wave_send_spread_ms'],
+              details['rollout']['master_cpu_ms_per_wave']))
 
 
 # ---------------------------------------------------------------------- output

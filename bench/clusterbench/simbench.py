@@ -43,11 +43,11 @@ class SimRun:
         self.fleet = Fleet(self.dir, self.names, self.master, procs, opts, kind)
         self.rev = 0
 
-    def save(self, rev):
+    def save(self, rev, **keys):
         """Every node's list at `rev`; the time the master file counts as saved."""
         self.rev = rev
         return self.master.save({name: node_list(name, rev, self.opts.procs_per_node)
-                                 for name in self.names})
+                                 for name in self.names}, **keys)
 
     def start(self):
         """The master on rev 0, then the simulators; the time they all reached rev 0."""

@@ -28,3 +28,8 @@ class WriteWorkerFile(Record):
     """Replace the worker file's `procs` (and `_diprocd` record), atomically."""
     entries: list
     record: dict            # {gen, sha256, epoch}
+
+
+class KeepRolloutLists(Record):
+    """Save the lists a new rollout's nodes keep while held (for a restarted master)."""
+    record: dict            # {id, lists: {node: Desired.saved}}

@@ -11,10 +11,12 @@ from ..policy import log_action
 from . import actions as act
 from . import events as ev
 from . import protocol
-from .nodes import PENDING_GRACE, STALE_AFTER, Aging, Desired, Node  # noqa: F401
+from .nodes import (PENDING_GRACE, STALE_AFTER, Aging, Desired, Node,  # noqa: F401
+                    kept_report, same)
 from .policy import NetworkPolicy
 from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
 from .remote import Remote
+from .staged import Staged
 from .states import NOT_AS_DESIRED
 
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
@@ -27,10 +29,10 @@ STATE_INTERVAL_MAX = 2.0              # ...and at least every 2 s when it change
 VERSIONS_LOGGED = 10                  # nodes named one per line; beyond, one summary line
 
 
-class MasterPolicy(Remote, NetworkPolicy):
+class MasterPolicy(Staged, Remote, NetworkPolicy):
     crash_note = 'the nodes keep their lists'
 
-    def __init__(self, epoch, secure, previous=None):
+    def __init__(self, epoch, secure, previous=None, rollout=None):
         super().__init__({
             ev.ConfigLoaded: self._on_config, ev.ConfigRejected: self._on_config_rejected,
             ev.LinkMessage: self._on_message, ev.LinkEvent: self._on_link_event,
@@ -42,6 +44,11 @@ class MasterPolicy(Remote, NetworkPolicy):
         self.relays, self.relay_count = {}, 0    # operators' commands to nodes (remote.py)
         self.nodes = {}
         self.previous = dict(previous or {})   # node -> {gen, sha256}, from the last master
+        self.saved_rollout = rollout     # (record, lists) of a rollout the last master left
+        self.serving_marks = {}          # staged.py: a node's worker before its new list
+        self.ready_since = {}            # and since when a node of the wave looks ready
+        self.clocks = (0.0, 0.0)         # (monotonic, wall) of the last load
+        self.edit_ms = 0                 # and its wall time in ms: a rollout's id
         self.global_gen = max([r['gen'] for r in self.previous.values()] or [0])
         self.epochs = 0                  # how often the gens ran out (see _next_gen)
         self.config, self.config_errors = None, ()
@@ -54,8 +61,8 @@ class MasterPolicy(Remote, NetworkPolicy):
         self._order = None               # the nodes sorted by name, for the view
 
     def next_deadline(self):
-        deadlines = [d for d in (self.next_hugz, self.next_aging, self._relays_due())
-                     if d is not None]
+        deadlines = [d for d in (self.next_hugz, self.next_aging, self._relays_due(),
+                                 self._rollout_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     @staticmethod
@@ -72,6 +79,7 @@ class MasterPolicy(Remote, NetworkPolicy):
 
     def _on_config(self, event, now, out):
         config, first = event.config, self.config is None
+        edited = not first and config.sha256 != self.config.sha256
         if self.config_errors:
             out.append(log_action(logging.INFO, '%s: valid again; applying it' % config.path))
         self.config, self.config_errors, self.dirty = config, (), True
@@ -79,6 +87,7 @@ class MasterPolicy(Remote, NetworkPolicy):
         self.report_ivl = protocol.report_interval(len(config.nodes))
         self.hugz_ivl = protocol.hugz_interval(len(config.nodes))
         wall_ms, changed = int((event.wall or 0) * 1000), []
+        self.clocks, self.edit_ms = (now, event.wall or 0.0), wall_ms
         for name, listed in config.nodes.items():
             node = self.nodes.get(name) or self._add(name)
             if self._apply_node(node, listed, wall_ms, now, out):
@@ -91,6 +100,9 @@ class MasterPolicy(Remote, NetworkPolicy):
                 out.append(log_action(logging.WARNING, 'node %s: no longer in the master file; its '
                                       'client keeps its list (give it [] to stop everything)'
                                       % node.name))
+        if first and self.saved_rollout:
+            self._resume(self.saved_rollout, now, out)
+        self._serve_targets(edited, now, out)
         if first:
             self.next_hugz = self.next_aging = now
 
@@ -106,7 +118,8 @@ class MasterPolicy(Remote, NetworkPolicy):
         self.aging.touch(node)
 
     def _apply_node(self, node, listed, wall_ms, now, out):
-        """True when the node got a new list version."""
+        """True when the node's list changed: its `target` is then a new version
+        (served at once, or in its wave: staged.py)."""
         if not node.managed or node.errors != listed.errors:
             self._touch(node)
         node.managed = True
@@ -121,6 +134,9 @@ class MasterPolicy(Remote, NetworkPolicy):
             return False
         node.errors = ()
         if node.desired is not None and node.desired.sha256 == listed.sha256:
+            node.target = node.desired        # what it is served (again: a revert undone)
+            return False
+        if node.target is not None and node.target.sha256 == listed.sha256:
             return False
         previous = self.previous.pop(node.name, None)
         if previous and previous.get('sha256') == listed.sha256:
@@ -128,10 +144,7 @@ class MasterPolicy(Remote, NetworkPolicy):
         else:
             gen = self._next_gen(node, wall_ms)
         self.global_gen = max(self.global_gen, gen)
-        node.desired = Desired(gen, listed.sha256, listed.body, listed.count)
-        node.changed_at = now
-        self._touch(node)
-        self._push(node, now, out)
+        node.target = Desired(gen, listed.sha256, listed.body, listed.count)
         return True
 
     def _next_gen(self, node, wall_ms):
@@ -238,7 +251,7 @@ class MasterPolicy(Remote, NetworkPolicy):
         first = node.seen_at is None
         node.seen_at = now
         self._touch(node)
-        node.applied = _same(node.applied, protocol.kept(fields.get('applied'),
+        node.applied = same(node.applied, protocol.kept(fields.get('applied'),
                                                          ('gen', 'sha256')))
         boot = fields['boot']
         node.peers = {b: seen for b, seen in node.peers.items()
@@ -254,7 +267,8 @@ class MasterPolicy(Remote, NetworkPolicy):
         if message.kind == 'REPORT':
             node.last_rejected = protocol.kept(fields.get('last_rejected'), protocol.REJECTION)
             if node.managed:      # a node outside the file: its processes are not ours
-                node.report = _same(node.report, _report(fields))
+                node.report = same(node.report, kept_report(fields))
+                self._judge(node, now, out)             # staged.py
         if first and node.managed:
             out.append(log_action(logging.INFO, 'node %s: connected' % node.name))
 
@@ -263,6 +277,9 @@ class MasterPolicy(Remote, NetworkPolicy):
             self._reply(out, routing_id, protocol.unmanaged(node.name, self.epoch))
             return
         desired = node.desired
+        if desired is None and node.held:   # new to the file, waiting for its wave
+            self._reply(out, routing_id, protocol.unmanaged(node.name, self.epoch))
+            return
         if desired is None:
             self._reply(out, routing_id, protocol.error(
                 'no-valid-list', 'the master file\'s list for this node is invalid'))
@@ -303,6 +320,7 @@ class MasterPolicy(Remote, NetworkPolicy):
     def _on_tick(self, event, now, out):
         if self.relays:
             self._check_relays(now, out)
+        self._rollout_tick(now, out)
         if self.next_hugz is not None and now >= self.next_hugz:
             self.hseq += 1
             out.append(act.Send(UPDATES, tuple(protocol.hugz(self.epoch, self.hseq,
@@ -343,29 +361,17 @@ class MasterPolicy(Remote, NetworkPolicy):
             state = node.state(now)
             record = node.record
             if record is None or record['state'] != state:
-                record = node.record = self._node_record(node, state)
+                record = node.record = node.view(state)
             records.append(record)
-        return {'epoch': self.epoch, 'config': self.config_record(), 'nodes': records}
-
-    @staticmethod
-    def _node_record(node, state):
-        desired = node.desired
-        return {
-            'node': node.name, 'state': state, 'managed': node.managed,
-            'desired': desired and desired.view,
-            'applied': node.applied, 'last_rejected': node.last_rejected,
-            'errors': list(node.errors), 'seen_at': node.seen_at,
-            'clients': len(node.peers), 'client_version': _newest_version(node.peers),
-            'worker': node.report.get('worker'), 'processes': node.report.get('processes'),
-            'reason': node.report.get('reason'),
-        }
+        return {'epoch': self.epoch, 'config': self.config_record(), 'nodes': records,
+                'rollout': self.rollout_record()}
 
 
 def _log_new_versions(nodes, out):
     """One line per node for a few; for a big edit, one line (a line per node of
     a thousand would be most of the master's work on that edit)."""
     lines = ['node %s: list version %d (%d processes)'
-             % (node.name, node.desired.gen, node.desired.count) for node in nodes]
+             % (node.name, node.target.gen, node.target.count) for node in nodes]
     if len(lines) <= VERSIONS_LOGGED:
         out.extend(log_action(logging.INFO, line) for line in lines)
         return
@@ -373,23 +379,3 @@ def _log_new_versions(nodes, out):
     out.append(log_action(logging.INFO, 'new list versions for %d nodes: %s and %d more (-v '
                           'names each)' % (len(nodes), names, len(nodes) - VERSIONS_LOGGED)))
     out.extend(log_action(logging.DEBUG, line) for line in lines)
-
-
-def _same(old, new):
-    """`old` when equal to `new`: a value kept as the same object keeps its text in
-    the state file (the state encoder reuses it)."""
-    return old if old == new else new
-
-
-def _newest_version(peers):
-    versions = [v for _, v in peers.values() if v]
-    return versions[-1] if versions else None
-
-
-def _report(fields):
-    """What the master keeps of a checked REPORT: the known fields, nothing more."""
-    processes = fields.get('processes')
-    return {'worker': protocol.kept(fields.get('worker'), protocol.WORKER),
-            'processes': None if processes is None else
-            [protocol.kept_process(p) for p in processes],
-            'reason': fields.get('reason')}

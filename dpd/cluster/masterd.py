@@ -18,7 +18,7 @@ from ..loop import Controller, serve
 from ..procfs import raise_fd_limit
 from ..signals import SignalThread
 from ..watcher import ConfigWatcher
-from . import httpd, keys, sockets
+from . import actions as act, httpd, keys, resume, sockets
 from .config import MasterLoader, load_master
 from .events import ConfigLoaded
 from .executor import NetworkExecutor
@@ -40,6 +40,7 @@ class MasterExecutor(NetworkExecutor):
         self.cluster_metrics = ClusterMetrics()
         self._clocks = None         # (monotonic, wall) that last_seen is computed with
         self._shown = {}            # node -> (the policy's record, its copy with last_seen)
+        self.handles({act.KeepRolloutLists: self._keep_rollout_lists})
 
     def _reload(self, action):
         if self.authorized_keys is not None:  # HUP is how new node keys are taken in
@@ -48,6 +49,14 @@ class MasterExecutor(NetworkExecutor):
             except keys.KeyProblem as err:
                 log.error('%s; keeping the keys already loaded', err)
         return super()._reload(action)
+
+    def _keep_rollout_lists(self, action):
+        try:
+            resume.write_lists(self.state_file, action.record)
+        except OSError as err:
+            log.error('cannot save the lists of rollout %s in %s (%s): a master restarted '
+                      'during it serves every node its new list', action.record['id'],
+                      resume.lists_path(self.state_file), err.strerror or err)
 
     def state_body(self, snapshot):
         """The view with wall times. One (monotonic, wall) pair, kept while the wall
@@ -75,21 +84,6 @@ class MasterExecutor(NetworkExecutor):
         thousand nodes), however often it is scraped; the HTTP thread gets bytes."""
         if self.metrics_server is not None:
             self.metrics_server.publish(self.cluster_metrics.text(body).encode())
-
-
-def previous_versions(state_file):
-    """{node: {gen, sha256}} from the last master's state: versions stay monotonic."""
-    try:
-        doc = state.read(state_file)
-    except (OSError, ValueError):
-        return {}
-    versions = {}
-    for node in doc.get('nodes') or []:
-        desired = node.get('desired') if isinstance(node, dict) else None
-        if isinstance(desired, dict) and type(desired.get('gen')) is int and \
-                isinstance(desired.get('sha256'), str) and isinstance(node.get('node'), str):
-            versions[node['node']] = {'gen': desired['gen'], 'sha256': desired['sha256']}
-    return versions
 
 
 class MasterDaemon:
@@ -137,7 +131,7 @@ class MasterDaemon:
                                   config.authorized_keys, metrics_server)
         executor.control = control = open_control(config, events.put)
         policy = MasterPolicy(os.urandom(8).hex(), curve is not None,
-                              previous_versions(config.state_file))
+                              *resume.previous_state(config.state_file))
         controller = Controller(policy, executor, events)
         signals.start()
         controller.dispatch(ConfigLoaded(config, time.time()))

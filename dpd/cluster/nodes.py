@@ -31,12 +31,21 @@ class Desired(Record):
                                              'processes': self.count}
         return view
 
+    @property
+    def saved(self):
+        """As a restarted master reads it back (resume.py)."""
+        return {'gen': self.gen, 'sha256': self.sha256, 'body': self.body.decode(),
+                'count': self.count}
+
 
 class Node:
     def __init__(self, name):
         self.name = name
         self.managed = False
-        self.desired = None           # the last valid list, or None
+        self.desired = None           # the list it is served, or None
+        self.target = None            # the master file's last valid list (staged.py)
+        self.kept = None              # the list it keeps while a rollout holds it
+        self.held = False             # a rollout holds it (waiting, or reverted)
         self.errors = ()              # why the master file's list is invalid
         self.changed_at = None        # when `desired` last changed
         self.seen_at = None
@@ -59,6 +68,8 @@ class Node:
             return 'never-seen'
         if now - self.seen_at > self.stale_after:
             return 'stale'
+        if self.held:
+            return 'held'
         if self.desired is None:
             return 'rejected'
         if self.applied and self.applied.get('sha256') == self.desired.sha256:
@@ -79,6 +90,19 @@ class Node:
         future = [when for when in times if when >= now]
         return min(future) if future else None
 
+    def view(self, state):
+        """Its entry of the cluster view (never changed once made: see `record`)."""
+        desired = self.desired
+        return {
+            'node': self.name, 'state': state, 'managed': self.managed,
+            'desired': desired and desired.view,
+            'applied': self.applied, 'last_rejected': self.last_rejected,
+            'errors': list(self.errors), 'seen_at': self.seen_at,
+            'clients': len(self.peers), 'client_version': _newest_version(self.peers),
+            'worker': self.report.get('worker'), 'processes': self.report.get('processes'),
+            'reason': self.report.get('reason'),
+        }
+
     def reply(self, kind, epoch, report_ivl=REPORT_IVL):
         """The frames of an ACK or a STATE of its desired list, made once per version:
         a thousand nodes report every 10 s and are answered the same ACK each time.
@@ -97,6 +121,26 @@ class Node:
                                         epoch)
             made = self._replies[kind] = (version, tuple(frames))
         return made[1]
+
+
+def same(old, new):
+    """`old` when equal to `new`: a value kept as the same object keeps its text in
+    the state file (the state encoder reuses it)."""
+    return old if old == new else new
+
+
+def kept_report(fields):
+    """What the master keeps of a checked REPORT: the known fields, nothing more."""
+    processes = fields.get('processes')
+    return {'worker': protocol.kept(fields.get('worker'), protocol.WORKER),
+            'processes': None if processes is None else
+            [protocol.kept_process(p) for p in processes],
+            'reason': fields.get('reason')}
+
+
+def _newest_version(peers):
+    versions = [v for _, v in peers.values() if v]
+    return versions[-1] if versions else None
 
 
 class Aging:

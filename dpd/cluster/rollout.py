@@ -16,6 +16,7 @@ from ..record import Record
 
 WAITING, SERVING, SUCCEEDED, FAILED, REVERTED = (
     'waiting', 'serving', 'succeeded', 'failed', 'reverted')
+STATUSES = (WAITING, SERVING, SUCCEEDED, FAILED, REVERTED)
 
 
 class RolloutSpec(Record):

@@ -2,7 +2,8 @@
 (the master logs a node that leaves it; dpd-ctl's exit status says it)."""
 from ..worker.lifecycle import as_desired
 
-NODE_STATES = ('in-sync', 'pending', 'lagging', 'rejected', 'stale', 'never-seen', 'unmanaged')
+NODE_STATES = ('in-sync', 'pending', 'held', 'lagging', 'rejected', 'stale', 'never-seen',
+               'unmanaged')
 NOT_AS_DESIRED = ('lagging', 'rejected', 'stale', 'never-seen')
 
 
@@ -11,5 +12,5 @@ def node_as_desired(node):
     every process it reported as desired. A node outside the file always is."""
     if node['state'] == 'unmanaged':
         return True
-    return (node['state'] not in NOT_AS_DESIRED and not node.get('errors')
+    return (node['state'] not in NOT_AS_DESIRED + ('held',) and not node.get('errors')
             and all(as_desired(p) for p in node.get('processes') or []))

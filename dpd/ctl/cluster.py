@@ -21,13 +21,15 @@ def cluster(config_path, as_json, only_node=None, out=sys.stdout):
             return EX_UNKNOWN
     healthy = view.config.get('ok', True) and all(node_as_desired(n) for n in nodes)
     code = EX_OK if healthy else EX_DEGRADED
-    lines = table([(n['node'], n['state'].upper(), describe_node(n)) for n in nodes])
+    rollout = view.doc.get('rollout') if isinstance(view.doc.get('rollout'), dict) else None
+    lines = [rollout['line']] if rollout and only_node is None else []
+    lines += table([(n['node'], n['state'].upper(), describe_node(n)) for n in nodes])
     if only_node is not None:
         lines += ['  ' + line for line in process_table(nodes[0].get('processes') or [])]
     elif not nodes:
         lines.append('no nodes')
     lines += view.rejected_config('master file rejected; every node keeps its list:')
-    emit(out, as_json, view.json_doc(code, nodes=nodes), lines)
+    emit(out, as_json, view.json_doc(code, nodes=nodes, rollout=rollout), lines)
     return code
 
 

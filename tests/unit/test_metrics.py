@@ -51,7 +51,8 @@ def test_every_family_has_help_and_type_before_its_samples_and_counters_end_in_t
             name = re.match(r'[a-z_]+', line).group(0)
             assert name in seen_type, 'a sample after its TYPE line'
     assert set(seen_type) == set(metrics.FAMILIES) - {
-        'diprocd_node_state', 'diprocd_node_last_seen_timestamp_seconds', 'diprocd_node_in_sync'}
+        'diprocd_node_state', 'diprocd_node_last_seen_timestamp_seconds', 'diprocd_node_in_sync',
+        'diprocd_rollout_nodes', 'diprocd_rollout_halted'}
     assert all('# HELP %s ' % name in text for name in seen_type)
     assert text.endswith('\n')
 
@@ -146,6 +147,11 @@ def test_a_nodes_lines_follow_its_reports_and_leave_with_it():
     assert value(samples, 'diprocd_node_in_sync', node='n2') is None
 
 
+def utf8(text):
+    """As a label value must be (and JSON from a peer may not be: "\\ud800")."""
+    return text.encode('utf-8', 'replace').decode('utf-8')
+
+
 reported_text = st.text(st.characters() | st.sampled_from('\n\r\t\0"\\'),
                         min_size=1, max_size=12)
 
@@ -158,13 +164,26 @@ def test_anything_a_node_reports_is_parsed_back_unchanged(reports):
     processes = [proc(name, state, restarts=restarts, cpu_seconds=cpu)
                  for name, state, restarts, cpu in reports]
     samples = parse(metrics.ClusterMetrics().text(cluster_body(node('n1', processes=processes))))
-    first = {}
+    first = {}           # by the name as a label shows it: a lone surrogate becomes '?'
     for record in processes:
-        first.setdefault(record['name'], record)
+        first.setdefault(utf8(record['name']), record)
     for name, record in first.items():
         assert value(samples, 'diprocd_process_up', node='n1', name=name) == \
             (record['state'] == 'running')
         assert value(samples, 'diprocd_process_state', node='n1', name=name,
-                     state=record['state']) == 1
+                     state=utf8(record['state'])) == 1
         assert value(samples, 'diprocd_process_restarts_total', node='n1', name=name) == \
             record['restarts']
+
+
+def test_the_rollout_is_counted_by_status_and_says_when_it_halted():
+    rollout = {'id': '1795923229648', 'halted': 'web1: a failed', 'status': {
+        'web1': 'reverted', 'web2': 'succeeded', 'web3': 'waiting', 'web4': 'waiting'}}
+    body = dict(cluster_body(node('web1')), rollout=rollout)
+    samples = parse(metrics.ClusterMetrics().text(body))
+    counts = {s: value(samples, 'diprocd_rollout_nodes', rollout='1795923229648', status=s)
+              for s in ('waiting', 'serving', 'succeeded', 'failed', 'reverted')}
+    assert counts == {'waiting': 2, 'serving': 0, 'succeeded': 1, 'failed': 0, 'reverted': 1}
+    assert value(samples, 'diprocd_rollout_halted', rollout='1795923229648') == 1
+    assert value(parse(metrics.ClusterMetrics().text(cluster_body(node('web1')))),
+                 'diprocd_rollout_halted', rollout='1795923229648') is None
