@@ -78,7 +78,7 @@ def _well_formed(record):
 
 
 def _read_own(path):
-    with open(path, 'rb') as f:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), 'rb') as f:
         info = os.fstat(f.fileno())
         if info.st_uid != os.geteuid() or info.st_mode & 0o022:
             raise ValueError('owned by uid %d, mode %o: not written by this master'
