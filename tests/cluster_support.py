@@ -5,8 +5,9 @@ network address and never collide on ports.
 """
 import json
 import os
+import subprocess
 
-from support import Daemon, IS_ROOT, read_json, wait_until, write_json
+from support import Daemon, IS_ROOT, command, read_json, wait_until, write_json
 
 
 class Cluster:
@@ -111,3 +112,11 @@ class Node:
         for daemon in (self.client, self.worker):
             if daemon is not None:
                 daemon.stop()
+
+
+def ctl(cluster, *args, timeout=20):
+    """`dpd-ctl VERB -c MASTER_CONFIG ARGS...` against the cluster's master:
+    (status, stdout, stderr)."""
+    done = subprocess.run(command('dpd-ctl') + list(args[:1]) + ['-c', cluster.master_config] +
+                          list(args[1:]), capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr

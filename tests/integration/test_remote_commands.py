@@ -9,7 +9,7 @@ import time
 import pytest
 import zmq
 
-from cluster_support import Cluster
+from cluster_support import Cluster, ctl
 from dpd.cluster import keys, protocol
 from support import IS_ROOT, command, read_json, wait_until
 
@@ -24,12 +24,6 @@ def sleeper(workdir, name):
     if USER:
         proc['user'] = USER
     return proc
-
-
-def ctl(cluster, *args, timeout=20):
-    done = subprocess.run(command('dpd-ctl') + list(args[:1]) + ['-c', cluster.master_config] +
-                          list(args[1:]), capture_output=True, text=True, timeout=timeout)
-    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ waves seen in order on the nodes' own files, a halt that leaves the rest alone,
 auto-revert, a master killed with -9 mid-rollout that resumes it, and
 `dpd-ctl plan` against what the nodes report."""
 import json
-import subprocess
 
 import pytest
 
-from cluster_support import Cluster
-from support import IS_ROOT, command, read_json, wait_until, write_json
+from cluster_support import Cluster, ctl
+from support import IS_ROOT, read_json, wait_until, write_json
 
 NODES = ('w1', 'w2', 'w3')
 
@@ -30,12 +29,6 @@ def gated(workdir, flag):
     """Ready only once `flag` exists (an exec health check)."""
     return sleeper(workdir, 'a', health={'exec': ['/bin/test', '-e', flag], 'interval': 1,
                                          'start_period': 300})
-
-
-def ctl(cluster, *args):
-    done = subprocess.run(command('dpd-ctl') + list(args[:1]) + ['-c', cluster.master_config] +
-                          list(args[1:]), capture_output=True, text=True, timeout=20)
-    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture
