@@ -75,11 +75,7 @@ def escape(path):
 def mounts(mountinfo):
     """{'cgroup2': mount point, 'memory': v1 mount point, ...}."""
     found = {}
-    try:
-        lines = read(mountinfo).splitlines()
-    except OSError:
-        return found
-    for line in lines:
+    for line in _lines(mountinfo):
         left, _, right = line.partition(' - ')
         fields, tail = left.split(), right.split()
         if len(fields) < 5 or len(tail) < 3:
@@ -97,11 +93,7 @@ def mounts(mountinfo):
 def own_paths(path):
     """{'' (v2): path, 'memory': path, ...} from a /proc/PID/cgroup file."""
     own = {}
-    try:
-        lines = read(path).splitlines()
-    except OSError:
-        return own
-    for line in lines:
+    for line in _lines(path):
         parts = line.split(':', 2)
         if len(parts) != 3:
             continue
@@ -111,3 +103,11 @@ def own_paths(path):
             if controller in V1_CONTROLLERS:
                 own[controller] = parts[2]
     return own
+
+
+def _lines(path):
+    """A /proc file's lines; none if it cannot be read (no such file: no cgroups)."""
+    try:
+        return read(path).splitlines()
+    except OSError:
+        return []
