@@ -136,11 +136,20 @@ def _kill(pid):
         pass
 
 
+# A root daemon on a host without cgroups: its own mount namespace, an empty
+# /sys/fs/cgroup (what a worker without a writable hierarchy does, as root).
+WITHOUT_CGROUPS = ['unshare', '--mount', 'sh', '-ec',
+                   'mount -t tmpfs none /sys/fs/cgroup; exec "$@"', 'sh']
+
+
 class Daemon:
     """A real daemon started with `-f -v`; everything it logs lands in a file."""
 
-    def __init__(self, program, config, extra=(), env=None):
+    def __init__(self, program, config, extra=(), env=None, prefix=()):
+        """`prefix`: a command that execs the daemon (it keeps the pid), such as
+        WITHOUT_CGROUPS."""
         self.program, self.config, self.extra, self.env = program, config, list(extra), env
+        self.prefix = list(prefix)
         self.log_path = config + '.%s.log' % program
         self.log_offset = 0
         self.proc = None
@@ -149,7 +158,7 @@ class Daemon:
         with open(self.log_path, 'ab') as log:
             self.log_offset = log.tell()      # log() shows this run only
             self.proc = subprocess.Popen(
-                command(self.program) + ['-f', '-v'] + self.extra + [self.config],
+                self.prefix + command(self.program) + ['-f', '-v'] + self.extra + [self.config],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env=self.env)
         if wait_ready:

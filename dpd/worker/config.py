@@ -2,7 +2,7 @@
 import hashlib
 import os
 
-from .. import jsonfile, nodepolicy
+from .. import nodepolicy
 from ..config import (MANAGED_RECORD, ConfigError, check_root_safe, daemon_keys, decode,
                       default_state_file, lock_path, read_file, with_file)
 from ..procspec import parse_process_list

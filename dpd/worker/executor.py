@@ -41,7 +41,7 @@ class WorkerExecutor(DaemonExecutor):
         self.journal = Journal(journal.path_of(state_file))
         self.notifications = Notifications(self.prober, notify_prefix(state_file))
         self.starter = Starter(reaper, self.outputs, trees, self.journal, self.notifications)
-        self.launches = Launches(reaper, self.group_of)
+        self.launches = Launches(reaper, self.group_of, self.starter.marks)
         self._groups = {}                   # pid -> its process group, seen while it lived
         self.metrics_file = MetricsFile()
         self.handles({
@@ -147,6 +147,7 @@ class WorkerExecutor(DaemonExecutor):
         self.outputs.close(action.name)
         self.trees.remove(action.name)
         self.notifications.forget(action.name)
+        self.starter.marks.pop(action.name, None)
 
     # ------------------------------------------------------------ health checks
 

@@ -28,6 +28,7 @@ class Starter:
         self.notifications = notifications
         self.descriptors = spawn.DescriptorLimit()
         self.checks = {}                  # process name -> (pid, identity) of its exec check
+        self.marks = {}                   # process name -> the mark of its last start
 
     def start(self, action):
         spec, pid_slot, output = action.spec, None, subprocess.DEVNULL
@@ -65,7 +66,7 @@ class Starter:
         it never runs twice (with cgroups, the next start empties the cgroup)."""
         if self.trees.cgroups is not None:
             return {}
-        mark = os.urandom(8).hex()
+        mark = self.marks[spec.name] = os.urandom(8).hex()
         try:
             self.journal.record({'name': spec.name, 'spawning': mark})
         except OSError as err:

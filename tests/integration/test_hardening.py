@@ -9,8 +9,9 @@ tests/integration/test_node_policy.py (test_a_group_beyond_the_users_own_needs_.
 
 Each test says in a comment what the code before the fixes did with it. Faults 2 and 3
 were already fixed by the node-policy commit (f797934); the others by 1c898e0 and
-dc69b3c. Tests marked xfail name a fault the fixes leave open (BUG: ...); two of them
-(10 and 14) are open only where the worker runs its processes without cgroups.
+dc69b3c; where the worker runs its processes without cgroups, 10 by the start's mark
+(2e6a090) and 14 by the same mark at the stop. The one test marked xfail names what
+the fixes leave open of fault 8 (BUG: ...).
 """
 import collections
 import contextlib
@@ -31,8 +32,8 @@ import support
 from cluster_support import Cluster
 from dpd import procfs
 from dpd.cluster import keys, protocol
-from support import (IS_ROOT, PYTHON, REPO, Daemon, pid_alive, pids_with, read_json, read_pid,
-                     run, wait_until, write_json)
+from support import (IS_ROOT, PYTHON, REPO, WITHOUT_CGROUPS, Daemon, pid_alive, pids_with,
+                     read_json, read_pid, run, wait_until, write_json)
 
 NOBODY = 65534
 USER = 'root' if IS_ROOT else support._me()
@@ -128,14 +129,6 @@ def end_strays(workdir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not pids_with(workdir.marker))
-
-
-def xfail_without_cgroups(request, worker, reason):
-    """Some faults are closed only by the per-process cgroups of a root worker (SPEC 6.2,
-    f038fdb): where this worker runs its processes without them (not root, no writable
-    cgroup v2 hierarchy, or a tree before f038fdb), the bug is still there."""
-    if 'a cgroup per process' not in worker.log():
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def shells(marker):
@@ -855,22 +848,18 @@ def window_scene(workdir):
 
 
 # Before dc69b3c only the launcher's group was killed (the daemon lives in its own
-# session). The fix ends the daemon its pid file names at that moment; one that writes
-# its pid file after the stop is not found.
-BUG_14 = ('BUG (a worker without cgroups): a daemon: true process removed (or changed) while '
-          'its daemon has not written its pid file yet keeps running: the stop sends '
-          'EndLaunch, and _end_launch (dpd/worker/executor.py at dc69b3c, '
-          'dpd/worker/launches.py at 090db33) kills the launcher\'s group and reads the pid '
-          'file once; the daemon, in a session of its own below the worker (its subreaper), '
-          'writes the pid file later and is never looked for again. A root worker with '
-          'cgroups kills the whole tree (f038fdb).')
-
-
-def test_14_a_daemon_stopped_in_its_window_does_not_keep_running(workdir, request):
+# session); after it, the daemon its pid file named at that moment, so one that wrote its
+# pid file after the stop kept running where the worker has no cgroups. Now the stop
+# also ends what carries the start's mark in its environment; with cgroups the stop
+# empties the whole tree (f038fdb).
+@pytest.mark.parametrize('cgroups', [True, False], ids=['cgroups', 'no-cgroups'])
+def test_14_a_daemon_stopped_in_its_window_does_not_keep_running(workdir, cgroups):
+    if not cgroups and not (IS_ROOT and shutil.which('unshare')):
+        pytest.skip('a root worker without cgroups needs root and unshare')
     config, go, pid_file = window_scene(workdir)
-    worker = Daemon('dpd-workerd', config).start()
+    worker = Daemon('dpd-workerd', config, prefix=() if cgroups else WITHOUT_CGROUPS).start()
     try:
-        xfail_without_cgroups(request, worker, BUG_14)
+        assert ('a cgroup per process' in worker.log()) == (cgroups and IS_ROOT)
         pid = wait_until(lambda: pids_with(workdir.marker + '-daemon'))[0]
         assert states(workdir.path)['d']['state'] == 'starting'
         write_json(config, {'procs': []})
