@@ -6,7 +6,6 @@ USR1 and when it was moved or deleted (checked at most once a second), so
 logrotate works with or without a postrotate signal.
 """
 import logging
-import logging.handlers
 import os
 import sys
 import time
@@ -113,6 +112,7 @@ class DaemonLog:
         """To syslog; False if there is none (no /dev/log: a container, say)."""
         if not os.path.exists('/dev/log'):
             return False  # the handler would print a traceback at every line
+        import logging.handlers   # only here: it brings pickle, 1-2 MiB a daemon rarely needs
         handler = logging.handlers.SysLogHandler(
             '/dev/log', facility=logging.handlers.SysLogHandler.LOG_DAEMON)
         self._add(handler, Formatter(self.program, with_time=False))

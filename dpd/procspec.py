@@ -4,11 +4,11 @@
 and the README's reference table is generated from it.
 """
 import functools
-import hashlib
 import re
 import signal
 
 from . import depends, healthspec, jsonfile, limitspec
+from .digest import sha256_hex
 from .record import Record
 from .schema import (REQUIRED, Invalid, Key, absolute_path, boolean, check_object,
                      json_type, list_of, number, string)
@@ -174,7 +174,7 @@ class ProcessSpec(Record):
     @functools.cached_property
     def fingerprint(self):
         """Equal for equal definitions: decides "changed" and adoption."""
-        return hashlib.sha256(jsonfile.dumps(self._json(with_env=True)).encode()).hexdigest()
+        return sha256_hex(jsonfile.dumps(self._json(with_env=True)).encode())
 
     @functools.cached_property
     def public_record(self):

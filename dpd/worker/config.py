@@ -1,8 +1,8 @@
 """The worker file: `{"procs": [PROCESS, ...]}` plus the daemon's own keys."""
-import hashlib
 import os
 
 from .. import nodepolicy
+from ..digest import sha256_hex
 from ..config import (MANAGED_RECORD, ConfigError, check_root_safe, daemon_keys, decode,
                       default_state_file, lock_path, read_file, with_file)
 from ..procspec import parse_process_list
@@ -69,7 +69,7 @@ def load_worker(path, default_user, root=False, policy=None):
 
     def parse():
         doc = decode(data)
-        config = parse_worker(doc, path, default_user, hashlib.sha256(data).hexdigest())
+        config = parse_worker(doc, path, default_user, sha256_hex(data))
         if root and policy is not None and (info.st_uid != 0 or MANAGED_RECORD in doc):
             return _held_to(policy, config, doc, default_user)
         return config

@@ -3,12 +3,12 @@
 Starting is `starter.py`; finding and ending `daemon: true` launches is
 `launches.py`; taking over what a previous worker left is `adoption.py`.
 """
-import hashlib
 import logging
 import os
 import signal
 
 from .. import procfs, safefile, state
+from ..digest import sha256_hex
 from ..executor import DaemonExecutor
 from ..record import Record
 from . import actions as act
@@ -168,4 +168,4 @@ class WorkerExecutor(DaemonExecutor):
 
 def notify_prefix(state_file):
     """The notify sockets' addresses, one worker's apart from another's."""
-    return 'diprocd/' + hashlib.sha256(os.path.realpath(state_file).encode()).hexdigest()[:16]
+    return 'diprocd/' + sha256_hex(os.path.realpath(state_file).encode())[:16]

@@ -9,7 +9,6 @@ check never blocks another one, nor the worker. A host name is resolved here
 (getaddrinfo blocks this thread alone), and kept for a minute.
 """
 import errno
-import hashlib
 import queue
 import selectors
 import socket
@@ -17,6 +16,7 @@ import struct
 import time
 
 from .. import procfs
+from ..digest import sha256_hex
 from ..healthspec import seconds_text
 from ..observer import Observer
 from .events import CheckDone, Notified
@@ -195,7 +195,7 @@ class Notifications:
         address = '@%s/%s' % (self.prefix, name)
         if len(address.encode()) <= MAX_ADDRESS:
             return address
-        return '@%s/#%s' % (self.prefix, hashlib.sha256(name.encode()).hexdigest()[:32])
+        return '@%s/#%s' % (self.prefix, sha256_hex(name.encode())[:32])
 
     def ensure(self, name):
         if name not in self.bound:
