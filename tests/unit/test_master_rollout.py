@@ -10,6 +10,7 @@ from dpd.cluster import actions as act
 from dpd.cluster import events as ev
 from dpd.cluster import protocol
 from dpd.cluster.config import parse_master
+from dpd.config import ConfigError
 from dpd.cluster.master import MasterPolicy
 from dpd.cluster.resume import _kept
 from dpd.cluster.staged import STABLE_FOR
@@ -265,3 +266,37 @@ def test_a_node_cut_off_mid_wave_fails_at_wait_ready_and_the_rest_go_on():
     world.tick(40.0)
     assert world.policy.rollout.reasons == {'n2': 'not ready within 30 s'}
     assert world.served('n3') == sha(LIST_B) and world.served('n4') == sha(LIST_B)
+
+
+@pytest.mark.parametrize('rollout, message', [
+    (None, 'rollout: must be an object, not null'),
+    ({}, 'rollout: missing required key "max_parallel"'),
+    ({'max_parallel': 0}, 'rollout.max_parallel: must be a number of nodes (1 or more) or '
+                          'a percentage such as "10%", not 0'),
+    ({'max_parallel': '0%'}, 'rollout.max_parallel: must be a number'),
+    ({'max_parallel': '101%'}, 'rollout.max_parallel: must be a number'),
+    ({'max_parallel': '10 %'}, 'rollout.max_parallel: must be a number'),
+    ({'max_parallel': True}, 'not true'),
+    ({'max_parallel': 2.5}, 'not 2.5'),
+    ({'max_parallel': 1, 'wait_ready': 0}, 'rollout.wait_ready: must be between 1 and 86400'),
+    ({'max_parallel': 1, 'wait_ready': 'soon'}, 'rollout.wait_ready:'),
+    ({'max_parallel': 1, 'max_failed': -1}, 'rollout.max_failed: must be an integer'),
+    ({'max_parallel': 1, 'max_failed': 1.5}, 'rollout.max_failed: must be an integer'),
+    ({'max_parallel': 1, 'auto_revert': 'yes'}, 'rollout.auto_revert: must be true or false'),
+    ({'max_parallel': 1, 'maxfailed': 1}, 'unknown key "maxfailed" (did you mean '
+                                          '"max_failed"?)'),
+])
+def test_a_bad_rollout_key_rejects_the_master_file_at_its_json_path(rollout, message):
+    doc = {'master_stats': 'ipc:///tmp/s', 'master_updates': 'ipc:///tmp/u',
+           'nodes': {'n1': LIST_A}, 'rollout': rollout}
+    with pytest.raises(ConfigError) as err:
+        parse_master(doc, '/srv/m.json')
+    assert message in str(err.value)
+
+
+def test_rollout_values_as_written_are_taken():
+    spec = config({'n1': LIST_A}, {'max_parallel': '2.5%', 'wait_ready': 0.5 + 1,
+                                   'max_failed': 3, 'auto_revert': True}).rollout
+    assert (spec.max_parallel, spec.wait_ready, spec.max_failed, spec.auto_revert) == \
+        ('2.5%', 1.5, 3, True)
+    assert spec.wave_size(1000) == 25 and spec.wave_size(3) == 1
