@@ -204,7 +204,7 @@ MASTER_KEYS = daemon_keys(_endpoint_keys(
     Key('metrics_listen', 'string', None, '`"HOST:PORT"` (an IPv6 address in brackets) where '
         '`GET /metrics` answers the cluster\'s metrics in the Prometheus text format; read at '
         'start; see Monitoring', _listen_address),
-    Key('rollout', 'object', None, 'an edit that changes several nodes is served in waves: '
+    Key('rollout', 'object', None, 'an edit goes to the nodes it changes in waves: '
         '`max_parallel` (required), `wait_ready`, `max_failed`, `auto_revert`; see "Changing '
         'the fleet safely"', nested(ROLLOUT_KEYS, lambda fields: RolloutSpec(**fields))),
 ))
