@@ -23,7 +23,8 @@ def cluster(config_path, as_json, only_node=None, out=sys.stdout):
     code = EX_OK if healthy else EX_DEGRADED
     rollout = view.doc.get('rollout') if isinstance(view.doc.get('rollout'), dict) else None
     lines = [rollout['line']] if rollout and only_node is None else []
-    lines += table([(n['node'], n['state'].upper(), describe_node(n)) for n in nodes])
+    lines += table([(n['node'], n['state'].upper(), describe_node(n, rollout=rollout))
+                    for n in nodes])
     if only_node is not None:
         lines += ['  ' + line for line in process_table(nodes[0].get('processes') or [])]
     elif not nodes:
@@ -33,9 +34,12 @@ def cluster(config_path, as_json, only_node=None, out=sys.stdout):
     return code
 
 
-def describe_node(node, now=None):
+def describe_node(node, now=None, rollout=None):
     now = time.time() if now is None else now
     parts = []
+    in_rollout = _rollout_part(node['node'], rollout)
+    if in_rollout:
+        parts.append(in_rollout)
     desired, applied = node.get('desired'), node.get('applied')
     if desired:
         parts.append('version %d (%d processes)' % (desired['gen'], desired['processes']))
@@ -55,3 +59,16 @@ def describe_node(node, now=None):
     for error in node.get('errors') or []:
         parts.append('master file: %s' % error)
     return ', '.join(parts)
+
+
+def _rollout_part(name, rollout):
+    """Where the node stands in the rollout, unless it is through with it."""
+    status = (rollout or {}).get('status', {}).get(name)
+    reason = (rollout or {}).get('reasons', {}).get(name)
+    if status == 'waiting':
+        return 'rollout: waiting for its wave'
+    if status == 'serving':
+        return 'rollout: in the wave under way'
+    if status in ('failed', 'reverted'):
+        return 'rollout: %s (%s)' % (status, reason or 'no reason given')
+    return None

@@ -105,8 +105,10 @@ def test_a_failing_wave_halts_and_auto_revert_gives_back_the_old_list(cluster, w
         cluster.wait_node_state(name, 'held')
     code, out, _ = ctl(cluster, 'cluster')
     assert code == 150, out
-    assert out.splitlines()[0].startswith('rollout %s halted: w1: a ' % halted['id'])
-    assert 'HELD' in out
+    lines = out.splitlines()
+    assert lines[0].startswith('rollout %s halted: w1: a ' % halted['id'])
+    assert 'HELD' in lines[1] and 'rollout: reverted (a ' in lines[1], out
+    assert 'rollout: waiting for its wave' in lines[2], out
     code, out, _ = ctl(cluster, 'cluster', '--json')
     assert json.loads(out)['rollout']['halted'] == halted['halted']
     # the next edit replaces the halted rollout: here with the lists the nodes run

@@ -300,3 +300,16 @@ def test_rollout_values_as_written_are_taken():
     assert (spec.max_parallel, spec.wait_ready, spec.max_failed, spec.auto_revert) == \
         ('2.5%', 1.5, 3, True)
     assert spec.wave_size(1000) == 25 and spec.wave_size(3) == 1
+
+
+def test_dpd_ctl_cluster_says_where_each_node_stands_in_the_rollout():
+    from dpd.ctl.cluster import describe_node
+    world = started({'max_parallel': 1, 'auto_revert': True})
+    world.runs('n1', LIST_B, 11.0, state='failed')
+    snapshot = world.policy.snapshot(12.0)
+    records = {r['node']: r for r in snapshot['nodes']}
+    described = {n: describe_node(dict(records[n], last_seen=None), 12.0, snapshot['rollout'])
+                 for n in NODES}
+    assert described['n1'].startswith('rollout: reverted (a failed), version ')
+    assert described['n2'].startswith('rollout: waiting for its wave, version ')
+    assert not describe_node(dict(records['n2'], last_seen=None), 12.0).startswith('rollout')
