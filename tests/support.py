@@ -210,6 +210,29 @@ class Daemon:
         self.proc.wait(TIMEOUT)
 
 
+
+class WorkerSite:
+    """One dpd-workerd on DIR/worker.json with `procs`, and its state file."""
+
+    def __init__(self, directory, *procs):
+        self.config = directory.join('worker.json')
+        self.state_file = directory.join('worker.state.json')
+        write_json(self.config, {'procs': list(procs)})
+        self.daemon = Daemon('dpd-workerd', self.config)
+
+    def start(self):
+        self.daemon.start()
+        return self
+
+    def record(self, name):
+        """The process's record in the state file; None before there is one."""
+        try:
+            doc = read_json(self.state_file)
+        except (OSError, ValueError):
+            return None
+        return next((p for p in doc['procs'] if p['name'] == name), None)
+
+
 def run(program, *args, timeout=TIMEOUT, env=None):
     """Run one of our programs to completion; (status, stdout, stderr)."""
     done = subprocess.run(command(program) + list(args), capture_output=True, text=True,

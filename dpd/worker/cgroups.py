@@ -190,20 +190,11 @@ class Cgroups:
 
     def members(self, tree):
         """The pids of every live member of the tree."""
-        hierarchy, relative = tree.dirs[0]
-        try:
-            text = fs.read(os.path.join(hierarchy.path(relative), 'cgroup.procs'))
-        except FileNotFoundError:
-            return []
-        return [int(pid) for pid in text.split()]
+        text = _membership_file(tree, 'cgroup.procs')
+        return [int(pid) for pid in text.split()] if text else []
 
     def populated(self, tree):
-        hierarchy, relative = tree.dirs[0]
-        try:
-            events = fs.read(os.path.join(hierarchy.path(relative), 'cgroup.events'))
-        except FileNotFoundError:
-            return False
-        return 'populated 1' in events
+        return 'populated 1' in (_membership_file(tree, 'cgroup.events') or '')
 
     def events_file(self, tree):
         """The file whose changes say the tree emptied (inotify IN_MODIFY)."""
@@ -274,10 +265,8 @@ class Cgroups:
         return sum(filter(None, map(fs.rss, self.members(tree))))
 
     def _cpu_seconds(self, tree):
-        hierarchy, relative = tree.dirs[0]
-        try:
-            stat = fs.read(os.path.join(hierarchy.path(relative), 'cpu.stat'))
-        except OSError:
+        stat = _membership_file(tree, 'cpu.stat', OSError)
+        if stat is None:
             return None
         match = re.search(r'^usage_usec (\d+)', stat, re.M)
         return int(match.group(1)) / 1e6 if match else None
@@ -297,6 +286,16 @@ class Cgroups:
 
 
 # ------------------------------------------------------------------ helpers
+
+def _membership_file(tree, name, unread=FileNotFoundError):
+    """A file of the tree's cgroup in the membership hierarchy; None if it is gone
+    (or raises `unread`)."""
+    hierarchy, relative = tree.dirs[0]
+    try:
+        return fs.read(os.path.join(hierarchy.path(relative), name))
+    except unread:
+        return None
+
 
 def _v1_needed(limits, v1):
     return sorted({NEEDS[name] for name in (limits.cgroup if limits else {})

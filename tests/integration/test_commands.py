@@ -21,8 +21,8 @@ import time
 import pytest
 
 import conftest
-from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, Workdir, command, pid_alive,
-                     read_json, read_pid, wait_until, write_json)
+from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, WorkerSite, Workdir, command, pid_alive,
+                     read_pid, wait_until, write_json)
 
 ACTOR = os.path.join(REPO, 'tests', 'actor.py')
 READINESS_ACTOR = os.path.join(REPO, 'tests', 'readiness_actor.py')
@@ -72,27 +72,13 @@ def remove_cgroups(work):
                     os.rmdir(path)
 
 
-class Site:
+class Site(WorkerSite):
     """One dpd-workerd on WORK/worker.json, its state and its control socket."""
 
     def __init__(self, work, *procs):
-        self.work = work
-        self.config = work.join('worker.json')
-        self.state_file = work.join('worker.state.json')
+        super().__init__(work, *procs)
+        self.work, self.worker = work, self.daemon
         self.socket = work.join('worker.sock')
-        write_json(self.config, {'procs': list(procs)})
-        self.worker = Daemon('dpd-workerd', self.config)
-
-    def start(self):
-        self.worker.start()
-        return self
-
-    def record(self, name):
-        try:
-            doc = read_json(self.state_file)
-        except (OSError, ValueError):
-            return None
-        return next((p for p in doc['procs'] if p['name'] == name), None)
 
     def wait_state(self, name, state, timeout=TIMEOUT, other_than=None):
         """The record of `name` once in `state` (with a pid other than `other_than`)."""

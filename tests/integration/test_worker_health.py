@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from support import (IS_ROOT, PYTHON, REPO, Daemon, pid_alive, read_json, run, wait_until,
-                     write_json)
+from support import (IS_ROOT, PYTHON, REPO, WorkerSite, pid_alive, read_json, run,
+                     wait_until, write_json)
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason='runs children as nobody and other '
                                 'users, in cgroups: needs root')
@@ -48,19 +48,12 @@ def actor(workdir, name, *args, **keys):
     return entry
 
 
-class Worker:
+class Worker(WorkerSite):
     """One dpd-workerd on workdir/worker.json, and what it shows."""
 
     def __init__(self, workdir, *procs):
+        super().__init__(workdir, *procs)
         self.workdir = workdir
-        self.config = workdir.join('worker.json')
-        self.state_file = workdir.join('worker.state.json')
-        write_json(self.config, {'procs': list(procs)})
-        self.daemon = Daemon('dpd-workerd', self.config)
-
-    def start(self):
-        self.daemon.start()
-        return self
 
     def log(self):
         return self.daemon.log()
@@ -72,13 +65,6 @@ class Worker:
             if sign in text:
                 raise AssertionError('the worker failed:\n%s' % text[-4000:])
         return text
-
-    def record(self, name):
-        try:
-            doc = read_json(self.state_file)
-        except (OSError, ValueError):
-            return None
-        return next((p for p in doc['procs'] if p['name'] == name), None)
 
     def doc(self):
         return read_json(self.state_file)
