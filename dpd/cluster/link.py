@@ -36,7 +36,10 @@ EVENT_NAMES = {zmq.EVENT_CONNECTED: 'connected', zmq.EVENT_DISCONNECTED: 'discon
                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: 'handshake-protocol',
                zmq.EVENT_HANDSHAKE_FAILED_AUTH: 'handshake-denied'}
 MONITOR_HEAD = struct.Struct('=Hi')   # a monitor message's event id and value
-RECV_BATCH = 256       # messages taken from one socket before looking at the others
+RECV_BATCH = 256       # messages taken from one socket before looking at the others...
+RECV_BATCH_BYTES = 4 * 1024 * 1024   # ...or this many bytes: the inbox's budget judges a
+                                     # batch only once it is taken in, so a batch of big
+                                     # messages must stay small (256 x 2 MiB: 512 MiB)
 NOBLOCK, MORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
 EVENTS, POLLIN, RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
 
@@ -240,8 +243,9 @@ class ZmqLink(Observer):
         recv, get = sock.recv, sock.getsockopt
         # the ZAP User-Id lives on a Frame; without keys, plain bytes are cheaper
         copy = item.plan.curve is None
+        taken = 0
         for _ in range(RECV_BATCH):
-            if not get(EVENTS) & POLLIN:
+            if taken >= RECV_BATCH_BYTES or not get(EVENTS) & POLLIN:
                 return
             try:
                 frames = [recv(NOBLOCK, copy)]
@@ -256,6 +260,7 @@ class ZmqLink(Observer):
             size = 0
             for frame in frames:
                 size += len(frame)
+            taken += size
             offers.append((LinkMessage(name, tuple(frames), user_id), size))
 
     def _refused(self, count, socket_name):
