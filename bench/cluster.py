@@ -11,19 +11,19 @@ Nodes come in three kinds:
 
 * real: a `dpd-clientd -f` and a `dpd-workerd -f` per node, each in its own temp dir;
 * simulated (N = 200, 1000): many nodes in a few processes (`--sim-procs`). Each
-  simulated node owns a SUB and a DEALER socket with the options the client sets
-  (`dpd.cluster.sockets.client_plans`), and its brain is the client's own: the real
-  controller (`dpd.loop.Controller`, through `dispatch` and `flush`) driving the real
-  policy (`dpd.cluster.client.ClientPolicy`): the same HELLO/REPORT timers, NOTIFY
-  and epoch rules, the same STATE checks (decode, sha256, node match,
+  simulated node owns a DEALER socket with the options the client sets
+  (`dpd.cluster.sockets.client_plans`) and its monitor, and its brain is the
+  client's own: the real controller (`dpd.loop.Controller`, through `dispatch` and
+  `flush`) driving the real policy (`dpd.cluster.client.ClientPolicy`): the same
+  HELLO/REPORT timers, connection and epoch rules, the same STATE checks (decode, sha256, node match,
   `parse_process_list`, local policy). Only the executor is simulated: it sends on
   the node's sockets and writes its worker file with `dpd.cluster.workerfile.write`
   (fsync included unless `--fsync off`); after a write it shows the policy what a
   worker would (every process running), so REPORTs carry a realistic process table.
   It writes no client state file and runs no worker. A due deadline is a `Tick`
   dispatched by the child process's scheduler (one heap for all its nodes).
-* acknowledging (`--master-only`): a SUB and a DEALER per node and nothing else:
-  HELLO, a REPORT for every STATE, a REPORT every report interval; no validation, no
+* acknowledging (`--master-only`): a DEALER per node (and its monitor) and nothing
+  else: HELLO, a REPORT for every STATE, a REPORT every report interval; no validation, no
   file (see bench/clusterbench/masteronly.py for that mode's figures and JSON).
 
 The master always is the real `dpd-masterd -f` ($DPD_MASTERD, default: the one next

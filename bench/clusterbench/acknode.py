@@ -1,12 +1,11 @@
 """A node that only acknowledges (--master-only): the master's traffic, none of the
 client's work.
 
-Per node a SUB (topics `N:<node>\\0` and `H\\0`) and a DEALER with the client's
-socket options (`client_plans`), and the client's message rules, cut to what the
-master sees:
+Per node a DEALER with the client's socket options (`client_plans`) and its
+monitor, and the client's message rules, cut to what the master sees:
 
-* HELLO at start, again on a NOTIFY for a version it does not hold, again when the
-  master's epoch changes (a restart), and every 2 s until the stats socket answers;
+* HELLO once each connection's handshake is done (at start, and after a master
+  restart), and every 2 s until the master answers (none while disconnected);
 * every STATE: its (gen, sha256) recorded as held (no validation, no file) and
   reported at once: a REPORT with `applied` = that version, its worker having
   loaded it then, every process running (ready at once, for a staged rollout);
@@ -29,7 +28,7 @@ from dpd.cluster import protocol
 from dpd.cluster import sockets as net
 from dpd.cluster.client import HELLO_RETRY
 from dpd.cluster.config import ClientConfig
-from dpd.cluster.protocol import MAX_REPORT_IVL, REPORT_IVL, STATS, UPDATES
+from dpd.cluster.protocol import MAX_REPORT_IVL, REPORT_IVL, STATS
 
 from . import mono
 from .simnode import SimSockets
@@ -43,22 +42,20 @@ class AckNode:
         config = ClientConfig(path=name + '.client.json', master_stats=endpoints[0],
                               master_updates=endpoints[1], node_name=name,
                               conf_file=name + '.worker.json')
-        self.sockets = SimSockets(child, self, net.client_plans(config, name, None))
+        self.sockets = SimSockets(child, self, net.client_plans(config, None))
         self.boot = os.urandom(8).hex()
         self.rng = random.Random(hash(name))
         self.held = None              # {gen, sha256} of the last STATE
         self.report_frames = None     # the REPORT for what it holds, encoded once
-        self.epoch = None
         self.hello_at = self.report_at = None
         self.report_ivl = REPORT_IVL
         self.scheduled = None         # the deadline this node has in the child's heap
         self.acked = {}               # sha256 -> first ACK for it
         self.confirmed = {}           # epoch -> first ACK/STATE for what it holds
         self.received_at = {}         # message type -> when the last one arrived
-        self.breakdown = None         # (NOTIFY, STATE) arrival times before the last STATE
+        self.breakdown = None         # when the last new STATE came
         self.counts = Counter()
-        self.handlers = {'NOTIFY': self._on_notify, 'HUGZ': self._on_hugz,
-                         'STATE': self._on_state, 'ACK': self._on_ack}
+        self.handlers = {'STATE': self._on_state, 'ACK': self._on_ack}
 
     # -------------------------------------------------------------- what the child calls
 
@@ -71,24 +68,26 @@ class AckNode:
         self.sockets.open()
         now = mono()
         self.report_at = now + self._report_interval()
-        self._hello(now)
         self.settle()
 
     def on_message(self, socket_name, frames, now):
-        decode = protocol.decode_update if socket_name == UPDATES else protocol.decode_reply
         try:
-            message = decode(frames)
+            message = protocol.decode_reply(frames)
         except protocol.ProtocolError:
             self.counts['recv-bad'] += 1
             return
         self.counts['recv:' + message.kind] += 1
         self.received_at[message.kind] = now
-        if socket_name == STATS:
-            self.hello_at = None              # the master answers: no more HELLO retries
-        self._heard_epoch(message.fields.get('epoch'), now)
+        self.hello_at = None                  # the master answers: no more HELLO retries
         handler = self.handlers.get(message.kind)
         if handler is not None:
             handler(message, now)
+
+    def on_link_event(self, event, now):
+        if event.kind == 'handshake-ok':
+            self._hello(now)
+        elif event.kind == 'disconnected':
+            self.hello_at = None
 
     def on_deadline(self):
         now = mono()
@@ -110,26 +109,13 @@ class AckNode:
 
     # -------------------------------------------------------------- messages
 
-    def _heard_epoch(self, epoch, now):
-        if epoch and epoch != self.epoch:
-            if self.epoch is not None:        # the master restarted: say hello again
-                self._hello(now)
-            self.epoch = epoch
-
-    def _on_notify(self, message, now):
-        if not self._holds(message.fields['sha256']):
-            self._hello(now)
-
-    def _on_hugz(self, message, now):
-        pass    # its epoch: see _heard_epoch
-
     def _on_state(self, message, now):
         fields = message.fields
         if self._holds(fields['sha256']):
             self._confirmed(fields['epoch'], now)
             return
         self.counts['state-new'] += 1         # a client would rewrite its worker file
-        self.breakdown = (self.received_at.get('NOTIFY'), now)
+        self.breakdown = now
         self.held = {'gen': fields['gen'], 'sha256': fields['sha256']}
         self.report_frames = self._encode_report(json.loads(message.body))
         self._report(now, after_change=True)

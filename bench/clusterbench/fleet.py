@@ -101,7 +101,7 @@ class Fleet:
 
     def wait_rev(self, rev, procs_per_node, timeout):
         """({node: time it reached the list of `rev`: its worker file written (client),
-        the master's ACK received (ack)}, {node: (time its NOTIFY came, its STATE)})."""
+        the master's ACK received (ack)}, {node: when its STATE came})."""
         times, steps = {}, {}
         for answer in self.ask({'cmd': 'wait', 'what': 'rev', 'rev': rev,
                                 'procs': procs_per_node}, timeout):

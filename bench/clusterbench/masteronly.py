@@ -116,8 +116,7 @@ def one_acked_edit(run):
     fleet_after = run.fleet.stats()
     return {'last_ack_s': round(max(times.values()) - saved, 4),
             'median_ack_s': round(statistics.median(times.values()) - saved, 4),
-            'last_notify_received_s': _last(steps, 0, saved),
-            'last_state_received_s': _last(steps, 1, saved),
+            'last_state_received_s': _last(steps, saved),
             'master_cpu_s': round(cpu_acked, 3),
             'master_threads_cpu_s': {k: round(v, 3) for k, v in sorted(threads.items())},
             'master_cpu_s_to_settled': round(cpu_settled, 3),
@@ -126,9 +125,9 @@ def one_acked_edit(run):
             'sim_cpu_s_to_settled': round(fleet_after['cpu_s'] - fleet_before['cpu_s'], 3)}
 
 
-def _last(steps, index, since):
-    """The last arrival after `since` (a node whose new list is pushed gets no NOTIFY)."""
-    times = [s[index] for s in steps.values() if s and s[index] and s[index] >= since]
+def _last(steps, since):
+    """The last STATE's arrival after `since`."""
+    times = [t for t in steps.values() if t and t >= since]
     return round(max(times) - since, 4) if times else None
 
 
@@ -172,7 +171,7 @@ def measure_rollout(run, details):
     times, steps = run.fleet.wait_rev(run.rev, run.opts.procs_per_node, 180)
     cpu = proc_cpu_seconds(pid) - cpu_before
     waves = [run.names[i:i + run.n // 10] for i in range(0, run.n, run.n // 10)]
-    received = [[steps[n][1] for n in wave] for wave in waves]
+    received = [[steps[n] for n in wave] for wave in waves]
     gaps = [min(received[k + 1]) - max(received[k]) - STABLE_FOR
             for k in range(len(waves) - 1)]
     spreads = [max(r) - min(r) for r in received]

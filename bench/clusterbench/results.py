@@ -101,11 +101,10 @@ def environment_line(meta):
 def fanout_lines(n, d):
     for mode, f in d.get('fanout', {}).items():
         yield ('sim %d, %s: %d simulator processes; master file load here %.3f s; body %d B;'
-               ' per change (medians): last NOTIFY in %.2f s, last STATE in %.2f s, last '
+               ' per change (medians): last STATE in %.2f s, last '
                'file %.2f s; master CPU %.2f s, simulators\' CPU %.2f s, simulators\' wall '
                'time in worker file writes %.2f s' % (
                    n, mode, d['sim_procs'], d['master_load_s'], d['body_bytes'],
-                   statistics.median(f['last_notify_received_s']),
                    statistics.median(f['last_state_received_s']),
                    statistics.median(f['last_node_s']),
                    statistics.median(f['master_cpu_s']), statistics.median(f['sim_cpu_s']),

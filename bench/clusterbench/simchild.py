@@ -29,7 +29,7 @@ from . import mono
 from .acknode import AckNode
 from .lists import node_list, sha_of
 from .proc import raise_nofile
-from .simnode import SimNode
+from .simnode import MONITOR, SimNode
 
 RECV_BATCH = 64          # messages taken from one socket before looking at the others
 FSYNC = [True]           # the simulated clients' worker file writes fsync ('fsync' command)
@@ -73,7 +73,7 @@ class SimChild:
 
     def __init__(self, cfg):
         self.ctx = zmq.Context(io_threads=cfg.get('io_threads', 1))
-        self.ctx.set(zmq.MAX_SOCKETS, 2 * len(cfg['nodes']) + 64)
+        self.ctx.set(zmq.MAX_SOCKETS, 3 * len(cfg['nodes']) + 64)   # DEALER, its monitor
         self.epoll = select.epoll()
         self.owners = {}              # ZMQ_FD -> (socket, node, its name in the plan)
         self.readable = {}            # sockets that may hold messages (an ordered set)
@@ -145,7 +145,12 @@ class SimChild:
             except zmq.Again:
                 self.readable.pop(sock, None)
                 break
-            node.on_message(name, frames, mono())
+            if name == MONITOR:
+                event = node.sockets.event(sock, frames)
+                if event is not None:
+                    node.on_link_event(event, mono())
+            else:
+                node.on_message(name, frames, mono())
             if sock.closed:                   # the node rebuilt its sockets
                 break
         node.settle()

@@ -1,4 +1,4 @@
-"""A simulated node: the client's real brain on two sockets, many per process.
+"""A simulated node: the client's real brain on its connection, many per process.
 
 The real `dpd.loop.Controller` drives the real `ClientPolicy`; `SimExecutor`
 stands in for the client's executor: it sends on the node's sockets, writes the
@@ -21,19 +21,23 @@ from dpd.cluster import sockets as net
 from dpd.cluster import workerfile
 from dpd.cluster.client import ClientPolicy
 from dpd.cluster.config import ClientConfig
+from dpd.cluster.link import EVENT_NAMES, MONITORED, monitor_event
 from dpd.loop import Controller
 
 from . import mono
 
 MAX_TICKS = 3       # due deadlines handled in a row after a fact (as the controller would)
+MONITOR = 'monitor'  # the name a socket's monitor is registered under in the child
 
 
 class SimSockets:
-    """A node's SUB and DEALER, made from the client's own plans, in the child's poller."""
+    """A node's sockets (its DEALER), made from the client's own plans, and their
+    monitors, whose events the node hears as the client does (a new connection's
+    handshake makes it say HELLO), in the child's poller."""
 
     def __init__(self, child, node, plans):
         self.child, self.node, self.plans = child, node, plans
-        self.by_name = {}
+        self.by_name, self.monitors = {}, {}
 
     def open(self):
         for plan in self.plans:
@@ -41,17 +45,29 @@ class SimSockets:
             sock.linger = 0
             for option, value in plan.options:
                 sock.setsockopt(option, value)
-            for topic in plan.subscribe:
-                sock.setsockopt(zmq.SUBSCRIBE, topic)
+            monitor = sock.get_monitor_socket(MONITORED)
             sock.connect(plan.endpoint)
-            self.by_name[plan.name] = sock
+            self.by_name[plan.name], self.monitors[monitor] = sock, plan.name
             self.child.register(sock, self.node, plan.name)
+            self.child.register(monitor, self.node, MONITOR)
+
+    def event(self, monitor, frames):
+        """The LinkEvent a monitor's message says, or None."""
+        event = monitor_event(frames)
+        name = EVENT_NAMES.get(event and event[0])
+        socket_name = self.monitors.get(monitor)
+        if name is None or socket_name is None:
+            return None
+        return ev.LinkEvent(socket_name, name, '%s %s' % (event[2], event[1]))
 
     def close(self):
         for sock in self.by_name.values():
+            sock.disable_monitor()
+        for sock in list(self.by_name.values()) + list(self.monitors):
             self.child.unregister(sock)
             sock.close(0)
         self.by_name.clear()
+        self.monitors.clear()
 
     def send(self, name, frames):
         """False when the frames were dropped (a full queue: the protocol repairs loss)."""
@@ -123,13 +139,13 @@ class SimNode:
         self.policy = ClientPolicy(config, name, os.urandom(8).hex(),
                                    rng=random.Random(hash(name)))
         self.controller = Controller(self.policy, SimExecutor(self), events=None, clock=mono)
-        self.sockets = SimSockets(child, self, net.client_plans(config, name, None))
+        self.sockets = SimSockets(child, self, net.client_plans(config, None))
         self.scheduled = None         # the deadline this node has in the child's heap
         self.has_written = False      # a worker file write since the waits last looked
         self.applied_at = None        # when the last worker file write returned
         self.confirmed = {}           # epoch -> first ACK/STATE for what it holds
         self.received_at = {}         # message type -> when the last one arrived
-        self.breakdown = None         # (NOTIFY, STATE) arrival times before the last write
+        self.breakdown = None         # when the STATE of the last write came
         self.counts = Counter()
 
     # -------------------------------------------------------------- what the child calls
@@ -145,12 +161,15 @@ class SimNode:
         self.settle()
 
     def on_message(self, socket_name, frames, now):
-        kind = bytes(frames[0] if socket_name == 'stats' or len(frames) < 2 else frames[1])[:16]
+        kind = bytes(frames[0])[:16]
         self.counts['recv:' + kind.decode('ascii', 'replace')] += 1
         self.received_at[kind] = now
         self.handle(ev.LinkMessage(socket_name, tuple(frames)))
         if kind in (b'ACK', b'STATE'):
             self._note_confirmation(frames[1], now)
+
+    def on_link_event(self, event, now):
+        self.handle(event)
 
     def on_deadline(self):
         self.handle(ev.Tick())
@@ -184,7 +203,7 @@ class SimNode:
 
     def wrote(self, seconds):
         self.applied_at = mono()
-        self.breakdown = (self.received_at.get(b'NOTIFY'), self.received_at.get(b'STATE'))
+        self.breakdown = self.received_at.get(b'STATE')
         self.counts['writes'] += 1
         self.child.write_seconds += seconds
         self.has_written = True

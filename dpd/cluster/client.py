@@ -25,11 +25,13 @@ from . import events as ev
 from . import protocol
 from .linkwatch import LINK_PROBLEMS, DroppedLinks
 from .policy import NetworkPolicy
-from .protocol import HUGZ_IVL, MAX_HUGZ_IVL, MAX_REPORT_IVL, REPORT_IVL, STATS, UPDATES
+from .protocol import MAX_REPORT_IVL, REPORT_IVL, STATS
 from .relay import Relaying
 
 HELLO_RETRY = 2.0          # until the master answers
-SILENCE_REBUILD = 30.0     # no message at all that long: re-create the sockets
+UNANSWERED = 10.0          # a question, or a dropped connection, unanswered that long:
+                           # the master is unreachable (an informational status)
+SILENCE_REBUILD = 30.0     # no message at all that long: re-create the connection
 REPORT_SOON = 1.0          # a local change is reported within this delay
 USAGE_FIELDS = ('memory_bytes', 'cpu_seconds')   # sampled often: they wait for a report
 
@@ -72,9 +74,9 @@ class ClientPolicy(Relaying, NetworkPolicy):
         self.last_rejected = None      # {gen, sha256, reason}
         self.status = 'connecting'
         self.epoch = None              # the master's, from its last message
-        self.heard_at = None           # last message from the master, any socket
-        self.heard_on = {}             # socket -> last message on it (or the last rebuild)
-        self.answered = False          # the stats socket has answered since the last HELLO
+        self.heard_at = None           # last message from the master
+        self.quiet_since = None        # the last message, or the last rebuild
+        self.asked_at = None           # the oldest question (or drop) not answered since
         self.writing = None            # (gen, sha256) being written
         self.written_at = None         # when the last write was done
         self.hello_at = self.report_at = None
@@ -82,17 +84,16 @@ class ClientPolicy(Relaying, NetworkPolicy):
         self.relays = {}               # ref -> the master epoch that asked (relay.py)
         self.report_ivl = REPORT_IVL   # as the master's last ACK says
         self.changed = False           # the next report says a change
-        self.hugz_ivl = HUGZ_IVL       # as its last HUGZ says
         self.links = DroppedLinks()    # connections libzmq dropped for good
-        self._messages = {'HUGZ': self._on_hugz, 'NOTIFY': self._on_notify, 'ACK': self._on_ack,
+        self._messages = {'ACK': self._on_ack,
                           'STATE': self._on_state, 'UNMANAGED': self._on_unmanaged,
                           'ERROR': self._on_error, 'COMMAND': self._on_command,
                           'CANCEL': self._on_cancel}
 
     def handle(self, event, now):
         if self.started_at is None:   # the first fact starts the clocks
-            self.started_at = self.heard_on[UPDATES] = self.heard_on[STATS] = now
-            self.hello_at, self.report_at = now, now + self._report_interval()
+            self.started_at = self.quiet_since = now
+            self.report_at = now + self._report_interval()
         return super().handle(event, now)
 
     def next_deadline(self):
@@ -101,68 +102,51 @@ class ClientPolicy(Relaying, NetworkPolicy):
         return min(deadlines) if deadlines else None
 
     def _rebuild_at(self):
-        """30 s without a word on either socket: HUGZ come every 2-10 s on one, answers
-        to reports every ~10 s on the other (longer if the master asks for fewer
-        reports: the stats socket gets that much longer); a socket deaf for good
-        must not hide behind the other one still talking."""
-        if not self.heard_on:
+        """30 s without a word: the master answers each report (every ~10 s, longer
+        if it asks for fewer: the silence allowed grows with the interval)."""
+        if self.quiet_since is None:
             return None
-        return min(at + self._silence(socket) for socket, at in self.heard_on.items())
+        return self.quiet_since + self._silence()
 
-    def _silence(self, socket):
-        """How long `socket` may be silent before the sockets are made again."""
-        if socket == STATS:
-            return SILENCE_REBUILD + 1.2 * (self.report_ivl - REPORT_IVL)
-        return SILENCE_REBUILD
+    def _silence(self):
+        return SILENCE_REBUILD + 1.2 * (self.report_ivl - REPORT_IVL)
 
     def _unreachable_at(self):
-        if self.heard_at is None or self.status == 'unreachable':
+        """A question, or a dropped connection, unanswered for UNANSWERED seconds
+        (a master that restarts in that time is never called unreachable)."""
+        if self.heard_at is None or self.asked_at is None or self.status == 'unreachable':
             return None
-        return self.heard_at + 3 * self.hugz_ivl
+        return self.asked_at + UNANSWERED
 
     # ------------------------------------------------------------ from the master
 
     def _on_message(self, event, now, out):
-        decode = protocol.decode_update if event.socket == UPDATES else protocol.decode_reply
         try:
-            message = decode(event.frames)
+            message = protocol.decode_reply(event.frames)
         except protocol.ProtocolError as err:
-            self.limited(out, 'bad:' + event.socket, 'dropped a bad message from the master '
-                          '(%s): %s' % (event.socket, err), now)
+            self.limited(out, 'bad', 'dropped a bad message from the master: %s' % err, now)
             return
         if message.fields.get('node', self.node) != self.node:
             self.limited(out, 'other-node', 'dropped a %s for node %s (this is %s)'
                           % (message.kind, message.fields['node'], self.node), now, logging.ERROR)
             return
-        self._heard(event.socket, message.fields.get('epoch'), now, out)
-        if event.socket == STATS:
-            self.answered = True
-            self.hello_at = None
+        self._heard(message.fields.get('epoch'), now, out)
         self._messages[message.kind](message, now, out)
 
-    def _heard(self, socket, epoch, now, out):
+    def _heard(self, epoch, now, out):
+        """Any message answers: it is the reply to a HELLO or a REPORT, or one the
+        master sends on the connection that last spoke to it."""
         if self.status == 'unreachable':
             out.append(log_action(logging.INFO, 'the master answers again'))
             self.status, self.dirty = 'connecting', True
-        self.heard_at = self.heard_on[socket] = now
-        self.links.heard(socket)
+        self.heard_at = self.quiet_since = now
+        self.hello_at = self.asked_at = None
+        self.links.heard(STATS)
         if epoch and epoch != self.epoch:
             if self.epoch is not None:
-                out.append(log_action(logging.INFO, 'the master restarted (epoch %s); saying hello'
-                                      % epoch))
-                self.hello_at = now
+                out.append(log_action(logging.INFO, 'the master restarted (epoch %s)' % epoch))
             self.epoch = epoch
             self._cancel_relays_of_old_masters(out)
-
-    def _on_hugz(self, message, now, out):
-        # liveness and epoch: handled by _heard
-        self.hugz_ivl = min(MAX_HUGZ_IVL, max(HUGZ_IVL, message.fields['hugz_ivl']))
-
-    def _on_notify(self, message, now, out):
-        gen, sha256 = message.fields['gen'], message.fields['sha256']
-        if self._holds(sha256) or self._refused(gen, sha256):
-            return
-        self.hello_at = now   # a newer list exists: ask for it
 
     def _on_ack(self, message, now, out):
         self.report_ivl = min(MAX_REPORT_IVL, max(REPORT_IVL, message.fields['report_ivl']))
@@ -273,10 +257,10 @@ class ClientPolicy(Relaying, NetworkPolicy):
 
     def _on_tick(self, event, now, out):
         if self.hello_at is not None and now >= self.hello_at:
-            self._send(out, protocol.hello(self.node, self.boot, __version__, self._stamp()))
+            self._ask(out, protocol.hello(self.node, self.boot, __version__, self._stamp()), now)
             self.hello_at = now + HELLO_RETRY
         if self.report_at is not None and now >= self.report_at:
-            self._send(out, self._report())
+            self._ask(out, self._report(), now)
             self.report_at = now + self._report_interval(self.changed)
             self.changed = False
         if now >= self._rebuild_at():
@@ -293,19 +277,18 @@ class ClientPolicy(Relaying, NetworkPolicy):
                              'file stays as it is' % (now - self.heard_at))
 
     def _silent_for_long(self, now, out):
-        deaf = sorted(s for s, at in self.heard_on.items() if now - at >= self._silence(s))
-        self.limited(out, 'silence', 'no word from the master on %s for %d s: re-creating '
-                     'the connections' % (' and '.join(deaf), max(
-                         self._silence(s) for s in deaf or [UPDATES])), now)
+        self.limited(out, 'silence', 'no word from the master for %d s: re-creating the '
+                     'connection' % (now - self.quiet_since), now)
         self._rebuild(now, out)
         if self.heard_at is None:
             self._set_status('unreachable', out)
 
     def _rebuild(self, now, out):
+        """A new connection; its handshake says HELLO (_on_link_event)."""
         out.append(act.RebuildLink())
-        self.heard_on = dict.fromkeys(self.heard_on, now)
+        self.quiet_since = now
         self.links.rebuilt(now)
-        self.hello_at = now
+        self.hello_at = None
 
     def _report(self):
         return protocol.report(self.node, self.boot, __version__, self._stamp(),
@@ -327,14 +310,26 @@ class ClientPolicy(Relaying, NetworkPolicy):
         self.report_at = min(self.report_at or soon, soon)
         self.changed = True
 
+    def _ask(self, out, frames, now):
+        """A HELLO or a REPORT: each gets an answer."""
+        if self.asked_at is None:
+            self.asked_at = now
+        self._send(out, frames)
+
     def _send(self, out, frames):
         out.append(act.Send(STATS, tuple(frames)))
 
     def _on_link_event(self, event, now, out):
+        """Each new connection says HELLO once its handshake is done: to a master
+        that restarted it is the first word, and it names the connection to answer
+        on. While the connection is down, no HELLO is queued behind it."""
         self.links.on_event(event, now)
-        if event.kind in ('handshake-ok', 'connected') and event.socket == STATS and \
-                not self.answered:
+        if event.socket == STATS and event.kind == 'handshake-ok':
             self.hello_at = now
+        elif event.socket == STATS and event.kind == 'disconnected':
+            self.hello_at = None
+            if self.asked_at is None:
+                self.asked_at = now
         kind = event.kind
         if kind == 'handshake-failed' and self.config.secret_key is None:
             kind = 'handshake-protocol'   # no key of ours to get wrong: the master has keys
@@ -342,8 +337,6 @@ class ClientPolicy(Relaying, NetworkPolicy):
         if message:
             self.limited(out, kind + event.socket, message % {
                 'socket': event.socket, 'detail': event.detail.strip()}, now, logging.ERROR)
-        if event.kind == 'rebuilt':
-            self.answered = False
 
     def _on_config(self, event, now, out):
         self.config, self.dirty = event.config, True

@@ -133,9 +133,10 @@ class ClientDaemon:
         signals = SignalThread(events.put)
         node = node_name(config)
         curve = sockets.client_curve(config)
-        sockets.warn_if_open(config, curve, 'pose as the master and run anything as root here')
+        sockets.warn_if_open((config.master_stats,), curve,
+                             'pose as the master and run anything as root here')
         workerfile.default_conf(config.conf_file)
-        link = ZmqLink(events, sockets.client_plans(config, node, curve))
+        link = ZmqLink(events, sockets.client_plans(config, curve))
         watcher = ConfigWatcher(config.path, self.reload, events.put, config.sha256)
         def reload_config():
             self.node_policy.reload(log)
@@ -149,8 +150,8 @@ class ClientDaemon:
         link.start()
         link.wait_ready()
         signals.start()
-        log.info('node %s; master %s and %s%s', node, config.master_stats,
-                 config.master_updates, ' (CURVE)' if curve else '')
+        log.info('node %s; master %s%s', node, config.master_stats,
+                 ' (CURVE)' if curve else '')
         threads = [signals, link, watcher, WorkerObserver(config.conf_file, events.put), asker]
         return serve(controller, threads, ready).code
 

@@ -277,7 +277,7 @@ class ZmqLink(Observer):
             frames = item.monitor.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return
-        event = _monitor_event(frames)
+        event = monitor_event(frames)
         name = EVENT_NAMES.get(event and event[0])
         if name is not None:
             self.post(LinkEvent(item.plan.name, name, '%s %s' % (event[2], event[1])))
@@ -326,7 +326,7 @@ class ZmqLink(Observer):
             key.decode() if key else '-')))
 
 
-def _monitor_event(frames):
+def monitor_event(frames):
     """(event, value, endpoint) from a monitor message, None if malformed: frame 1
     is a 16-bit event id and a 32-bit value, frame 2 the endpoint. (pyzmq's own
     parser imports asyncio, a fifth of the daemon's start-up.)"""

@@ -116,7 +116,8 @@ class MasterDaemon:
         signals = SignalThread(events.put)
         raise_fd_limit()
         curve, zap_keys = sockets.master_keys(config)
-        sockets.warn_if_open(config, curve, 'pose as a node and read its list')
+        sockets.warn_if_open((config.master_stats, config.master_updates), curve,
+                             'pose as a node and read its list')
         metrics_server = _metrics_server(config, events.put)
         link = ZmqLink(events, sockets.master_plans(config, curve), zap_keys)
         link.start()

@@ -1,8 +1,8 @@
 """The wire format between dpd-masterd and dpd-clientd (pure; see "The protocol" in README).
 
-Two endpoints, each with one job:
+Two endpoints; a client connects to the second only (one connection per node):
 
-  master_updates  master XPUB -> client SUB, topics `N:<node>\\0` and `H\\0`
+  master_updates  master XPUB -> first-round clients' SUB, topics `N:<node>\\0`, `H\\0`
       [N:<node>\\0, NOTIFY, hdr]   the node's list changed: {v, node, gen, sha256, epoch}
       [H\\0, HUGZ, hdr]            heartbeat every hugz_ivl (2-10 s, hugz_interval):
                                    {v, epoch, hseq, hugz_ivl, report_ivl}

@@ -38,11 +38,12 @@ def master_plans(config, curve):
     )
 
 
-def client_plans(config, node, curve):
+def client_plans(config, curve):
+    """One connection per node, to the stats endpoint: what the master says to a node
+    is an answer, or sent on the connection that node last spoke on. (A first-round
+    client also subscribed to the updates endpoint, for NOTIFY and HUGZ: a second
+    connection per node, half of the master's memory at a thousand nodes.)"""
     return (
-        SocketPlan(protocol.UPDATES, zmq.SUB, config.master_updates, bind=False, curve=curve,
-                   subscribe=(protocol.node_topic(node), protocol.HUGZ_TOPIC),
-                   options=HEARTBEATS + RECONNECT + ((zmq.MAXMSGSIZE, 65536),)),
         SocketPlan(protocol.STATS, zmq.DEALER, config.master_stats, bind=False, curve=curve,
                    options=HEARTBEATS + RECONNECT + (
                        (zmq.SNDHWM, 10), (zmq.MAXMSGSIZE, 2 * protocol.MAX_FRAME_BYTES))),
@@ -70,14 +71,14 @@ def client_curve(config):
         raise ConfigError([str(err)]) from None
 
 
-def warn_if_open(config, curve, threat):
+def warn_if_open(endpoints, curve, threat):
     """No keys on an endpoint others can reach: say so at start (SPEC 5)."""
     if zmq.zmq_version_info() < MIN_LIBZMQ:
         log.warning('libzmq %s is older than %s, which fixed CURVE security bugs',
                     zmq.zmq_version(), '.'.join(map(str, MIN_LIBZMQ)))
     if curve is not None:
         return
-    for endpoint in (config.master_stats, config.master_updates):
+    for endpoint in endpoints:
         if not is_local_endpoint(endpoint):
             log.warning('%s is reachable from the network and no keys are configured: '
                         'anyone who can reach it can %s (see "Securing a cluster" in the '
