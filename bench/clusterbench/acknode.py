@@ -31,6 +31,7 @@ from dpd.cluster.config import ClientConfig
 from dpd.cluster.protocol import MAX_REPORT_IVL, REPORT_IVL, STATS
 
 from . import mono
+from .lists import running_processes
 from .simnode import SimSockets
 
 WORKER = {'running': True, 'pid': 4242, 'config_ok': True, 'errors': []}
@@ -150,9 +151,7 @@ class AckNode:
 
     def _encode_report(self, entries):
         since = round(time.time(), 3)
-        processes = [{'name': e.get('name'), 'state': 'running', 'pid': 10000 + i,
-                      'restarts': 0, 'since': since, 'error': None, 'last_exit': None,
-                      'next_start': None} for i, e in enumerate(entries) if isinstance(e, dict)]
+        processes = running_processes(entries, since)
         return protocol.report(self.name, self.boot, __version__, self.held,
                                last_rejected=None,
                                worker=dict(WORKER, config_loaded_at=since) if self.held else {},

@@ -20,6 +20,17 @@ def node_list(node, rev, count):
             for i in range(count)]
 
 
+NO_FIELDS = dict.fromkeys(protocol.PROCESS_FIELDS)
+
+
+def running_processes(entries, since):
+    """Every process of `entries` running since `since`, as a client reports it
+    (every field a REPORT carries, null where a worker would say nothing)."""
+    return [dict(NO_FIELDS, name=e.get('name'), state='running', pid=10000 + i, restarts=0,
+                 since=since, restart=True)
+            for i, e in enumerate(entries) if isinstance(e, dict)]
+
+
 def sha_of(entries):
     """The sha256 the master will publish for `entries` (it parses the file back)."""
     return protocol.body_of(json.loads(json.dumps(entries)))[1]

@@ -25,6 +25,7 @@ from dpd.cluster.link import EVENT_NAMES, MONITORED, monitor_event
 from dpd.loop import Controller
 
 from . import mono
+from .lists import running_processes
 
 MAX_TICKS = 3       # due deadlines handled in a row after a fact (as the controller would)
 MONITOR = 'monitor'  # the name a socket's monitor is registered under in the child
@@ -124,13 +125,11 @@ def worker_shows(applied, entries):
     return ev.WorkerObserved(
         applied=applied,
         worker={'running': True, 'pid': 4242, 'config_ok': True, 'errors': []},
-        processes=tuple({'name': e['name'], 'state': 'running', 'pid': 10000 + i,
-                         'restarts': 0, 'since': since, 'error': None, 'last_exit': None,
-                         'next_start': None} for i, e in enumerate(entries)))
+        processes=tuple(running_processes(entries, since)))
 
 
 class SimNode:
-    """One simulated node: two sockets, the real Controller and ClientPolicy."""
+    """One simulated node: its connection, the real Controller and ClientPolicy."""
 
     def __init__(self, child, index, name, conf_file, endpoints):
         self.child, self.index, self.name, self.conf_file = child, index, name, conf_file

@@ -252,7 +252,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
         node.seen_at = now
         self._touch(node)
         node.applied = same(node.applied, protocol.kept(fields.get('applied'),
-                                                         ('gen', 'sha256')))
+                                                         protocol.STAMP))
         boot = fields['boot']
         node.peers = {b: seen for b, seen in node.peers.items()
                       if now - seen[0] < node.stale_after}

@@ -405,3 +405,39 @@ def test_mutated_valid_messages_raise_only_protocol_errors(data):
     for _ in range(data.draw(st.integers(1, 4))):
         frames = mutate(frames, data) or [b'']
     only_protocol_errors(frames)
+
+
+# ============================================================ what the master keeps of a REPORT
+
+def report_processes(*processes):
+    frames = protocol.report('web1', 'b', 'v', None, processes=list(processes))
+    return protocol.decode_request(frames).fields['processes']
+
+
+def test_a_reported_process_keeps_exactly_the_known_fields():
+    full = dict.fromkeys(protocol.PROCESS_FIELDS)
+    full.update(name='a', state='running', pid=7, last_exit={'code': 1, 'signal': None,
+                                                              'at': 5.0, 'oom': None})
+    [as_sent] = report_processes(full)
+    kept = protocol.kept_process(as_sent)
+    assert kept == full and kept is as_sent, 'our own peers\' records are kept as they came'
+    [extra] = report_processes(dict(full, secret='x' * 100, last_exit={'code': 1, 'x': 2}))
+    kept = protocol.kept_process(extra)
+    assert set(kept) == set(protocol.PROCESS_FIELDS) and 'secret' not in kept
+    assert kept['last_exit'] == {'code': 1, 'signal': None, 'at': None, 'oom': None}
+    [short] = report_processes({'name': 'b', 'state': 'starting'})
+    kept = protocol.kept_process(short)
+    assert set(kept) == set(protocol.PROCESS_FIELDS) and kept['pid'] is None
+
+
+@pytest.mark.parametrize('field,bad', [('pid', 'x'), ('pid', 2 ** 64), ('restart', 1),
+                                       ('since', 1e13), ('waiting_for', ['x'] * 1001),
+                                       ('name', None), ('state', None), ('name', ''),
+                                       ('last_exit', {'code': 'x'}), ('memory_bytes', 1.5)])
+def test_a_reported_process_field_of_the_wrong_kind_refuses_the_report(field, bad):
+    """Optional fields may be null, and nothing else but their own kind."""
+    full = dict.fromkeys(protocol.PROCESS_FIELDS)
+    full.update(name='a', state='running')
+    assert report_processes(full)
+    with pytest.raises(ProtocolError):
+        report_processes(dict(full, **{field: bad}))
