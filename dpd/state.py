@@ -79,16 +79,20 @@ def _entry_text(entry, last):
     """(text, parts) of a changed entry. An entry that was known keeps the text of
     each value that is the same object as last time (a node's process table, its
     worker record: a report changes the time it was seen, and they stay); `parts`
-    is {key: (value, text)} of a dict entry, for the next time."""
-    if last is None or not isinstance(entry, dict) or last[2] is None or \
-            not all(type(k) is str for k in entry):
-        return jsonfile.dumps(entry), ({} if isinstance(entry, dict) and last is None
-                                       else None)
-    old, parts, members = last[2], {}, []
+    is {key: (value, text or None: not made yet)} of a dict entry, for the next
+    time. When most values changed (a fleet-wide edit, then every node's report),
+    one call encodes the whole entry: a third cheaper than a call per value."""
+    if not isinstance(entry, dict) or not all(type(k) is str for k in entry):
+        return jsonfile.dumps(entry), None
+    old = last[2] if last is not None else None
+    if old is None or 2 * sum(1 for name, value in entry.items()
+                              if old.get(name, _NOTHING)[0] is not value) > len(entry):
+        return jsonfile.dumps(entry), {name: (value, None) for name, value in entry.items()}
+    parts, members = {}, []
     for name in sorted(entry):
         value = entry[name]
         part = old.get(name)
-        if part is None or part[0] is not value:
+        if part is None or part[0] is not value or part[1] is None:
             part = (value, jsonfile.dumps(value))
         parts[name] = part
         quoted = _QUOTED.get(name)
@@ -98,6 +102,7 @@ def _entry_text(entry, last):
     return '{%s}' % ','.join(members), parts
 
 
+_NOTHING = (object(), None)     # no part of that name: unlike any value
 _QUOTED = {}        # the keys of entries, as JSON (a few dozen names, ours)
 
 
