@@ -84,6 +84,7 @@ class Ending:
 
     def _forget(self, proc, out):
         del self.procs[proc.name]
+        self.table_changed()
         self.timers.set(proc.name, None)
         out.append(act.Forget(proc.name))
         out.append(log_action(logging.INFO, '%s: removed' % proc.name))
@@ -145,8 +146,7 @@ class Ending:
         self._maybe_exit(out)
 
     def _running_dependents(self, proc):
-        return [other for other in self.procs.values()
-                if proc.name in other.spec.depends and other.state in lc.ACTIVE]
+        return [other for other in self.dependents(proc.name) if other.state in lc.ACTIVE]
 
     def _stop_deferred(self, now, out):
         """Stops that waited for what depends on them, once it is down."""

@@ -48,6 +48,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             ev.Tick: self._on_tick,
         })
         self.procs = {}                   # name -> Proc, in the file's order
+        self._dependents = None           # name -> the Procs whose `depends` name it
         self.config = None
         self.config_errors = ()
         self.shutting_down = False
@@ -65,6 +66,22 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
     def next_deadline(self):
         return self.timers.nearest()
 
+    def dependents(self, name):
+        """The processes whose `depends` names `name`, from an index made again after
+        any change of the table or of a definition (`table_changed`): a scan per
+        process made the stop of a thousand processes a million steps."""
+        if self._dependents is None:
+            index = {}
+            for proc in self.procs.values():
+                for needed in proc.spec.depends:
+                    index.setdefault(needed, []).append(proc)
+            self._dependents = index
+        return self._dependents.get(name, ())
+
+    def table_changed(self):
+        """A process came or went, or a definition changed."""
+        self._dependents = None
+
     @property
     def confine(self):
         """Where root may open files for this file (None: anywhere; SPEC 5.1)."""
@@ -80,6 +97,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             ready = record.get('state') != lc.STARTING
             self._move(proc, lc.RUNNING if ready else lc.STARTING, proc.since)
             self.procs[proc.name] = proc
+            self.table_changed()
             out.append(log_action(logging.INFO, '%s: adopted (pid %d), left running by the '
                                   'previous worker' % (proc.name, proc.pid)))
             # its checks resume; a healthy process is not restarted for a new worker
@@ -88,6 +106,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             proc = proc_from_record(record)
             self._move(proc, lc.EXITED, proc.since)
             self.procs[proc.name] = proc
+        self.table_changed()
         self.dirty = True
 
     def _on_config_loaded(self, event, now, out):
@@ -111,12 +130,14 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             if proc is None:
                 proc = lc.Proc(spec)
                 self.procs[spec.name] = proc
+                self.table_changed()
                 self._start(proc, now, out)
             else:
                 self._apply_definition(proc, spec, now, out)
             ordered[spec.name] = proc
         # keep the file's order; processes still stopping for removal go last
         self.procs = {**ordered, **{n: p for n, p in self.procs.items() if n not in ordered}}
+        self.table_changed()                 # (the index keeps the table's order)
 
     def _apply_definition(self, proc, spec, now, out):
         self.deferred.pop(spec.name, None)   # in the file again: not to be removed
@@ -127,6 +148,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             return
         if spec.fingerprint == proc.fingerprint:
             proc.spec = spec                 # adopted records lack `env`; the file has it
+            self.table_changed()
             if proc.state == lc.FAILED:
                 self._start(proc, now, out)  # a reload is the moment to try again
             return
@@ -137,10 +159,10 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             self._renew(proc, spec)
             self._start(proc, now, out)
 
-    @staticmethod
-    def _renew(proc, spec):
+    def _renew(self, proc, spec):
         """A new definition is a new process: a fresh restart window and counters."""
         proc.spec, proc.fingerprint = spec, spec.fingerprint
+        self.table_changed()
         proc.window, proc.restarts, proc.failures, proc.error = lc.RestartWindow(), 0, 0, None
         proc.last_exit = None
 

@@ -113,9 +113,8 @@ class Readiness:
             self.procs.get(name))]
 
     def _start_dependents(self, proc, now, out):
-        for other in list(self.procs.values()):
-            if other.state == lc.WAITING and proc.name in other.spec.depends and \
-                    not self._waits_for(other):
+        for other in list(self.dependents(proc.name)):
+            if other.state == lc.WAITING and not self._waits_for(other):
                 self._start(other, now, out)
 
 

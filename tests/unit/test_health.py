@@ -876,6 +876,24 @@ def test_a_removed_dependency_put_back_before_its_turn_keeps_running():
     assert set(world.policy.procs) == {'a', 'b'}
 
 
+def test_a_dependency_dropped_by_an_edit_no_longer_holds_up_a_stop():
+    """Who depends on whom is read from the definitions in force: once b's edit drops
+    its dependency on a, removing a stops it at once instead of waiting for b."""
+    world = World(notifying('b', depends=['a'], stop_timeout=2), notifying('a', stop_timeout=2))
+    world.notify('a', 'READY=1', 0.5)
+    world.notify('b', 'READY=1', 0.6)
+    out = world.handle(ev.ConfigLoaded(config(notifying('b', stop_timeout=2),
+                                              notifying('a', stop_timeout=2))), 1.0)
+    assert terms(out) == ['b'], 'a new definition: b is stopped and started again'
+    world.stopped('b', 1.1)
+    world.notify('b', 'READY=1', 1.2)
+    assert world.state('b') == lc.RUNNING
+    out = world.handle(ev.ConfigLoaded(config(notifying('b', stop_timeout=2))), 2.0)
+    assert terms(out) == ['a'] and world.policy.deferred == {}
+    world.stopped('a', 2.1)
+    assert set(world.policy.procs) == {'b'} and world.state('b') == lc.RUNNING
+
+
 def test_a_dependency_that_restarts_does_not_restart_its_dependents():
     world = chain_world()
     ready_all(world)
