@@ -59,7 +59,6 @@ class SocketPlan(Record):
     endpoint: str
     bind: bool
     options: tuple = ()             # (option, value) pairs, set before bind/connect
-    subscribe: tuple = ()
     curve: Curve = None
 
 
@@ -173,8 +172,6 @@ class ZmqLink(Observer):
                 sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
             else:
                 sock.curve_serverkey = plan.curve.server_key
-        for topic in plan.subscribe:
-            sock.setsockopt(zmq.SUBSCRIBE, topic)
         monitor = sock.get_monitor_socket(MONITORED)
         try:
             (sock.bind if plan.bind else sock.connect)(plan.endpoint)
