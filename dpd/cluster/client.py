@@ -77,6 +77,7 @@ class ClientPolicy(Relaying, NetworkPolicy):
         self.heard_at = None           # last message from the master
         self.quiet_since = None        # the last message, or the last rebuild
         self.asked_at = None           # the oldest question (or drop) not answered since
+        self.connected = False         # the connection's handshake is done, and it holds
         self.writing = None            # (gen, sha256) being written
         self.written_at = None         # when the last write was done
         self.hello_at = self.report_at = None
@@ -324,13 +325,15 @@ class ClientPolicy(Relaying, NetworkPolicy):
         that restarted it is the first word, and it names the connection to answer
         on. While the connection is down, no HELLO is queued behind it."""
         self.links.on_event(event, now)
-        if event.socket == STATS and event.kind == 'handshake-ok':
-            self.hello_at = now
-        elif event.socket == STATS and event.kind == 'disconnected':
-            self.hello_at = None
-            if self.asked_at is None:
-                self.asked_at = now
         kind = event.kind
+        if event.socket == STATS and kind == 'handshake-ok':
+            self.connected, self.hello_at = True, now
+        elif event.socket == STATS and kind == 'disconnected':
+            self.connected, self.hello_at = False, None
+            if self.asked_at is None:
+                self.asked_at = now          # a drop is a question: is the master there?
+        elif kind == 'rebuilt':
+            self.connected, self.hello_at = False, None
         if kind == 'handshake-failed' and self.config.secret_key is None:
             kind = 'handshake-protocol'   # no key of ours to get wrong: the master has keys
         message = LINK_PROBLEMS.get(kind)
@@ -341,7 +344,8 @@ class ClientPolicy(Relaying, NetworkPolicy):
     def _on_config(self, event, now, out):
         self.config, self.dirty = event.config, True
         self.last_rejected = None   # allowed_users may have changed: judge the list again
-        self.hello_at = now
+        if self.connected:          # (else the next connection's handshake says HELLO)
+            self.hello_at = now
 
     def _on_config_rejected(self, event, now, out):
         for message in event.messages:

@@ -307,6 +307,25 @@ def test_unmanaged_and_errors_keep_the_worker_file():
     assert world.writes == []
 
 
+def test_a_reload_while_disconnected_queues_no_hello_behind_the_connection():
+    """A reload of the client's file asks for the list again (allowed_users may have
+    changed), at once when connected; while the connection is down the next
+    handshake asks, and no HELLO waits in the socket's queue meanwhile."""
+    world = ClientWorld(applied=stamp(LIST_A, 100))
+    world.run_until(3.0, answering_from=0.0)
+    world.handle(ev.ConfigLoaded(client_config()), 3.0)
+    world.run_until(3.0)
+    assert world.requests('HELLO', since=3.0) == [3.0]
+    world.handle(ev.LinkEvent('stats', 'disconnected', 'tcp://m'), 4.0)
+    world.handle(ev.LinkEvent('stats', 'retrying', '1000 tcp://m'), 4.0)   # libzmq's
+    world.handle(ev.ConfigLoaded(client_config()), 4.5)
+    world.run_until(9.0)
+    assert world.requests('HELLO', since=3.5) == []
+    world.handle(HANDSHAKE, 9.0)
+    world.run_until(9.0, answering_from=9.0)
+    assert world.requests('HELLO', since=3.5) == [9.0]
+
+
 def test_the_client_says_unreachable_10_s_after_an_unanswered_report():
     world = ClientWorld(applied=stamp(LIST_A, 100))
     world.run_until(30.0, answering_from=0.0, answering_until=10.0)
