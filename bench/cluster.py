@@ -59,8 +59,8 @@ How each figure is measured (times from CLOCK_MONOTONIC, shared by all processes
 5. "master CPU / RSS, idle nodes": after a settle, the master's utime+stime (all
    threads, /proc/PID/stat) over `--window` seconds (default 30) while nodes send
    REPORTs every report interval +-20 % (10 s up to 500 nodes, N / 50 s beyond, as
-   the master's ACK says) and the master sends HUGZ (every 2 s up to 200 nodes, then
-   about 100 a second in all); RSS is VmRSS at the end of the window; the peak
+   the master's ACK says; its HUGZ, for first-round clients, reach no simulated node);
+   RSS is VmRSS at the end of the window; the peak
    (VmHWM) is in the JSON.
 
 The code is in bench/clusterbench/ (its __init__ lists the modules).

@@ -9,7 +9,7 @@ One JSON object, exactly these keys (everything else under "details"):
                                 changes every node's list until the last node received
                                 the master's ACK for the new sha256, divided by N;
                                 median over --repeat edits (default 5). It includes the
-                                HUGZ and periodic REPORTs handled meanwhile; details:
+                                periodic REPORTs handled meanwhile; details:
                                 edits[].master_cpu_s_to_settled goes on to 2.5 s after
                                 the save (the state file, written at most every 2 s)
   fanout_s                      save -> the last node received the ACK for its new list:
@@ -19,7 +19,7 @@ One JSON object, exactly these keys (everything else under "details"):
   idle_cpu_pct                  the master's CPU over --window s with N idle nodes
                                 (a REPORT every report_ivl +-20 %: 10 s up to 500 nodes,
                                 N / 50 s beyond, at most 60 s, as the master's ACK says;
-                                HUGZ every 2 s), % of a core
+                                its HUGZ go to no subscriber), % of a core
   rss_mib                       the master's VmRSS at the end of that window, after the edits
   restart_resync_s              SIGKILL -> the last node confirmed under the new epoch (an
                                 ACK, or a STATE equal to what it holds); median of --restarts
@@ -43,8 +43,8 @@ TARGETS = {'master_cpu_ms_per_node_edit': 0.2, 'fanout_s': 1.0, 'idle_cpu_pct': 
 ROWS = (('master_cpu_ms_per_node_edit', 'master CPU per node per edit (every list changed)',
          'ms'),
         ('fanout_s', 'master file saved → all nodes acknowledged (ACK of the new sha256)', 's'),
-        ('idle_cpu_pct', 'master CPU, idle nodes (HUGZ and REPORTs at the master\'s '
-                         'intervals)', '% of a core'),
+        ('idle_cpu_pct', 'master CPU, idle nodes (REPORTs at the master\'s intervals)',
+         '% of a core'),
         ('rss_mib', 'master RSS, nodes connected, after the edits', 'MiB'),
         ('restart_resync_s', 'master SIGKILL + restart → all confirmed in sync (new epoch)',
          's'),

@@ -155,7 +155,7 @@ def sim_idle(run):
     time.sleep(run.opts.idle_settle)
     idle = idle_window(run.master, run.fleet, run.opts.window)
     n = run.n
-    run.results.add('master CPU, idle nodes (HUGZ, REPORTs at the master\'s intervals)',
+    run.results.add('master CPU, idle nodes (REPORTs at the master\'s intervals)',
                     '%d sim' % n,
                     idle['idle_master_cpu_pct'], '% of a core', TARGETS['cpu_pct'],
                     key='cpu_%d' % n, note='%.0f s window' % idle['idle_window_s'])
