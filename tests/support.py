@@ -210,7 +210,6 @@ class Daemon:
         self.proc.wait(TIMEOUT)
 
 
-
 class WorkerSite:
     """One dpd-workerd on DIR/worker.json with `procs`, and its state file."""
 

@@ -326,14 +326,13 @@ class ClientPolicy(Relaying, NetworkPolicy):
         on. While the connection is down, no HELLO is queued behind it."""
         self.links.on_event(event, now)
         kind = event.kind
+        dropped = event.socket == STATS and kind == 'disconnected'
         if event.socket == STATS and kind == 'handshake-ok':
             self.connected, self.hello_at = True, now
-        elif event.socket == STATS and kind == 'disconnected':
+        elif dropped or kind == 'rebuilt':
             self.connected, self.hello_at = False, None
-            if self.asked_at is None:
-                self.asked_at = now          # a drop is a question: is the master there?
-        elif kind == 'rebuilt':
-            self.connected, self.hello_at = False, None
+        if dropped and self.asked_at is None:
+            self.asked_at = now              # a drop is a question: is the master there?
         if kind == 'handshake-failed' and self.config.secret_key is None:
             kind = 'handshake-protocol'   # no key of ours to get wrong: the master has keys
         message = LINK_PROBLEMS.get(kind)
