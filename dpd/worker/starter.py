@@ -29,11 +29,13 @@ class Starter:
         self.descriptors = spawn.DescriptorLimit()
         self.checks = {}                  # process name -> (pid, identity) of its exec check
         self.marks = {}                   # process name -> the mark of its last start
+        self.birth = procfs.BirthClock()
+        self.identities = spawn.Identities()
 
     def start(self, action):
         spec, pid_slot, output = action.spec, None, subprocess.DEVNULL
         try:
-            who = spawn.identity(spec)
+            who = self.identities.of(spec)
             spawn.check_paths(spec)
             self.trees.check(spec)
             if spec.write_pid and spec.pid_file:
@@ -43,6 +45,7 @@ class Starter:
             rlimits = self._rlimits(spec)       # after make_room: it may raise our nofile
             extra_env = dict(self._notify_env(spec), **self._spawn_mark(spec))
             with self.reaper.spawning(), self.trees.born_in(spec):
+                forked_after = self.birth.now()
                 child = spawn.start(spec, who, output, action.confine, rlimits, extra_env)
                 self.reaper.watch_child(spec.name, child)
             self._after_birth(spec, child.pid)
@@ -55,7 +58,7 @@ class Starter:
                 os.close(output)
             if pid_slot is not None:
                 pid_slot.close()
-        started = procfs.identity(child.pid)
+        started = self.birth.identity(child.pid, forked_after)
         self._journal(spec, child.pid, started)
         return [ev.ProcessStarted(spec.name, child.pid, started, self.trees.record(spec.name))]
 
@@ -91,9 +94,10 @@ class Starter:
         reader, writer = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, CHECK_OUTPUT)
-            who = spawn.identity(check)
+            who = self.identities.of(check)
             spawn.check_paths(check)
             with self.reaper.spawning():
+                forked_after = self.birth.now()
                 child = spawn.start(check, who, writer, action.confine, self._rlimits(spec))
                 self.reaper.watch_check(spec.name, action.seq, child, reader)
         except (spawn.SpawnError, OSError) as err:
@@ -101,7 +105,7 @@ class Starter:
             return [ev.CheckDone(spec.name, action.seq, False, reason(err))]
         finally:
             os.close(writer)
-        self.checks[spec.name] = (child.pid, procfs.identity(child.pid))
+        self.checks[spec.name] = (child.pid, self.birth.identity(child.pid, forked_after))
         return []
 
     def kill_check(self, name):
