@@ -72,6 +72,7 @@ class Cgroups:
         self.v1 = v1                        # controller -> v1 Hierarchy (hybrid)
         self.instance = instance
         self.home = {}                      # hierarchy -> where the worker itself sits
+        self._made = set()                  # the paths of processes' cgroups that may exist
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ set-up
@@ -110,6 +111,8 @@ class Cgroups:
             os.makedirs(hierarchy.path(base), exist_ok=True)
             if hierarchy.version == 2 and wanted:
                 self._delegate(hierarchy, base, wanted)
+            self._made.update(os.path.join(hierarchy.path(base), name)
+                              for name in fs.subdirs(hierarchy.path(base)))
 
     def base(self, hierarchy):
         """Where the processes' cgroups live in `hierarchy`."""
@@ -151,11 +154,12 @@ class Cgroups:
         limit of an earlier definition is left when the worker steps in."""
         self.remove(tree)
         for hierarchy, relative in tree.dirs:
+            path = hierarchy.path(relative)
+            self._made.add(path)    # one made by hand meanwhile goes at the next try
             try:
-                os.mkdir(hierarchy.path(relative))
+                os.mkdir(path)
             except FileExistsError:
-                raise CgroupError(errno.EBUSY, '%s still has processes'
-                                  % hierarchy.path(relative)) from None
+                raise CgroupError(errno.EBUSY, '%s still has processes' % path) from None
 
     @contextmanager
     def joined(self, tree):
@@ -216,12 +220,20 @@ class Cgroups:
 
     def remove(self, tree):
         """The cgroups of the tree's name, gone from every hierarchy (an earlier
-        definition may have had a v1 one this one has not); only empty ones go."""
+        definition may have had a v1 one this one has not); only empty ones go.
+        Only where one may exist (made, or found at start): a start in the hybrid
+        layout would otherwise try four rmdirs to find one."""
         for hierarchy in [self.membership] + list(self.v1.values()):
+            path = hierarchy.path(fs.join(self.base(hierarchy), tree.name + SUFFIX))
+            if path not in self._made:
+                continue
             try:
-                os.rmdir(hierarchy.path(fs.join(self.base(hierarchy), tree.name + SUFFIX)))
-            except OSError:
+                os.rmdir(path)
+            except FileNotFoundError:
                 pass
+            except OSError:
+                continue                    # busy: it stays, and may be removed later
+            self._made.discard(path)
 
     def close(self):
         """The worker stops for good: what its processes left behind (a `restart:
