@@ -174,24 +174,27 @@ class ProcessSpec(Record):
     @functools.cached_property
     def fingerprint(self):
         """Equal for equal definitions: decides "changed" and adoption."""
-        return sha256_hex(jsonfile.dumps(self._json(with_env=True)).encode())
+        return sha256_hex(jsonfile.dumps(self._record).encode())
 
     @functools.cached_property
     def public_record(self):
         """Every field but `env` (secrets stay out of state files), as JSON values.
         Shared by every snapshot: never modify it."""
-        return self._json(with_env=False)
+        record = dict(self._record)
+        del record['env']
+        return record
 
-    def _json(self, with_env):
+    @functools.cached_property
+    def _record(self):
         """The fields as JSON values. A key added after the first round is left out
         while it has its default, so a definition written before it existed keeps
         its fingerprint: an upgraded worker restarts nothing."""
         record = {}
+        values = self.__dict__
         for name in SPEC_FIELDS:
-            value = getattr(self, name)
-            if (name == 'env' and not with_env) or OPTIONAL.get(name, ...) == value:
-                continue
-            record[name] = value.record if hasattr(value, 'record') else value
+            value = values[name]
+            if OPTIONAL.get(name, ...) != value:
+                record[name] = value.record if name in RECORDS else value
         record['args'] = list(self.args)
         if self.depends:
             record['depends'] = list(self.depends)
@@ -210,6 +213,7 @@ class ProcessSpec(Record):
 SPEC_FIELDS = ProcessSpec._fields
 # field -> its default, for the fields of round two (left out of fingerprints while unset)
 OPTIONAL = {'depends': (), 'notify': False, 'watchdog': None, 'health': None, 'limits': None}
+RECORDS = ('health', 'limits')     # fields whose value is a Record of its own
 
 
 def spec_from_record(record):

@@ -201,9 +201,11 @@ class Cgroups:
         return 'populated 1' in (_membership_file(tree, 'cgroup.events') or '')
 
     def events_file(self, tree):
-        """The file whose changes say the tree emptied (inotify IN_MODIFY)."""
+        """The file whose changes say the tree emptied (inotify IN_MODIFY); None when
+        the tree was never made (nothing to watch, nothing can be left in it)."""
         hierarchy, relative = tree.dirs[0]
-        return os.path.join(hierarchy.path(relative), 'cgroup.events')
+        path = hierarchy.path(relative)
+        return os.path.join(path, 'cgroup.events') if path in self._made else None
 
     def signal(self, tree, signum):
         """`signum` to every member; KILL through cgroup.kill where the kernel has it."""

@@ -114,11 +114,12 @@ class WorkerExecutor(DaemonExecutor):
         before the next start; TreeEmptied comes when they are gone. The tree is
         watched before it is looked at: one that empties in between is heard."""
         events_file = self.trees.events_file(action.name)
+        if events_file is None:
+            return [ev.TreeEmptied(action.name)]       # no cgroup: nothing can be left
         try:
-            if events_file is not None:
-                self.reaper.watch_tree(action.name, events_file)
+            self.reaper.watch_tree(action.name, events_file)
         except FileNotFoundError:
-            return [ev.TreeEmptied(action.name)]       # no cgroup yet: nothing left
+            return [ev.TreeEmptied(action.name)]       # removed meanwhile: nothing left
         if not self.trees.populated(action.name):
             return [ev.TreeEmptied(action.name)]
         log.warning('%s: killing what its last run left in its cgroup', action.name)
