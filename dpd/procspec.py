@@ -174,24 +174,18 @@ class ProcessSpec(Record):
     @functools.cached_property
     def fingerprint(self):
         """Equal for equal definitions: decides "changed" and adoption."""
-        return sha256_hex(jsonfile.dumps(self._record).encode())
+        return sha256_hex(jsonfile.dumps(dict(self.public_record, env=self.env)).encode())
 
     @functools.cached_property
     def public_record(self):
         """Every field but `env` (secrets stay out of state files), as JSON values.
-        Shared by every snapshot: never modify it."""
-        record = dict(self._record)
-        del record['env']
-        return record
-
-    @functools.cached_property
-    def _record(self):
-        """The fields as JSON values. A key added after the first round is left out
-        while it has its default, so a definition written before it existed keeps
-        its fingerprint: an upgraded worker restarts nothing."""
+        Shared by every snapshot: never modify it. A key added after the first
+        round is left out while it has its default, so a definition written
+        before it existed keeps its fingerprint: an upgraded worker restarts
+        nothing."""
         record = {}
         values = self.__dict__
-        for name in SPEC_FIELDS:
+        for name in PUBLIC_FIELDS:
             value = values[name]
             if OPTIONAL.get(name, ...) != value:
                 record[name] = value.record if name in RECORDS else value
@@ -211,6 +205,7 @@ class ProcessSpec(Record):
 
 
 SPEC_FIELDS = ProcessSpec._fields
+PUBLIC_FIELDS = tuple(name for name in SPEC_FIELDS if name != 'env')
 # field -> its default, for the fields of round two (left out of fingerprints while unset)
 OPTIONAL = {'depends': (), 'notify': False, 'watchdog': None, 'health': None, 'limits': None}
 RECORDS = ('health', 'limits')     # fields whose value is a Record of its own
