@@ -116,17 +116,18 @@ def read(path):
 
 
 def worker_body(snapshot):
-    """The worker's snapshot (monotonic times) as the state file shows it."""
+    """The worker's snapshot (monotonic times) as the state file shows it; the
+    snapshot's records become the body's (a snapshot serves one write)."""
     now_mono, now_wall = time.monotonic(), time.time()
 
     def wall(mono):
         return to_wall(mono, now_mono, now_wall)
 
-    procs = []
-    for record in snapshot['procs']:
+    procs = snapshot['procs']
+    for record in procs:       # the snapshot's own, made for this write: changed in place
         last_exit = record['last_exit']
-        procs.append(dict(
-            record, since=wall(record['since']), next_start=wall(record['next_start']),
-            last_exit=dict(last_exit, at=wall(last_exit['at'])) if last_exit else None))
+        record['since'], record['next_start'] = wall(record['since']), wall(record['next_start'])
+        if last_exit:
+            record['last_exit'] = dict(last_exit, at=wall(last_exit['at']))
     return {'config': snapshot['config'], 'shutting_down': snapshot['shutting_down'],
             'procs': procs}

@@ -7,8 +7,7 @@ from . import lifecycle as lc
 def proc_record(proc, deadline, waiting_for=()):
     """`deadline`: the process's timer (the next start, in BACKOFF or FAILED);
     `waiting_for`: its dependencies not ready yet."""
-    health = proc.health.record() if proc.health else NO_HEALTH
-    return dict(health, **{
+    record = {
         'name': proc.name, 'state': proc.state, 'pid': proc.pid, 'started': proc.started,
         'launch': launch_record(proc.launch),
         'since': proc.since, 'restarts': proc.restarts, 'last_exit': proc.last_exit,
@@ -18,7 +17,9 @@ def proc_record(proc, deadline, waiting_for=()):
         'definition': definition_record(proc.spec),
         'memory_bytes': proc.usage[0], 'cpu_seconds': proc.usage[1],
         'waiting_for': list(waiting_for) if proc.state == lc.WAITING else None,
-    })
+    }
+    record.update(proc.health.record() if proc.health else NO_HEALTH)
+    return record
 
 
 NO_HEALTH = {'health': None, 'health_error': None, 'status_text': None}
