@@ -22,6 +22,7 @@ from .states import NOT_AS_DESIRED
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
 STRANGER_TTL = 10 * STALE_AFTER       # how long a node outside the file stays in the view
 MAX_STRANGERS = 1000                  # nodes outside the file kept in the view at once
+MAX_CONNECTIONS = 20000               # whose last request is remembered (RepeatedRequests)
 MAX_PEERS = 8                         # clients (boots) remembered per node
 AGING_IVL = 1.0                       # node states that change with time are re-read
 STATE_INTERVAL_PER_NODE = 0.002       # the state file, rewritten at most this often...
@@ -58,6 +59,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
         self.aging = Aging()
         self.report_ivl = REPORT_IVL     # what ACKs tell nodes (protocol.report_interval)
         self.hugz_ivl = HUGZ_IVL         # and the heartbeat (protocol.hugz_interval)
+        self.requests = protocol.RepeatedRequests(MAX_CONNECTIONS)
         self._order = None               # the nodes sorted by name, for the view
 
     def next_deadline(self):
@@ -214,7 +216,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
 
     def _on_request(self, routing_id, frames, user_id, now, out):
         try:
-            message = protocol.decode_request(frames)
+            message = self.requests.decode(routing_id, frames)
         except protocol.ProtocolError as err:
             self.limited(out, 'bad-request', 'dropped a bad message on %s: %s' % (STATS, err),
                           now)
