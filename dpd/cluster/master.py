@@ -22,7 +22,7 @@ from .states import NOT_AS_DESIRED
 NOTIFY_GAP = 1.0                      # at most one republish per node per second
 STRANGER_TTL = 10 * STALE_AFTER       # how long a node outside the file stays in the view
 MAX_STRANGERS = 1000                  # nodes outside the file kept in the view at once
-MAX_CONNECTIONS = 20000               # whose last request is remembered (RepeatedRequests)
+REMEMBERED_PER_NODE, REMEMBERED_MORE = 2, 100   # connections whose last request is kept
 MAX_PEERS = 8                         # clients (boots) remembered per node
 AGING_IVL = 1.0                       # node states that change with time are re-read
 STATE_INTERVAL_PER_NODE = 0.002       # the state file, rewritten at most this often...
@@ -59,7 +59,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
         self.aging = Aging()
         self.report_ivl = REPORT_IVL     # what ACKs tell nodes (protocol.report_interval)
         self.hugz_ivl = HUGZ_IVL         # and the heartbeat (protocol.hugz_interval)
-        self.requests = protocol.RepeatedRequests(MAX_CONNECTIONS)
+        self.requests = protocol.RepeatedRequests(REMEMBERED_MORE)
         self._order = None               # the nodes sorted by name, for the view
 
     def next_deadline(self):
@@ -88,6 +88,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
         self.loaded_at = event.wall
         self.report_ivl = protocol.report_interval(len(config.nodes))
         self.hugz_ivl = protocol.hugz_interval(len(config.nodes))
+        self.requests.limit = REMEMBERED_PER_NODE * len(config.nodes) + REMEMBERED_MORE
         wall_ms, changed = int((event.wall or 0) * 1000), []
         self.clocks, self.edit_ms = (now, event.wall or 0.0), wall_ms
         for name, listed in config.nodes.items():

@@ -350,28 +350,38 @@ class RepeatedRequests:
     node's REPORT repeats its last one byte for byte (same list, same processes),
     and parsing and checking it again was the largest part of an idle master's
     CPU. Only the exact bytes hit (a digest of them), so what is returned is
-    what decode_request would return; the answer is made fresh from it. At most
-    `limit` connections are remembered, the least recently heard forgotten."""
+    what decode_request would return; the answer is made fresh from it.
+
+    Bounded, since a peer may open many connections: only a request of at most
+    REMEMBERED_BYTES (an idle node of a dozen processes or so) is kept, for at most
+    `limit` connections, the least recently heard forgotten first."""
+    REMEMBERED_BYTES = 4096
 
     def __init__(self, limit):
         self.limit = limit
         self._last = {}                 # routing id -> (digest of the frames, Message)
 
     def decode(self, routing_id, frames):
-        digest = hashlib.blake2b(digest_size=16)
-        for frame in frames:
-            digest.update(len(frame).to_bytes(8, 'big'))
-            digest.update(frame)
-        digest = digest.digest()
         last = self._last.pop(routing_id, None)
+        if sum(map(len, frames)) > self.REMEMBERED_BYTES:
+            return decode_request(frames)
+        digest = _digest(frames)
         if last is not None and last[0] == digest:
             message = last[1]
         else:
             message = decode_request(frames)         # raises ProtocolError
         self._last[routing_id] = (digest, message)
-        if len(self._last) > self.limit:
+        while len(self._last) > self.limit:
             del self._last[next(iter(self._last))]
         return message
+
+
+def _digest(frames):
+    digest = hashlib.blake2b(digest_size=16)
+    for frame in frames:
+        digest.update(len(frame).to_bytes(8, 'big'))
+        digest.update(frame)
+    return digest.digest()
 
 
 def _decode(frames, allowed):

@@ -637,3 +637,17 @@ def test_a_node_subscribing_right_after_a_start_or_an_edit_gets_its_notify():
     world.load({'n1': LIST_B}, 3.0, wall=2000.0)
     world.handle(ev.LinkMessage('updates', (b'\x01N:n1\0',)), 3.2)
     assert [t for t, _ in world.notifies[start:]] == [0.2, 3.0, 3.2]
+
+
+def test_a_repeated_report_is_answered_and_recorded_each_time():
+    """The master skips parsing a REPORT that repeats the last one (RepeatedRequests),
+    never the rest: each gets its own answer and counts as the node heard."""
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_B})
+    assert world.policy.requests.limit == 2 * 2 + 100          # follows the file's nodes
+    desired = world.desired('n1')
+    for now in (2.0, 3.0, 4.0):
+        [answer] = world.ask('n1', now, kind='REPORT', applied=stamp(LIST_A, desired.gen))
+        assert answer.kind == 'ACK'
+        assert world.policy.nodes['n1'].seen_at == now
+    [answer] = world.ask('n1', 5.0, kind='REPORT', applied=stamp(LIST_C, 1))
+    assert answer.kind == 'STATE'       # the bytes changed: decoded, and it holds another list

@@ -68,3 +68,16 @@ def test_only_the_last_connections_are_remembered(decoded):
     requests.decode(b'c3', report())                   # remembered
     requests.decode(b'c1', report())                   # forgotten: the oldest of three
     assert len(decoded) == 4
+
+
+def test_a_large_request_is_not_kept(decoded):
+    """A peer's many connections must not make the master hold their big reports."""
+    requests = protocol.RepeatedRequests(10)
+    processes = [dict(dict.fromkeys(protocol.PROCESS_FIELDS), name='p%d' % i, state='running',
+                      pid=1000 + i, restarts=0, since=1.5, restart=True) for i in range(40)]
+    big = report(processes=processes)
+    assert sum(map(len, big)) > protocol.RepeatedRequests.REMEMBERED_BYTES
+    for _ in range(3):
+        assert len(requests.decode(b'c1', big).fields['processes']) == 40
+    assert len(decoded) == 3
+    assert requests._last == {}
