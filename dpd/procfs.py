@@ -59,13 +59,13 @@ class BirthClock:
     def now():
         return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
-    def identity(self, pid, forked_after):
-        """The identity of `pid`, a session leader forked between `forked_after`
-        (a reading of now()) and this call."""
-        tick, tick_now = _tick(forked_after), _tick(self.now())
-        if tick != tick_now or not self.trusted:
+    def identity(self, pid, forked_after, forked_before):
+        """The identity of `pid`, a session leader forked between two readings of
+        now(): `forked_after` (before the spawn) and `forked_before` (after it)."""
+        tick = _tick(forked_after)
+        if tick != _tick(forked_before) or not self.trusted:
             known = identity(pid)
-            if tick == tick_now and self.trusted is None and known is not None:
+            if tick == _tick(forked_before) and self.trusted is None and known is not None:
                 self.trusted = known == (tick, pid)
             return known
         return tick, pid

@@ -47,6 +47,7 @@ class Starter:
             with self.reaper.spawning(), self.trees.born_in(spec):
                 forked_after = self.birth.now()
                 child = spawn.start(spec, who, output, action.confine, rlimits, extra_env)
+                forked_before = self.birth.now()
                 self.reaper.watch_child(spec.name, child)
             self._after_birth(spec, child.pid)
             if pid_slot is not None:
@@ -58,7 +59,7 @@ class Starter:
                 os.close(output)
             if pid_slot is not None:
                 pid_slot.close()
-        started = self.birth.identity(child.pid, forked_after)
+        started = self.birth.identity(child.pid, forked_after, forked_before)
         self._journal(spec, child.pid, started)
         return [ev.ProcessStarted(spec.name, child.pid, started, self.trees.record(spec.name))]
 
@@ -99,13 +100,15 @@ class Starter:
             with self.reaper.spawning():
                 forked_after = self.birth.now()
                 child = spawn.start(check, who, writer, action.confine, self._rlimits(spec))
+                forked_before = self.birth.now()
                 self.reaper.watch_check(spec.name, action.seq, child, reader)
         except (spawn.SpawnError, OSError) as err:
             os.close(reader)
             return [ev.CheckDone(spec.name, action.seq, False, reason(err))]
         finally:
             os.close(writer)
-        self.checks[spec.name] = (child.pid, self.birth.identity(child.pid, forked_after))
+        self.checks[spec.name] = (child.pid, self.birth.identity(child.pid, forked_after,
+                                                                 forked_before))
         return []
 
     def kill_check(self, name):

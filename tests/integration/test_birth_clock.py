@@ -24,8 +24,9 @@ def children():
 def spawn_timed(clock, children, **popen):
     forked_after = clock.now()
     child = subprocess.Popen(SLEEPER, stdin=subprocess.DEVNULL, close_fds=True, **popen)
+    forked_before = clock.now()
     children.append(child)
-    return child, clock.identity(child.pid, forked_after)
+    return child, clock.identity(child.pid, forked_after, forked_before)
 
 
 def test_the_clock_gives_exactly_the_identity_proc_gives(children):
@@ -47,3 +48,15 @@ def test_a_child_that_is_not_a_session_leader_makes_the_clock_read_proc_for_good
     child, later = spawn_timed(clock, children, start_new_session=True)
     assert later == procfs.identity(child.pid)
 
+
+
+def test_a_spawn_across_a_tick_boundary_is_read_from_proc(children, monkeypatch):
+    clock = procfs.BirthClock()
+    reads = []
+    real = procfs.identity
+    monkeypatch.setattr(procfs, 'identity', lambda pid: reads.append(pid) or real(pid))
+    forked_after = clock.now() - 50_000_000             # 50 ms earlier: another tick
+    child = subprocess.Popen(SLEEPER, stdin=subprocess.DEVNULL, start_new_session=True)
+    children.append(child)
+    assert clock.identity(child.pid, forked_after, clock.now()) == real(child.pid)
+    assert reads == [child.pid] and clock.trusted is None
