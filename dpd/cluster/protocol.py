@@ -350,7 +350,8 @@ class RepeatedRequests:
     node's REPORT repeats its last one byte for byte (same list, same processes),
     and parsing and checking it again was the largest part of an idle master's
     CPU. Only the exact bytes hit (a digest of them), so what is returned is
-    what decode_request would return; the answer is made fresh from it.
+    what decode_request would return, the very same Message each time (nobody
+    changes a Message); the answer is made fresh from it.
 
     Bounded, since a peer may open many connections: only a request of at most
     REMEMBERED_BYTES (an idle node of a dozen processes or so) is kept, for at most
