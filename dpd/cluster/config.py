@@ -222,7 +222,8 @@ def parse_master(doc, path, sha256='', known=None):
     if problems:
         raise ConfigError(problems.messages)
     checked = {} if known is None else known
-    nodes = {node: _node_list(node, entries, checked)
+    same_text = {}              # canonical text -> this file's valid list of that text
+    nodes = {node: _node_list(node, entries, checked, same_text)
              for node, entries in fields.pop('nodes').items()}
     if known is not None:                   # forget the nodes the file no longer has
         for node in [n for n in known if n not in nodes]:
@@ -231,34 +232,44 @@ def parse_master(doc, path, sha256='', known=None):
     return MasterConfig(path=path, nodes=nodes, sha256=sha256, **fields)
 
 
-def _node_list(node, entries, checked):
+def _node_list(node, entries, checked, same_text):
     """A node's list checked with the worker's rules, and small enough for one
     STATE frame (a list the client would drop unread is refused here, visibly).
     The canonical text decides whether it is the list checked last time: JSON
-    types are exact there (Python's 1 == 1.0 == True is not)."""
+    types are exact there (Python's 1 == 1.0 == True is not). A valid list of
+    the same text as another node's is that node's (nodes that run the same
+    services are checked once, and share one body); an invalid one is checked
+    for each node, whose path its errors name."""
     try:
         text = jsonfile.dumps(entries)
     except (TypeError, ValueError):         # not from JSON: let the rules say why
         text = None
     seen = checked.get(node)
     if text is not None and seen is not None and seen[0] == text:
-        return seen[1]
+        listed = seen[1]
+    elif text is not None and text in same_text:
+        listed = same_text[text]
+    else:
+        listed = _checked_list(node, entries, text)
+    if text is not None:
+        checked[node] = (text, listed)
+        if listed.valid:
+            same_text.setdefault(text, listed)
+    return listed
+
+
+def _checked_list(node, entries, text):
     path = 'nodes[%s]' % jsonfile.quote(node)
     problems = Problems()
     parse_process_list(entries, path, problems, 'nobody')
     if problems:
-        listed = NodeList(errors=tuple(problems.messages))
-    else:
-        body = text.encode() if text is not None else body_of(entries)[0]
-        sha256 = hashlib.sha256(body).hexdigest()      # as protocol.body_of
-        if len(body) > MAX_FRAME_BYTES:
-            listed = NodeList(errors=('%s: the list is %d bytes on the wire, more than the '
-                                      'limit of %d' % (path, len(body), MAX_FRAME_BYTES),))
-        else:
-            listed = NodeList(body=body, sha256=sha256, count=len(entries))
-    if text is not None:
-        checked[node] = (text, listed)
-    return listed
+        return NodeList(errors=tuple(problems.messages))
+    body = text.encode() if text is not None else body_of(entries)[0]
+    sha256 = hashlib.sha256(body).hexdigest()      # as protocol.body_of
+    if len(body) > MAX_FRAME_BYTES:
+        return NodeList(errors=('%s: the list is %d bytes on the wire, more than the '
+                                'limit of %d' % (path, len(body), MAX_FRAME_BYTES),))
+    return NodeList(body=body, sha256=sha256, count=len(entries))
 
 
 def load_master(path, known=None):

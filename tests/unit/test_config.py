@@ -616,6 +616,29 @@ def test_a_reload_checks_again_only_the_lists_that_changed(monkeypatch):
     assert set(known) == {'b'}, 'a node gone from the file is forgotten'
 
 
+
+def test_nodes_with_the_same_list_share_one_check_and_one_body(monkeypatch):
+    """A fleet that runs the same services everywhere: a list is checked once per
+    distinct text; an invalid one still for each node, whose path its errors name."""
+    from dpd.cluster import config as cluster_config
+    checked = []
+    original = cluster_config.parse_process_list
+    monkeypatch.setattr(cluster_config, 'parse_process_list', lambda entries, path, *rest: (
+        checked.append(path), original(entries, path, *rest))[1])
+    same = [proc(name='web')]
+    config = parse_master(dict(MASTER_BASE, nodes={
+        'n%d' % i: [dict(e) for e in same] for i in range(50)}), '/m.json')
+    assert checked == ['nodes["n0"]']
+    assert all(config.nodes['n%d' % i] is config.nodes['n0'] for i in range(50))
+    assert config.nodes['n0'].valid and config.nodes['n0'].count == 1
+    checked.clear()
+    bad = [proc(name='web', restart=1)]
+    config = parse_master(dict(MASTER_BASE, nodes={'a': bad, 'b': bad, 'c': same}), '/m.json')
+    assert checked == ['nodes["a"]', 'nodes["b"]', 'nodes["c"]']
+    assert config.nodes['a'].errors[0].startswith('nodes["a"]')
+    assert config.nodes['b'].errors[0].startswith('nodes["b"]')
+
+
 BAD_MASTER_DOCS = [
     ('null', None, ['must be an object, not null']),
     ('no-nodes', {k: v for k, v in MASTER_BASE.items() if k != 'nodes'},
