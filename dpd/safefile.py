@@ -280,6 +280,17 @@ def check_owned_paths(paths):
             os.close(fd)
 
 
+def file_stamp(path):
+    """What changes when `path` is written, replaced or re-permissioned (None if it
+    is not there): compared, not read, by whoever wants to know."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode,
+            info.st_uid, info.st_ctime_ns)
+
+
 def same_file(fd, path):
     """True while `path` still names the file open on `fd` (not moved or replaced)."""
     if fd is None:

@@ -18,6 +18,7 @@ from . import inotify
 from .config import ConfigError
 from .events import ConfigLoaded, ConfigRejected
 from .observer import Observer
+from .safefile import file_stamp
 
 SETTLE = 0.3
 POLL = 0.5
@@ -126,12 +127,7 @@ class FileWatcher(Observer):
         raise NotImplementedError
 
     def _file_stamp(self):
-        try:
-            info = os.stat(self.path)
-        except OSError:
-            return None
-        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode,
-                info.st_uid, info.st_ctime_ns)
+        return file_stamp(self.path)
 
 
 class ConfigWatcher(FileWatcher):

@@ -24,6 +24,7 @@ import sys
 import time
 
 from ..procspec import CLEAN_PATH
+from ..safefile import file_stamp
 from ..record import Record
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'launcher.py')
@@ -86,24 +87,14 @@ class Identities:
         self._known = {}        # (user, group) -> (Identity, the files' signature, until)
 
     def of(self, spec):
-        key, signature, now = (spec.user, spec.group), _signature(self.FILES), time.monotonic()
+        key, now = (spec.user, spec.group), time.monotonic()
+        signature = tuple(map(file_stamp, self.FILES))
         known = self._known.get(key)
         if known is not None and known[1] == signature and now < known[2]:
             return known[0]
         who = identity(spec)
         self._known[key] = (who, signature, now + self.MAX_AGE)
         return who
-
-
-def _signature(paths):
-    signature = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            signature.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        except OSError:
-            signature.append(None)
-    return signature
 
 
 def environment(spec, who, extra=None):
