@@ -132,7 +132,10 @@ def replace_file(path, data, mode=0o644, durable=True):
     tmp = os.path.join(directory, '.%s.%d.tmp' % (base, os.getpid()))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
+        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+            # the umask narrowed what we asked for (a chmod of the same mode would
+            # still wake every inotify watch of the directory)
+            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

@@ -1,10 +1,13 @@
 """File watcher threads: see a file's edits and report them at once.
 
-It watches the file's directory with inotify, so both an edit in place and a
-replacement by rename are seen within milliseconds. A file is read when its
-writer closes it or renames it into place; a write that is never closed is
-read after SETTLE seconds of quiet, so a half-written file is at worst
-rejected, never applied half. Without inotify, or while the directory is
+It watches the file's directory with inotify for what happens to the name
+(a replacement by rename, a new file, a removal, a chmod), and the file itself
+for writes: the directory also holds the daemon's state file and journal,
+whose every write would otherwise wake this thread (a third of a millisecond
+of a worker's restart). Both an edit in place and a replacement by rename are
+seen within milliseconds. A file is read when its writer closes it or renames
+it into place; a write that is never closed is read after SETTLE seconds of
+quiet, so a half-written file is at worst rejected, never applied half. Without inotify, or while the directory is
 missing, it falls back to a stat every POLL seconds. The config watcher posts
 a result only when it differs from the last one: ConfigLoaded, or
 ConfigRejected; or whatever it is when asked to `recheck()` (a HUP), so a
@@ -25,9 +28,12 @@ POLL = 0.5
 READ_NOW = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_ATTRIB |
             inotify.IN_DELETE | inotify.IN_MOVED_FROM)
 READ_LATER = inotify.IN_MODIFY | inotify.IN_CREATE
+NEW_FILE = inotify.IN_CREATE | inotify.IN_MOVED_TO      # the name has another file now
 DIR_GONE = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_IGNORED
-WATCH_MASK = READ_NOW | READ_LATER | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | \
-    inotify.IN_ONLYDIR
+# no writes in the directory: they are the file watch's, of the file alone
+DIR_MASK = (inotify.IN_MOVED_TO | inotify.IN_ATTRIB | inotify.IN_DELETE | inotify.IN_MOVED_FROM |
+            inotify.IN_CREATE | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_ONLYDIR)
+FILE_MASK = inotify.IN_CLOSE_WRITE | inotify.IN_MODIFY
 
 
 class FileWatcher(Observer):
@@ -39,6 +45,8 @@ class FileWatcher(Observer):
         self.directory, self.base = os.path.split(path)
         self._stamp = None
         self._recheck = False
+        self._dir_wd = None         # the directory's watch; None: polling
+        self._file_wd = None        # the watch of the file's writes, while it exists
 
     def recheck(self):
         """From any thread: read the file now and report it even if unchanged."""
@@ -54,12 +62,12 @@ class FileWatcher(Observer):
         poller.register(self.wake_r, select.EPOLLIN)
         if notify_fd is not None:
             poller.register(notify_fd, select.EPOLLIN)
-        wd = self._add_watch(notify_fd)
+        self._dir_wd = self._add_watch(notify_fd)
         self._check()
         settle_at = None
         while not self.stopping:
             now = time.monotonic()
-            timeouts = [POLL] if wd is None else []
+            timeouts = [POLL] if self._dir_wd is None else []
             if settle_at is not None:
                 timeouts.append(max(0.0, settle_at - now))
             ready = poller.poll(min(timeouts) if timeouts else -1)
@@ -67,8 +75,8 @@ class FileWatcher(Observer):
                 break
             if not ready:  # a timeout: settling time over, or a stat poll
                 polling, settle_at = settle_at is None, None
-                if wd is None:
-                    wd = self._add_watch(notify_fd)
+                if self._dir_wd is None:
+                    self._dir_wd = self._add_watch(notify_fd)
                 self._check(only_if_touched=polling)
                 continue
             for fd, _ in ready:
@@ -80,7 +88,8 @@ class FileWatcher(Observer):
                         self.changed(force=True)
                 elif fd == notify_fd:
                     read_now, read_later, gone = self._read_events(notify_fd)
-                    wd = None if gone else wd
+                    if gone:
+                        self._dir_wd = None
                     if read_now:
                         settle_at = None
                         self._check()
@@ -91,9 +100,20 @@ class FileWatcher(Observer):
         if notify_fd is None:
             return None
         try:
-            return inotify.add_watch(notify_fd, self.directory or '.', WATCH_MASK)
+            wd = inotify.add_watch(notify_fd, self.directory or '.', DIR_MASK)
         except OSError:
             return None
+        self._watch_file(notify_fd)
+        return wd
+
+    def _watch_file(self, notify_fd):
+        """Watch the writes of the file the name holds now (its target, for a
+        symbolic link). A file written before this watch began is read after
+        SETTLE: its creation said READ_LATER."""
+        try:
+            self._file_wd = inotify.add_watch(notify_fd, self.path, FILE_MASK)
+        except OSError:
+            self._file_wd = None        # no file yet: its creation will say so
 
     def _read_events(self, notify_fd):
         read_now = read_later = gone = False
@@ -101,14 +121,23 @@ class FileWatcher(Observer):
             data = os.read(notify_fd, 65536)
         except BlockingIOError:
             return False, False, False
-        for _, mask, name in inotify.parse(data):
-            if mask & DIR_GONE:
+        for wd, mask, name in inotify.parse(data):
+            if wd == self._file_wd and wd is not None:
+                if mask & inotify.IN_IGNORED:
+                    self._file_wd = None    # that file is gone; the directory says why
+                read_now |= bool(mask & inotify.IN_CLOSE_WRITE)
+                read_later |= bool(mask & inotify.IN_MODIFY)
+            elif mask & DIR_GONE and not name:
+                if mask & inotify.IN_IGNORED and wd != self._dir_wd:
+                    continue                # the watch of a file replaced since
                 gone = read_now = True
             elif mask & inotify.IN_Q_OVERFLOW:
                 read_now = True
             elif not name and mask & inotify.IN_ATTRIB:
                 read_now = True  # the directory's own mode: part of a root worker's check
             elif name == self.base:
+                if mask & NEW_FILE:
+                    self._watch_file(notify_fd)
                 read_now |= bool(mask & READ_NOW)
                 read_later |= bool(mask & READ_LATER)
         return read_now, read_later, gone
