@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from .. import inotify
 from ..signals import SignalThread
+from . import cgroupfs
 from .events import CheckDone, ProcessExited, TreeEmptied
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
@@ -182,8 +183,7 @@ class Reaper(SignalThread):
 
 def _emptied(events_file):
     try:
-        with open(events_file) as f:
-            return 'populated 0' in f.read()
+        return 'populated 0' in cgroupfs.read(events_file)
     except OSError:
         return False
 
