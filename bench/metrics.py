@@ -7,7 +7,7 @@
 a. The worker: CPU per `metrics_file` rewrite with N processes. The worker's own
    policy is given a file of N processes and each is started (the executor's
    answers simulated, as in the policy's unit tests); its snapshot becomes the
-   state body as the executor makes it (`state.worker_body`); then, R times, the
+   state body as the executor makes it (`state.worker_body`, every record new); then, R times, the
    text is made (`metrics.worker_text`) and the file replaced in a temp dir
    (`safereplace.replace`), and the CPU of each rewrite (time.process_time) is
    taken. The body alone is measured apart: the state file is made from it too.
@@ -85,7 +85,8 @@ def bench_worker(count, repeat):
         body_cpu, rewrite_cpu = [], []
         for _ in range(repeat):
             started = time.process_time()
-            body = state.worker_body(snapshot)
+            shown = state.WallTimes('name', state.shown_proc)   # new: every record changed
+            body = state.worker_body(snapshot, shown.copies(snapshot['procs']))
             middle = time.process_time()
             safereplace.replace(path, metrics.worker_text(body).encode())
             ended = time.process_time()

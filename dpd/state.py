@@ -115,19 +115,47 @@ def read(path):
     return doc
 
 
-def worker_body(snapshot):
-    """The worker's snapshot (monotonic times) as the state file shows it; the
-    snapshot's records become the body's (a snapshot serves one write)."""
-    now_mono, now_wall = time.monotonic(), time.time()
+class WallTimes:
+    """A policy's records as the state file shows them: each copied once, with its
+    monotonic times made wall times by `show(record, wall)`. A record the policy
+    hands again (it did not change) keeps its copy, which the state encoder then
+    reuses as it is; `fresh(copy)` may still ask for a new copy. One (monotonic,
+    wall) pair serves every conversion until the wall clock steps: the two clocks
+    run at one rate (NTP slews both), so a time stays the same text from one
+    write to the next."""
 
-    def wall(mono):
-        return to_wall(mono, now_mono, now_wall)
+    STEP = 0.01      # the wall clock moved this far against the monotonic one
 
-    procs = snapshot['procs']
-    for record in procs:       # the snapshot's own, made for this write: changed in place
-        last_exit = record['last_exit']
-        record['since'], record['next_start'] = wall(record['since']), wall(record['next_start'])
-        if last_exit:
-            record['last_exit'] = dict(last_exit, at=wall(last_exit['at']))
+    def __init__(self, key, show, fresh=None):
+        self.key, self.show, self.fresh = key, show, fresh
+        self._clocks, self._copies = None, {}       # key -> (record, its copy)
+
+    def copies(self, records):
+        now_mono, now_wall = time.monotonic(), time.time()
+        if self._clocks is None or \
+                abs(now_wall - now_mono - self._clocks[1] + self._clocks[0]) > self.STEP:
+            self._clocks, self._copies = (now_mono, now_wall), {}
+        mono, wall = self._clocks
+        known, copies, key, fresh = self._copies, {}, self.key, self.fresh
+        for record in records:
+            hit = known.get(record[key])
+            if hit is None or hit[0] is not record or (fresh and not fresh(hit[1])):
+                hit = (record, self.show(record, lambda t: to_wall(t, mono, wall)))
+            copies[record[key]] = hit
+        self._copies = copies
+        return [copy for _, copy in copies.values()]
+
+
+def worker_body(snapshot, procs):
+    """The worker's state body: `procs`, its snapshot's records as WallTimes shows them."""
     return {'config': snapshot['config'], 'shutting_down': snapshot['shutting_down'],
             'procs': procs}
+
+
+def shown_proc(record, wall):
+    """A worker's process record with wall times (for WallTimes)."""
+    copy = dict(record, since=wall(record['since']), next_start=wall(record['next_start']))
+    last_exit = record['last_exit']
+    if last_exit:
+        copy['last_exit'] = dict(last_exit, at=wall(last_exit['at']))
+    return copy

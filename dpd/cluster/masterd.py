@@ -26,7 +26,6 @@ from .link import ZmqLink
 from .master import MasterPolicy
 
 log = logging.getLogger('dpd')
-WALL_JUMP = 0.5     # the wall clock moved this far against the monotonic one: take it again
 
 
 class MasterExecutor(NetworkExecutor):
@@ -38,8 +37,7 @@ class MasterExecutor(NetworkExecutor):
         self.authorized_keys = authorized_keys
         self.metrics_server = metrics_server      # the HTTP thread, with metrics_listen
         self.cluster_metrics = ClusterMetrics()
-        self._clocks = None         # (monotonic, wall) that last_seen is computed with
-        self._shown = {}            # node -> (the policy's record, its copy with last_seen)
+        self._shown = state.WallTimes('node', self._shown_node)
         self.handles({act.KeepRolloutLists: self._keep_rollout_lists})
 
     def _reload(self, action):
@@ -59,25 +57,15 @@ class MasterExecutor(NetworkExecutor):
                       resume.lists_path(self.state_file), err.strerror or err)
 
     def state_body(self, snapshot):
-        """The view with wall times. One (monotonic, wall) pair, kept while the wall
-        clock does not jump: a node's last_seen then stays the same text from one
-        write to the next, and an unchanged record (the policy hands the same object
-        again) keeps its shown copy, which the state encoder reuses as it is."""
-        now_mono, now_wall = time.monotonic(), time.time()
-        if self._clocks is None or \
-                abs(now_wall - now_mono - self._clocks[1] + self._clocks[0]) > WALL_JUMP:
-            self._clocks, self._shown = (now_mono, now_wall), {}
-        shown, nodes = {}, []
-        for record in snapshot['nodes']:
-            hit = self._shown.get(record['node'])
-            if hit is None or hit[0] is not record:
-                copy = dict(record)
-                copy['last_seen'] = state.to_wall(copy.pop('seen_at'), *self._clocks)
-                hit = (record, copy)
-            shown[record['node']] = hit
-            nodes.append(hit[1])
-        self._shown = shown
-        return dict(snapshot, nodes=nodes)
+        """The view with wall times; an unchanged record (the policy hands the same
+        object again) keeps its shown copy (state.WallTimes)."""
+        return dict(snapshot, nodes=self._shown.copies(snapshot['nodes']))
+
+    @staticmethod
+    def _shown_node(record, wall):
+        copy = dict(record)
+        copy['last_seen'] = wall(copy.pop('seen_at'))
+        return copy
 
     def publish_metrics(self, body, action):
         """The text is made here, once per state write (at most every 2 s for a

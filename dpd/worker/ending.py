@@ -29,9 +29,10 @@ class Ending:
             return
         if event.pid != proc.pid or proc.state not in lc.ACTIVE:
             return                       # (starting: it died before it was ready)
-        proc.last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
+        last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
         if event.oom:
-            proc.last_exit['oom'] = lc.oom_text(proc.spec.limits)
+            last_exit['oom'] = lc.oom_text(proc.spec.limits)
+        proc.last_exit = last_exit      # (a state file's record keeps the one it showed)
         if proc.state == lc.STOPPING:
             proc.stop.awaiting_group = True
             out.append(act.CheckGroup(proc.name, proc.pid))

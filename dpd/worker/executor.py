@@ -53,6 +53,7 @@ class WorkerExecutor(DaemonExecutor):
         self._groups = {}                   # pid -> its process group, seen while it lived
         self._later = []                    # LATER actions of this batch, in order
         self.metrics_file = MetricsFile()
+        self._shown = state.WallTimes('name', self._shown_proc, self._cgroup_unchanged)
         self.handles({
             act.Spawn: self.starter.start,
             act.FindDaemon: self.launches.find,
@@ -87,10 +88,15 @@ class WorkerExecutor(DaemonExecutor):
                 log.exception('failed to perform %r', action)
 
     def state_body(self, snapshot):
-        body = state.worker_body(snapshot)
-        for record in body['procs']:
-            record['cgroup'] = self.trees.record(record['name'])
-        return body
+        return state.worker_body(snapshot, self._shown.copies(snapshot['procs']))
+
+    def _shown_proc(self, record, wall):
+        copy = state.shown_proc(record, wall)
+        copy['cgroup'] = self.trees.record(record['name'])
+        return copy
+
+    def _cgroup_unchanged(self, copy):
+        return copy['cgroup'] == self.trees.record(copy['name'])
 
     def write_state(self, body):
         if not super().write_state(body):

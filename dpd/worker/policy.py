@@ -17,7 +17,7 @@ from . import events as ev
 from . import lifecycle as lc
 from .commands import Commands
 from .ending import Ending
-from .records import proc_from_record, proc_record
+from .records import proc_from_record, record_inputs, record_of
 from .readiness import Readiness
 from .starting import Starting
 
@@ -48,6 +48,7 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
             ev.Tick: self._on_tick,
         })
         self.procs = {}                   # name -> Proc, in the file's order
+        self._records = {}                # name -> (record_inputs, record) of the last snapshot
         self._dependents = None           # name -> the Procs whose `depends` name it
         self.config = None
         self.config_errors = ()
@@ -274,7 +275,18 @@ class WorkerPolicy(Starting, Readiness, Ending, Commands, Policy):
                               self.confine)
 
     def snapshot(self, now=None):
-        """Everything the state file shows, and what the next worker needs to adopt."""
+        """Everything the state file shows, and what the next worker needs to adopt.
+        A process whose record inputs are unchanged gets the very record of the last
+        snapshot (so a state write costs what changed): never modify one."""
+        known, records = self._records, {}
+        for proc in self.procs.values():
+            name = proc.name
+            inputs = record_inputs(proc, self.timers.get(name),
+                                   self._waits_for(proc) if proc.state == lc.WAITING else ())
+            hit = known.get(name)
+            if hit is None or hit[0] != inputs:
+                hit = (inputs, record_of(inputs))
+            records[name] = hit
+        self._records = records
         return {'config': self.config_record(), 'shutting_down': self.shutting_down,
-                'procs': [proc_record(proc, self.timers.get(proc.name), self._waits_for(proc))
-                          for proc in self.procs.values()]}
+                'procs': [record for _, record in records.values()]}

@@ -4,21 +4,35 @@ from ..procspec import spec_from_record
 from . import lifecycle as lc
 
 
-def proc_record(proc, deadline, waiting_for=()):
-    """`deadline`: the process's timer (the next start, in BACKOFF or FAILED);
+def record_inputs(proc, deadline, waiting_for=()):
+    """All a process's record is made of, in one tuple: equal inputs make an equal
+    record, so a snapshot reuses the record of a process whose inputs did not
+    change (a restart among a thousand processes rebuilt all thousand). Every
+    value is a copy or one that is replaced, never changed in place.
+    `deadline`: the process's timer (the next start, in BACKOFF or FAILED);
     `waiting_for`: its dependencies not ready yet."""
+    state = proc.state
+    return (proc.name, state, proc.pid, proc.started, launch_record(proc.launch), proc.since,
+            proc.restarts, proc.last_exit, proc.error, proc.spec,
+            deadline if state in (lc.BACKOFF, lc.FAILED) else None, proc.fingerprint,
+            tuple(proc.window.starts), proc.usage,
+            tuple(waiting_for) if state == lc.WAITING else None,
+            proc.health.record() if proc.health else NO_HEALTH)
+
+
+def record_of(inputs):
+    """The record of `record_inputs`, made of nothing else."""
+    (name, state, pid, started, launch, since, restarts, last_exit, error, spec, next_start,
+     fingerprint, starts, usage, waiting_for, health) = inputs
     record = {
-        'name': proc.name, 'state': proc.state, 'pid': proc.pid, 'started': proc.started,
-        'launch': launch_record(proc.launch),
-        'since': proc.since, 'restarts': proc.restarts, 'last_exit': proc.last_exit,
-        'error': proc.error, 'restart': proc.spec.restart,
-        'next_start': deadline if proc.state in (lc.BACKOFF, lc.FAILED) else None,
-        'fingerprint': proc.fingerprint, 'starts': list(proc.window.starts),
-        'definition': definition_record(proc.spec),
-        'memory_bytes': proc.usage[0], 'cpu_seconds': proc.usage[1],
-        'waiting_for': list(waiting_for) if proc.state == lc.WAITING else None,
+        'name': name, 'state': state, 'pid': pid, 'started': started, 'launch': launch,
+        'since': since, 'restarts': restarts, 'last_exit': last_exit, 'error': error,
+        'restart': spec.restart, 'next_start': next_start, 'fingerprint': fingerprint,
+        'starts': list(starts), 'definition': definition_record(spec),
+        'memory_bytes': usage[0], 'cpu_seconds': usage[1],
+        'waiting_for': None if waiting_for is None else list(waiting_for),
     }
-    record.update(proc.health.record() if proc.health else NO_HEALTH)
+    record.update(health)
     return record
 
 

@@ -52,7 +52,17 @@ class World:
             actions += answers
             for action in answers:
                 pending += self.answer(action)
+        self.check_snapshot()
         return actions
+
+    def check_snapshot(self):
+        """After every step of every policy test: the snapshot that reuses the records
+        of unchanged processes is the one made afresh (a record input changed in
+        place, and so never seen to change, would show here)."""
+        reused = self.policy.snapshot()
+        kept, self.policy._records = self.policy._records, {}
+        assert reused == self.policy.snapshot()
+        self.policy._records = kept
 
     def answer(self, action):
         if isinstance(action, act.ClearTree) and action.name not in self.leftovers:
