@@ -45,6 +45,10 @@ class StateEncoder:
     1 == 1.0 never hides a different text.)"""
 
     LISTS = {'procs': 'name', 'nodes': 'node'}     # list key -> the entries' own key
+    # lists whose changed entries keep the text of each value: a node's process table
+    # stays as its report's time changes; a process's record is small, and changes
+    # whole (a thousand processes' parts were 2 MiB of the worker's memory)
+    PARTS = ('nodes',)
 
     def __init__(self):
         self._known = {}        # list key -> {entry name: (entry, its text)}
@@ -68,7 +72,8 @@ class StateEncoder:
             # the very same object as last time: callers never change an entry they
             # handed over (the master's view keeps its records until a node changes)
             if hit is None or (hit[0] is not entry and hit[0] != entry):
-                hit = (entry,) + _entry_text(entry, hit)
+                text, parts = _entry_text(entry, hit)
+                hit = (entry, text, parts if key in self.PARTS else None)
             now_known[name] = hit
             texts.append(hit[1])
         self._known[key] = now_known
