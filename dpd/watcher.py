@@ -7,11 +7,11 @@ whose every write would otherwise wake this thread (a third of a millisecond
 of a worker's restart). Both an edit in place and a replacement by rename are
 seen within milliseconds. A file is read when its writer closes it or renames
 it into place; a write that is never closed is read after SETTLE seconds of
-quiet, so a half-written file is at worst rejected, never applied half. Without inotify, or while the directory is
-missing, it falls back to a stat every POLL seconds. The config watcher posts
-a result only when it differs from the last one: ConfigLoaded, or
-ConfigRejected; or whatever it is when asked to `recheck()` (a HUP), so a
-reload takes the same road as an edit.
+quiet, so a half-written file is at worst rejected, never applied half.
+Without inotify, or while the directory is missing, it falls back to a stat
+every POLL seconds. The config watcher posts a result only when it differs from
+the last one: ConfigLoaded, or ConfigRejected; or whatever it is when asked to
+`recheck()` (a HUP), so a reload takes the same road as an edit.
 """
 import os
 import select

@@ -32,7 +32,7 @@ class Ending:
         last_exit = {'code': event.code, 'signal': event.signal, 'at': now}
         if event.oom:
             last_exit['oom'] = lc.oom_text(proc.spec.limits)
-        proc.last_exit = last_exit      # (a state file's record keeps the one it showed)
+        proc.last_exit = last_exit      # whole before it is set: records share it
         if proc.state == lc.STOPPING:
             proc.stop.awaiting_group = True
             out.append(act.CheckGroup(proc.name, proc.pid))
