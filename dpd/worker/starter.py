@@ -45,9 +45,8 @@ class Starter:
             rlimits = self._rlimits(spec)       # after make_room: it may raise our nofile
             extra_env = dict(self._notify_env(spec), **self._spawn_mark(spec))
             with self.reaper.spawning(), self.trees.born_in(spec):
-                forked_after = self.birth.now()
-                child = spawn.start(spec, who, output, action.confine, rlimits, extra_env)
-                forked_before = self.birth.now()
+                child, born = self._spawned(spec, who, output, action.confine, rlimits,
+                                            extra_env)
                 self.reaper.watch_child(spec.name, child)
             self._after_birth(spec, child.pid)
             if pid_slot is not None:
@@ -59,7 +58,7 @@ class Starter:
                 os.close(output)
             if pid_slot is not None:
                 pid_slot.close()
-        started = self.birth.identity(child.pid, forked_after, forked_before)
+        started = self.birth.identity(child.pid, *born)
         self._journal(spec, child.pid, started)
         return [ev.ProcessStarted(spec.name, child.pid, started, self.trees.record(spec.name))]
 
@@ -98,18 +97,23 @@ class Starter:
             who = self.identities.of(check)
             spawn.check_paths(check)
             with self.reaper.spawning():
-                forked_after = self.birth.now()
-                child = spawn.start(check, who, writer, action.confine, self._rlimits(spec))
-                forked_before = self.birth.now()
+                child, born = self._spawned(check, who, writer, action.confine,
+                                            self._rlimits(spec))
                 self.reaper.watch_check(spec.name, action.seq, child, reader)
         except (spawn.SpawnError, OSError) as err:
             os.close(reader)
             return [ev.CheckDone(spec.name, action.seq, False, reason(err))]
         finally:
             os.close(writer)
-        self.checks[spec.name] = (child.pid, self.birth.identity(child.pid, forked_after,
-                                                                 forked_before))
+        self.checks[spec.name] = (child.pid, self.birth.identity(child.pid, *born))
         return []
+
+    def _spawned(self, *args):
+        """spawn.start(*args), and the clock readings around it that date the
+        child's birth (BirthClock.identity, once the start is done)."""
+        forked_after = self.birth.now()
+        child = spawn.start(*args)
+        return child, (forked_after, self.birth.now())
 
     def kill_check(self, name):
         """KILL a check that outlived its timeout (if it is still that process)."""
