@@ -37,7 +37,7 @@ def account_name(value):
 def _env(value):
     if not isinstance(value, dict):
         raise Invalid('must be an object of strings, not %s' % json_type(value))
-    if _plain_env(value):
+    if plain_env(value):
         return tuple(sorted(value.items()))
     pairs = []
     for key, item in value.items():
@@ -51,7 +51,7 @@ def _env(value):
     return tuple(sorted(pairs))
 
 
-def _plain_env(value):
+def plain_env(value):
     """True for the common env: ASCII names of 1-256 characters without "=" or NUL,
     ASCII string values without NUL (seen in C, joined once); else `_env` checks
     each pair and says which is wrong."""
@@ -86,17 +86,21 @@ def _signal(value):
 _checked_strings = list_of(string, max_items=4096)
 
 
+def plain_strings(value):
+    """True for a list of at most 4096 ASCII strings without NUL, as most are (seen
+    in C, joined once): `_strings` then needs no check string by string."""
+    if type(value) is not list or len(value) > 4096:
+        return False
+    try:
+        joined = ''.join(value)
+    except TypeError:
+        return False
+    return joined.isascii() and '\0' not in joined
+
+
 def _strings(value):
-    """Checked as `list_of(string)` does; a list of ASCII strings without NUL, as most
-    are, is seen so in C (joined once) rather than string by string."""
-    if type(value) is list and len(value) <= 4096:
-        try:
-            joined = ''.join(value)
-        except TypeError:
-            joined = None
-        if joined is not None and joined.isascii() and '\0' not in joined:
-            return tuple(value)
-    return _checked_strings(value)
+    """Checked as `list_of(string)` does, plain lists at once (`plain_strings`)."""
+    return tuple(value) if plain_strings(value) else _checked_strings(value)
 
 
 PROCESS_KEYS = (

@@ -5,6 +5,7 @@ import re
 from .. import jsonfile
 from ..config import (ConfigError, both_or_neither, daemon_keys, decode, default_state_file,
                       read_file, with_file)
+from ..plaincheck import plainly_valid
 from ..procspec import account_name, parse_process_list
 from ..record import Record
 from ..schema import REQUIRED, Invalid, Key, Problems, absolute_path, boolean, check_object, \
@@ -259,17 +260,21 @@ def _node_list(node, entries, checked, same_text):
 
 
 def _checked_list(node, entries, text):
-    path = 'nodes[%s]' % jsonfile.quote(node)
-    problems = Problems()
-    parse_process_list(entries, path, problems, 'nobody')
-    if problems:
-        return NodeList(errors=tuple(problems.messages))
+    if not plainly_valid(entries):
+        problems = Problems()
+        parse_process_list(entries, _list_path(node), problems, 'nobody')
+        if problems:
+            return NodeList(errors=tuple(problems.messages))
     body = text.encode() if text is not None else body_of(entries)[0]
     sha256 = hashlib.sha256(body).hexdigest()      # as protocol.body_of
     if len(body) > MAX_FRAME_BYTES:
         return NodeList(errors=('%s: the list is %d bytes on the wire, more than the '
-                                'limit of %d' % (path, len(body), MAX_FRAME_BYTES),))
+                                'limit of %d' % (_list_path(node), len(body), MAX_FRAME_BYTES),))
     return NodeList(body=body, sha256=sha256, count=len(entries))
+
+
+def _list_path(node):
+    return 'nodes[%s]' % jsonfile.quote(node)
 
 
 def load_master(path, known=None):

@@ -599,9 +599,9 @@ def test_a_reload_checks_again_only_the_lists_that_changed(monkeypatch):
     and JSON types count: true and 1 are different values there."""
     from dpd.cluster import config as cluster_config
     known, checked = {}, []
-    original = cluster_config.parse_process_list
-    monkeypatch.setattr(cluster_config, 'parse_process_list', lambda entries, path, *rest: (
-        checked.append(path), original(entries, path, *rest))[1])
+    original = cluster_config._checked_list
+    monkeypatch.setattr(cluster_config, '_checked_list', lambda node, *rest: (
+        checked.append('nodes["%s"]' % node), original(node, *rest))[1])
     first = parse_master(dict(MASTER_BASE, nodes={'a': [proc(name='a', restart=True)],
                                                   'b': [proc(name='b')]}), '/m.json', known=known)
     assert sorted(checked) == ['nodes["a"]', 'nodes["b"]']
@@ -622,9 +622,9 @@ def test_nodes_with_the_same_list_share_one_check_and_one_body(monkeypatch):
     distinct text; an invalid one still for each node, whose path its errors name."""
     from dpd.cluster import config as cluster_config
     checked = []
-    original = cluster_config.parse_process_list
-    monkeypatch.setattr(cluster_config, 'parse_process_list', lambda entries, path, *rest: (
-        checked.append(path), original(entries, path, *rest))[1])
+    original = cluster_config._checked_list
+    monkeypatch.setattr(cluster_config, '_checked_list', lambda node, *rest: (
+        checked.append('nodes["%s"]' % node), original(node, *rest))[1])
     same = [proc(name='web')]
     config = parse_master(dict(MASTER_BASE, nodes={
         'n%d' % i: [dict(e) for e in same] for i in range(50)}), '/m.json')
