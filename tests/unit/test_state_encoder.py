@@ -57,3 +57,19 @@ def test_the_canonical_text_is_simplejsons_to_the_byte(value):
     simplejson = pytest.importorskip('simplejson')
     assert jsonfile.dumps(value) == simplejson.dumps(value, sort_keys=True,
                                                      separators=(',', ':'), ensure_ascii=True)
+
+
+def test_what_is_not_json_is_refused_as_before():
+    """jsonfile.dumps keeps the encoder's errors: TypeError for what JSON cannot
+    say, ValueError for NaN and the infinities (callers catch those two)."""
+    import pytest
+    for value in (object(), {'a': {1, 2}}, b'bytes', [float('nan')], {'x': float('inf')}):
+        with pytest.raises((TypeError, ValueError)):
+            jsonfile.dumps(value)
+    with pytest.raises(ValueError):
+        jsonfile.dumps({'x': [float('-inf')]})
+    with pytest.raises(TypeError):
+        jsonfile.dumps([1, object()])
+    assert jsonfile.dumps({'b': [None, True, 1.5, 'é\n'], 'a': {}}) == \
+        '{"a":{},"b":[null,true,1.5,"\\u00e9\\n"]}'
+    assert jsonfile.dumps('é') == '"\\u00e9"' and jsonfile.dumps(2) == '2'
