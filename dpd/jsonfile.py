@@ -7,8 +7,8 @@ end in a clean `JsonError`, never in a crash.
 """
 import json as _stdjson
 import os
-from json import encoder as _stdencoder
 import stat
+from json import encoder as _stdencoder
 
 try:  # simplejson is faster where installed; the stdlib json is the fallback
     import simplejson as _json
@@ -70,6 +70,10 @@ def loads(text, parser=_json):
         raise JsonError('invalid JSON: %s' % problem, where) from None
 
 
+def _not_json(value):
+    raise TypeError('%s is not JSON' % type(value).__name__)
+
+
 # Measured here (Python 3.11, simplejson 3.19): the stdlib's C encoder makes the
 # compact canonical text faster than simplejson (a node's list: 9 against 17 us; an
 # ACK: 2 against 4; the same bytes, NaN refused by both), its C scanner parses a
@@ -81,10 +85,6 @@ def loads(text, parser=_json):
 # circular references: what we encode comes from JSON or from our own records and
 # never refers to itself, and the marks an error leaves behind would be wrong
 # the next time.
-def _not_json(value):
-    raise TypeError('%s is not JSON' % type(value).__name__)
-
-
 _compact = _stdencoder.c_make_encoder(
     None, _not_json, _stdencoder.encode_basestring_ascii, None, ':', ',', True, False,
     False) if _stdencoder.c_make_encoder else None
