@@ -4,6 +4,7 @@ Threads: signals, the master-file watcher, the zmq thread, and with
 metrics_listen the HTTP thread. The main thread runs the controller with
 MasterPolicy.
 """
+import gc
 import logging
 import os
 import time
@@ -26,6 +27,17 @@ from .link import ZmqLink
 from .master import MasterPolicy
 
 log = logging.getLogger('dpd')
+
+# The master's heap is large (the records and texts of every node: hundreds of
+# thousands of containers at 1000 nodes, millions at 10,000) and holds no cycles
+# of its own, yet at the collector's default thresholds it walked all of it again
+# and again: in a master-only benchmark of 10,000 nodes, 34 full passes took 5.5 of
+# the master's 42.8 CPU-s. Young collections now come every 100,000 allocations
+# instead of 700: the temporaries (decoded messages, replaced records) are freed by
+# their reference counts before that, little is promoted, and the same run had 2
+# full passes (0.07 s) and 29.0 CPU-s. Cycles are still found; at 1000 nodes it
+# makes no difference that the benchmark can see.
+GC_THRESHOLDS = (100_000, 10, 10)
 
 
 class MasterExecutor(NetworkExecutor):
@@ -100,6 +112,7 @@ class MasterDaemon:
         return []
 
     def serve(self, config, daemon_log, ready):
+        gc.set_threshold(*GC_THRESHOLDS)
         events = Inbox()
         signals = SignalThread(events.put)
         raise_fd_limit()
