@@ -86,16 +86,13 @@ def _not_json(value):
 # never refers to itself, and the marks an error leaves behind would be wrong
 # the next time.
 _compact = _stdencoder.c_make_encoder(
-    None, _not_json, _stdencoder.encode_basestring_ascii, None, ':', ',', True, False,
-    False) if _stdencoder.c_make_encoder else None
+    None, _not_json, _stdencoder.encode_basestring_ascii, None, ':', ',', True, False, False)
 
 
 def dumps(obj, indent=None):
     """Canonical JSON: sorted keys, no spaces unless indented, ASCII only."""
     if indent is not None:
         return _json.dumps(obj, sort_keys=True, indent=indent, ensure_ascii=True) + '\n'
-    if _compact is None:  # pragma: no cover - a Python without the C encoder
-        return _stdjson.dumps(obj, sort_keys=True, separators=(',', ':'), allow_nan=False)
     if type(obj) is str:
         return _stdencoder.encode_basestring_ascii(obj)
     return ''.join(_compact(obj, 0))

@@ -47,7 +47,7 @@ def plainly_valid(entries):
     names and pid files unique; False when the full checks must look."""
     if type(entries) is not list:
         return False
-    names, pid_files = set(), set()
+    names, pid_files = set(), []
     for entry in entries:
         if type(entry) is not dict or 'name' not in entry or 'run' not in entry:
             return False
@@ -59,6 +59,5 @@ def plainly_valid(entries):
             return False
         names.add(entry['name'])
         if 'pid_file' in entry:     # compared as procspec compares them: normalized
-            pid_files.add(absolute_path(entry['pid_file']))
-    return len(names) == len(entries) and \
-        len(pid_files) == sum(1 for entry in entries if 'pid_file' in entry)
+            pid_files.append(absolute_path(entry['pid_file']))
+    return len(names) == len(entries) and len(set(pid_files)) == len(pid_files)
