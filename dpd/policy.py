@@ -16,6 +16,7 @@ class Policy:
         self._handlers = handlers        # fact type -> method(event, now, out)
         self.dirty = True                # the state file is behind
         self.state_due = None            # no state-file write before this time
+        self.dirty_since = None          # the first flush that found it behind
         self.limiter = LogLimiter()
         self.loaded_at = None            # wall time of the last successful load
 
@@ -46,17 +47,34 @@ class Policy:
         """The least time between two state-file writes: none by default."""
         return 0.0
 
+    def state_delay(self):
+        """How long a first change waits for those that follow it, so that a burst
+        (an edit, then every node's report of it) is one write: none by default."""
+        return 0.0
+
     def flush_deadline(self):
-        """When a state file held back by state_interval() is due (served by flush)."""
-        return self.state_due if self.dirty and self.state_due is not None else None
+        """When a state file held back by state_interval() or state_delay() is due
+        (served by flush)."""
+        return self._state_write_due() if self.dirty else None
 
     def flush(self, now):
-        if not self.dirty or (self.state_due is not None and now < self.state_due):
+        if not self.dirty:
             return []
-        self.dirty = False
+        if self.dirty_since is None:
+            self.dirty_since = now
+        due = self._state_write_due()
+        if due is not None and now < due:
+            return []
+        self.dirty, self.dirty_since = False, None
         interval = self.state_interval()
         self.state_due = now + interval if interval else None
         return [self.state_action(now)]
+
+    def _state_write_due(self):
+        delay = self.state_delay()
+        settled = self.dirty_since + delay if delay and self.dirty_since is not None else None
+        due = [d for d in (self.state_due, settled) if d is not None]
+        return max(due) if due else None
 
     def state_action(self, now):
         """The action that writes the state file (and what is published with it)."""

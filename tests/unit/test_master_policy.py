@@ -419,14 +419,35 @@ def test_the_master_state_file_waits_2_ms_per_node_between_writes():
     world = MasterWorld({'n%d' % i: LIST_A for i in range(5)})
     policy = world.policy
     assert policy.state_interval() == pytest.approx(0.010)
-    assert [type(a) for a in policy.flush(1.0)] == [act.WriteState]
-    world.ask('n1', 1.001)
-    assert policy.dirty and policy.flush(1.002) == [], 'held back'
+    assert policy.flush(1.0) == [], 'the load waits for what follows it'
     assert policy.flush_deadline() == pytest.approx(1.010), 'but the loop wakes up for it'
     assert [type(a) for a in policy.flush(1.010)] == [act.WriteState]
-    assert policy.flush(1.5) == [], 'nothing changed since'
+    world.ask('n1', 1.011)
+    assert policy.dirty and policy.flush(1.012) == [], 'held back'
+    assert policy.flush_deadline() == pytest.approx(1.022)
+    assert [type(a) for a in policy.flush(1.022)] == [act.WriteState]
+    assert policy.flush(1.5) == [] and policy.flush_deadline() is None, 'nothing changed since'
     big = MasterWorld({'n%d' % i: LIST_A for i in range(3000)})
     assert big.policy.state_interval() == 2.0, 'never more than 2 s behind'
+    assert big.policy.state_delay() == 1.0, 'a change alone is written within 1 s'
+
+
+def test_an_edit_and_the_reports_of_it_are_one_write_of_the_state_file():
+    """SPEC 2.5: every record changes with an edit, and again with each node's
+    report of it; the first change waits for the rest (2 ms per node, at most 1 s)."""
+    world = MasterWorld({'n%d' % i: LIST_A for i in range(100)})
+    policy = world.policy
+    assert policy.flush(0.0) == [] and [type(a) for a in policy.flush(0.2)] == [act.WriteState]
+    world.load({'n%d' % i: LIST_B for i in range(100)}, 10.0, wall=2000.0)
+    assert policy.flush(10.0) == [] and policy.flush_deadline() == pytest.approx(10.2)
+    for i in range(100):
+        desired = world.desired('n%d' % i)
+        world.ask('n%d' % i, 10.0 + i / 1000, kind='REPORT', rid=b'r%d' % i,
+                  applied={'gen': desired.gen, 'sha256': desired.sha256})
+        assert policy.flush(10.0 + i / 1000) == []
+    [write] = policy.flush(10.2)
+    states = {n['node']: n['state'] for n in write.snapshot['nodes']}
+    assert set(states.values()) == {'in-sync'}, 'one write, with every report in it'
 
 
 def test_a_big_edit_is_one_log_line_and_a_small_one_a_line_per_node():
