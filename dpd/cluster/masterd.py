@@ -9,7 +9,7 @@ import logging
 import os
 import time
 
-from .. import state
+from .. import freemem, state
 from ..metrics import ClusterMetrics
 from ..cli import main_for
 from ..config import ConfigError
@@ -67,6 +67,13 @@ class MasterExecutor(NetworkExecutor):
             log.error('cannot save the lists of rollout %s in %s (%s): a master restarted '
                       'during it serves every node its new list', action.record['id'],
                       resume.lists_path(self.state_file), err.strerror or err)
+
+    def _write_state(self, action):
+        """After each write, freed memory goes back to the system: the texts of every
+        node's record, the master file's parse (an edit is written within a
+        second), the metrics text; at 10,000 nodes RSS otherwise kept ~90 MB of them."""
+        super()._write_state(action)
+        freemem.give_back()
 
     def state_body(self, snapshot):
         """The view with wall times; an unchanged record (the policy hands the same
