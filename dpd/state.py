@@ -82,32 +82,33 @@ class StateEncoder:
 
 def _entry_text(entry, last):
     """(text, parts) of a changed entry. An entry that was known keeps the text of
-    each value that is the same object as last time (a node's process table, its
-    worker record: a report changes the time it was seen, and they stay); `parts`
-    is {key: (value, text or None: not made yet)} of a dict entry, for the next
-    time. When most values changed (a fleet-wide edit, then every node's report),
-    one call encodes the whole entry: a third cheaper than a call per value."""
+    each value that is the same object as in the entry of last time (a node's
+    process table, its worker record: a report changes the time it was seen, and
+    they stay); `parts` is {key: text} of the values encoded one by one, for the
+    next time ({} when none were). When most values changed (a fleet-wide edit,
+    then every node's report), one call encodes the whole entry: a third cheaper
+    than a call per value."""
     if not isinstance(entry, dict) or not all(type(k) is str for k in entry):
         return jsonfile.dumps(entry), None
-    old = last[2] if last is not None else None
+    old, texts = (last[0], last[2]) if last is not None and last[2] is not None else (None, None)
     if old is None or 2 * sum(1 for name, value in entry.items()
-                              if old.get(name, _NOTHING)[0] is not value) > len(entry):
-        return jsonfile.dumps(entry), {name: (value, None) for name, value in entry.items()}
+                              if old.get(name, _NOTHING) is not value) > len(entry):
+        return jsonfile.dumps(entry), {}
     parts, members = {}, []
     for name in sorted(entry):
         value = entry[name]
-        part = old.get(name)
-        if part is None or part[0] is not value or part[1] is None:
-            part = (value, jsonfile.dumps(value))
-        parts[name] = part
+        text = texts.get(name) if old.get(name, _NOTHING) is value else None
+        if text is None:
+            text = jsonfile.dumps(value)
+        parts[name] = text
         quoted = _QUOTED.get(name)
         if quoted is None:
             quoted = _QUOTED[name] = jsonfile.dumps(name) if len(_QUOTED) < 1000 else None
-        members.append('%s:%s' % (quoted or jsonfile.dumps(name), part[1]))
+        members.append('%s:%s' % (quoted or jsonfile.dumps(name), text))
     return '{%s}' % ','.join(members), parts
 
 
-_NOTHING = (object(), None)     # no part of that name: unlike any value
+_NOTHING = object()     # no value of that name: unlike any value
 _QUOTED = {}        # the keys of entries, as JSON (a few dozen names, ours)
 
 

@@ -39,6 +39,25 @@ def test_an_unchanged_entry_keeps_its_text_and_a_changed_one_is_encoded_again():
     assert jsonfile.loads(text)['procs'][1]['pid'] == 99
 
 
+def test_a_node_entry_changed_a_value_at_a_time_keeps_only_the_values_that_stayed():
+    """The master's node records change one value at a time (a report moves
+    `last_seen`, keeps the process table): each write encodes only the changed
+    values, and is still exactly what jsonfile.dumps gives."""
+    encoder = state.StateEncoder()
+    processes, worker = [{'name': 'a', 'pid': 1}], {'pid': 7, 'running': True}
+    node = {'node': 'n1', 'state': 'in-sync', 'last_seen': 1.5, 'processes': processes,
+            'worker': worker, 'errors': []}
+    sequence = [node, dict(node, last_seen=2.5), dict(node, last_seen=3.5, state='stale'),
+                dict(node, last_seen=3.5, processes=[{'name': 'a', 'pid': 2}]),
+                dict(node, last_seen=4.5, worker={'pid': 8, 'running': True})]
+    for entry in sequence:
+        doc = {'nodes': [entry]}
+        assert encoder.dumps(doc) == jsonfile.dumps(doc)
+    reused = dict(sequence[-1], last_seen=5.5, errors=['x'])
+    reused['worker'] = sequence[-1]['worker']
+    assert '"pid":8' in encoder.dumps({'nodes': [reused]})
+
+
 def test_a_state_file_written_with_an_encoder_reads_back(tmp_path):
     path = str(tmp_path / 'w.state.json')
     encoder = state.StateEncoder()
