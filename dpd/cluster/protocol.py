@@ -32,6 +32,7 @@ ProtocolError, which the receiver logs and drops.
 """
 import hashlib
 import re
+import sys
 
 from .. import jsonfile
 from ..record import Record
@@ -292,10 +293,19 @@ def kept(value, fields):
 
 
 def kept_process(value):
-    """A checked process of a REPORT, its `last_exit` as kept as the rest."""
+    """A checked process of a REPORT, its `last_exit` as kept as the rest, and its
+    words shared: a master keeps the last report of every node, and ten thousand
+    nodes say "running" and their services' names forty thousand times (4 MB)."""
     process = kept(value, PROCESS)
     process['last_exit'] = kept(process['last_exit'], LAST_EXIT)
+    for key in SHARED_WORDS:
+        word = process[key]
+        if word is not None:
+            process[key] = sys.intern(word)
     return process
+
+
+SHARED_WORDS = ('name', 'state', 'health')      # a process's fields that repeat across nodes
 
 
 # kind -> (frames after the type frame, {key: check}); keys not listed pass through

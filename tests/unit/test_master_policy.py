@@ -672,3 +672,17 @@ def test_a_repeated_report_is_answered_and_recorded_each_time():
         assert world.policy.nodes['n1'].seen_at == now
     [answer] = world.ask('n1', 5.0, kind='REPORT', applied=stamp(LIST_C, 1))
     assert answer.kind == 'STATE'       # the bytes changed: decoded, and it holds another list
+
+
+def test_the_words_of_reported_processes_are_kept_once_for_all_nodes():
+    """A master keeps every node's last report: the names and states its nodes
+    repeat are one object each, not one per node (memory at 10,000 nodes)."""
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_A})
+    for node in ('n1', 'n2'):
+        desired = world.desired(node)
+        world.ask(node, 1.0, kind='REPORT', rid=node.encode(),
+                  applied={'gen': desired.gen, 'sha256': desired.sha256},
+                  processes=[{'name': 'web-%d' % 1, 'state': 'run' + 'ning', 'health': None}])
+    first, second = (world.policy.nodes[n].report['processes'][0] for n in ('n1', 'n2'))
+    assert first == second and first['health'] is None
+    assert first['name'] is second['name'] and first['state'] is second['state']
