@@ -38,6 +38,7 @@ log = logging.getLogger('dpd')
 # full passes (0.07 s) and 29.0 CPU-s. Cycles are still found; at 1000 nodes it
 # makes no difference that the benchmark can see.
 GC_THRESHOLDS = (100_000, 10, 10)
+TRIM_EVERY = 5.0        # s between two hand-backs of freed memory (freemem)
 
 
 class MasterExecutor(NetworkExecutor):
@@ -50,6 +51,7 @@ class MasterExecutor(NetworkExecutor):
         self.metrics_server = metrics_server      # the HTTP thread, with metrics_listen
         self.cluster_metrics = ClusterMetrics()
         self._shown = state.WallTimes('node', self._shown_node)
+        self._trimmed_at = float('-inf')
         self.handles({act.KeepRolloutLists: self._keep_rollout_lists})
 
     def _reload(self, action):
@@ -69,11 +71,16 @@ class MasterExecutor(NetworkExecutor):
                       resume.lists_path(self.state_file), err.strerror or err)
 
     def _write_state(self, action):
-        """After each write, freed memory goes back to the system: the texts of every
+        """After a write, freed memory goes back to the system: the texts of every
         node's record, the master file's parse (an edit is written within a
-        second), the metrics text; at 10,000 nodes RSS otherwise kept ~90 MB of them."""
+        second), the metrics text; at 10,000 nodes RSS otherwise kept ~90 MB of them.
+        At most every TRIM_EVERY: a small fleet's file is written every few ms, and
+        trimming a heap that a flood of big messages filled takes longer."""
         super()._write_state(action)
-        freemem.give_back()
+        now = time.monotonic()
+        if now - self._trimmed_at >= TRIM_EVERY:
+            self._trimmed_at = now
+            freemem.give_back()
 
     def state_body(self, snapshot):
         """The view with wall times; an unchanged record (the policy hands the same
