@@ -292,6 +292,9 @@ def kept(value, fields):
     return {k: value.get(k) for k in fields}
 
 
+SHARED_WORDS = ('name', 'state', 'health')      # a process's fields that repeat across nodes
+
+
 def kept_process(value):
     """A checked process of a REPORT, its `last_exit` as kept as the rest, and its
     words shared: a master keeps the last report of every node, and ten thousand
@@ -303,9 +306,6 @@ def kept_process(value):
         if word is not None:
             process[key] = sys.intern(word)
     return process
-
-
-SHARED_WORDS = ('name', 'state', 'health')      # a process's fields that repeat across nodes
 
 
 # kind -> (frames after the type frame, {key: check}); keys not listed pass through

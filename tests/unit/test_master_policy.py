@@ -682,7 +682,7 @@ def test_the_words_of_reported_processes_are_kept_once_for_all_nodes():
         desired = world.desired(node)
         world.ask(node, 1.0, kind='REPORT', rid=node.encode(),
                   applied={'gen': desired.gen, 'sha256': desired.sha256},
-                  processes=[{'name': 'web-%d' % 1, 'state': 'run' + 'ning', 'health': None}])
+                  processes=[{'name': 'web-1', 'state': 'running', 'health': None}])
     first, second = (world.policy.nodes[n].report['processes'][0] for n in ('n1', 'n2'))
     assert first == second and first['health'] is None
     assert first['name'] is second['name'] and first['state'] is second['state']
