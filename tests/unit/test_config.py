@@ -437,6 +437,36 @@ def test_strict_json(text, problem):
     assert isinstance(info.value, ValueError)
     # and through the file loader: the file's path first, then the problem
     assert problem in _load_text_error(text.encode())
+    # and a network message's parser (the stdlib's) is as strict
+    with pytest.raises(jsonfile.JsonError) as info:
+        jsonfile.loads_message(text.encode())
+    assert problem in str(info.value)
+
+
+def test_strict_json_from_many_threads_at_once():
+    """Each thread keeps its own decoders (a scanner's memo is not to share):
+    parses running side by side give every thread its own right answer."""
+    import threading
+    failures = []
+
+    def parse(k):
+        for i in range(300):
+            doc = {'thread': k, 'i': i, 'keys': {'k%d' % j: j for j in range(k + 3)}}
+            for load in (jsonfile.loads, jsonfile.loads_message):
+                if load(json.dumps(doc).encode()) != doc:
+                    failures.append((k, i))
+                try:
+                    load(b'{"a": {"t%d": 1, "t%d": 2}}' % (k, k))
+                    failures.append((k, i, 'duplicate passed'))
+                except jsonfile.JsonError:
+                    pass
+
+    threads = [threading.Thread(target=parse, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures
 
 
 @pytest.mark.parametrize('data, problem', [
