@@ -269,7 +269,7 @@ def _same_text(seen, text):
 
 
 def _checked_list(node, entries, text):
-    if not plainly_valid(entries):
+    if not plainly_valid(entries, text):
         problems = Problems()
         parse_process_list(entries, _list_path(node), problems, 'nobody')
         if problems:

@@ -6,13 +6,24 @@ import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from dpd import jsonfile
 from dpd.cluster.config import load_master, parse_master
-from dpd.plaincheck import PLAIN, plainly_valid
+from dpd.plaincheck import PLAIN, PLAIN_LIST, plainly_valid
 from dpd.procspec import parse_process_list
 from dpd.schema import Problems
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MASTER_EXAMPLE = os.path.join(ROOT, 'examples', 'diprocd-master.example.json')
+
+
+def passed(entries):
+    """Whether the quick look passes `entries`, by its walk of the values or by
+    the list's canonical text (the master's way)."""
+    try:
+        text = jsonfile.dumps(entries)
+    except (TypeError, ValueError):
+        text = None
+    return plainly_valid(entries) or plainly_valid(entries, text)
 
 
 def problems_of(entries):
@@ -44,7 +55,7 @@ def test_every_edge_value_of_every_key_alone():
         for key in KEYS:
             for value in SCALARS + ENVS + ARGS:
                 entries = [dict(base, **{key: value})]
-                if plainly_valid(entries):
+                if passed(entries):
                     assert problems_of(entries) == [], entries
 
 
@@ -58,7 +69,7 @@ def entry_strategy():
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(entry_strategy(), max_size=4) | st.sampled_from([None, {}, 'x', [1], [[]]]))
 def test_a_list_it_passes_is_valid_to_the_full_checks(entries):
-    if plainly_valid(entries):
+    if passed(entries):
         assert problems_of(entries) == []
 
 
@@ -69,7 +80,7 @@ def test_a_list_it_passes_is_valid_to_the_full_checks(entries):
                                            '/run/b.pid', '/']),
               'daemon': st.booleans(), 'write_pid': st.booleans()}), max_size=4))
 def test_unique_names_and_pid_files_and_daemons_as_the_full_checks_say(entries):
-    if plainly_valid(entries):
+    if passed(entries):
         assert problems_of(entries) == []
 
 
@@ -91,6 +102,32 @@ def test_the_lists_people_write_are_seen_as_plain():
     assert plain_nodes, 'no list of the master example is seen as plain'
 
 
+def test_the_canonical_text_of_a_plain_list_is_read_at_once():
+    """The master's way: one pattern over the text, for every plain key but
+    stop_timeout (a number's range is the walk's)."""
+    web = [{'name': 'web', 'run': '/usr/bin/web', 'args': ['--port', '8080', ''],
+            'user': 'www-data', 'group': 'adm', 'env': {'MODE': 'prod', 'X': ''},
+            'logs': '/var/log/web.log', 'restart': True, 'notify': False, 'cwd': 'data'},
+           {'name': 'db', 'run': '/usr/sbin/db', 'daemon': True, 'pid_file': '/run/db.pid',
+            'write_pid': False, 'chroot': '/srv/db', 'user': 'svc$'}]
+    for entries in ([], web, [web[1]], [{'name': 'a', 'run': '/'}]):
+        assert PLAIN_LIST.fullmatch(jsonfile.dumps(entries)), entries
+        assert plainly_valid(entries, jsonfile.dumps(entries))
+    not_plain = [[dict(web[0], env={'A=B': 'c'})], [dict(web[0], args=['x'] * 4097)],
+                 [dict(web[0], args=['\n'])], [dict(web[0], name='a b')],
+                 [dict(web[0], user='9x')], [dict(web[0], run='usr/bin/web')],
+                 [dict(web[0], restart=1)], [dict(web[0], stop_timeout=3)],
+                 [{'name': 'a'}], [{'run': '/bin/true'}], [dict(web[0], env={'A': 'é'})],
+                 [dict(web[0], env={'': 'x'})], [dict(web[0], env={'N' * 257: 'x'})]]
+    for entries in not_plain:
+        assert not PLAIN_LIST.fullmatch(jsonfile.dumps(entries)), entries
+    # read at once, but not consistent: the same rules as the walk's
+    for entries in ([web[0], web[0]], [dict(web[1], write_pid=True)],
+                    [web[1], dict(web[1], name='db2', pid_file='/run//db.pid')]):
+        assert PLAIN_LIST.fullmatch(jsonfile.dumps(entries))
+        assert not plainly_valid(entries, jsonfile.dumps(entries)), entries
+
+
 def test_it_leaves_the_rest_to_the_full_checks():
     looks_closer = [
         [{'name': 'a', 'run': '/bin/true'}, {'name': 'a', 'run': '/bin/false'}],
@@ -108,7 +145,7 @@ def test_it_leaves_the_rest_to_the_full_checks():
         {'name': 'a', 'run': '/bin/true'},
     ]
     for entries in looks_closer:
-        assert not plainly_valid(entries), entries
+        assert not passed(entries), entries
 
 
 def test_the_master_still_names_every_problem_of_a_bad_list():
@@ -127,6 +164,6 @@ def test_the_master_still_names_every_problem_of_a_bad_list():
 
 def test_the_master_example_loads_the_same_either_way(monkeypatch):
     fast = load_master(MASTER_EXAMPLE)
-    monkeypatch.setattr('dpd.cluster.config.plainly_valid', lambda entries: False)
+    monkeypatch.setattr('dpd.cluster.config.plainly_valid', lambda entries, text=None: False)
     full = load_master(MASTER_EXAMPLE)
     assert fast == full
