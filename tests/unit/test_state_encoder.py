@@ -39,23 +39,51 @@ def test_an_unchanged_entry_keeps_its_text_and_a_changed_one_is_encoded_again():
     assert jsonfile.loads(text)['procs'][1]['pid'] == 99
 
 
-def test_a_node_entry_changed_a_value_at_a_time_keeps_only_the_values_that_stayed():
+def test_a_node_entry_changed_a_value_at_a_time_is_what_jsonfile_dumps_gives():
     """The master's node records change one value at a time (a report moves
-    `last_seen`, keeps the process table): each write encodes only the changed
-    values, and is still exactly what jsonfile.dumps gives."""
+    `last_seen`, keeps the process table; an edit changes `desired`): each write
+    is still exactly what jsonfile.dumps gives, whatever keys come before or
+    after the process table."""
     encoder = state.StateEncoder()
     processes, worker = [{'name': 'a', 'pid': 1}], {'pid': 7, 'running': True}
     node = {'node': 'n1', 'state': 'in-sync', 'last_seen': 1.5, 'processes': processes,
-            'worker': worker, 'errors': []}
+            'worker': worker, 'errors': [], 'desired': {'gen': 1, 'processes': 1}}
     sequence = [node, dict(node, last_seen=2.5), dict(node, last_seen=3.5, state='stale'),
                 dict(node, last_seen=3.5, processes=[{'name': 'a', 'pid': 2}]),
-                dict(node, last_seen=4.5, worker={'pid': 8, 'running': True})]
+                dict(node, last_seen=4.5, worker={'pid': 8, 'running': True}),
+                {'processes': processes}, {'node': 'n1', 'processes': processes},
+                {'processes': processes, 'worker': worker}, {'node': 'n1'},
+                dict(node, desired={'gen': 2, 'processes': 1})]
     for entry in sequence:
         doc = {'nodes': [entry]}
         assert encoder.dumps(doc) == jsonfile.dumps(doc)
-    reused = dict(sequence[-1], last_seen=5.5, errors=['x'])
-    reused['worker'] = sequence[-1]['worker']
-    assert '"pid":8' in encoder.dumps({'nodes': [reused]})
+
+
+def test_a_node_entry_keeps_the_text_of_its_process_table_while_the_rest_changes():
+    """The table, most of a node's record, is encoded again only when it is
+    another object. Shown by changing it in place, which callers never do."""
+    encoder = state.StateEncoder()
+    processes = [{'name': 'a', 'pid': 1}]
+    node = {'node': 'n1', 'last_seen': 1.5, 'processes': processes, 'state': 'in-sync'}
+    encoder.dumps({'nodes': [node]})
+    processes[0]['pid'] = 2
+    text = encoder.dumps({'nodes': [dict(node, last_seen=2.5, state='pending')]})
+    assert '"pid":1' in text, 'the table\'s text of last time'
+    assert '"last_seen":2.5' in text and '"state":"pending"' in text, 'the rest, anew'
+    text = encoder.dumps({'nodes': [dict(node, processes=[{'name': 'a', 'pid': 3}])]})
+    assert '"pid":3' in text, 'another table: encoded again'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from(['a', 'node', 'q', 'z']), values,
+                                          max_size=3), values, st.booleans()),
+                min_size=1, max_size=5))
+def test_node_entries_that_keep_their_table_are_what_jsonfile_dumps_gives(steps):
+    encoder, table = state.StateEncoder(), None
+    for fields, new_table, keep in steps:
+        table = table if keep and table is not None else new_table
+        doc = {'nodes': [dict(fields, node='n1', processes=table)]}
+        assert encoder.dumps(doc) == jsonfile.dumps(doc)
 
 
 def test_a_state_file_written_with_an_encoder_reads_back(tmp_path):
