@@ -20,14 +20,11 @@ def node_list(node, rev, count):
             for i in range(count)]
 
 
-NO_FIELDS = dict.fromkeys(protocol.PROCESS_FIELDS)
-
-
 def running_processes(entries, since):
     """Every process of `entries` running since `since`, as a client reports it
-    (every field a REPORT carries, null where a worker would say nothing)."""
-    return [dict(NO_FIELDS, name=e.get('name'), state='running', pid=10000 + i, restarts=0,
-                 since=since, restart=True)
+    (the fields a worker has a value for)."""
+    return [{'name': e.get('name'), 'state': 'running', 'pid': 10000 + i, 'restarts': 0,
+             'since': since, 'restart': True}
             for i, e in enumerate(entries) if isinstance(e, dict)]
 
 

@@ -254,7 +254,7 @@ PROCESS = {'name': lambda v: isinstance(v, str) and 0 < len(v) <= 128, 'state': 
            'health': _optional(_text), 'health_error': _optional(_long_text),
            'status_text': _optional(_long_text),
            'waiting_for': _optional(_list_of(_text, 1000))}
-PROCESS_FIELDS = tuple(PROCESS)        # what a REPORT says of each process
+PROCESS_FIELDS = tuple(PROCESS)        # what a REPORT may say of each process
 
 # What an ANSWER may say (dpd/requests.py's answers): the master passes on no more.
 MAX_RESULTS = 1000
@@ -285,11 +285,11 @@ def clipped(text):
 
 
 def kept(value, fields):
-    """Only the known `fields` of a checked record (None stays None); a record of
-    exactly those fields (as our own peers send) is kept as it came."""
-    if value is None or value.keys() == fields.keys():
+    """Only the known `fields` of a checked record, those it has (None stays None);
+    a record of no other field (as our own peers send) is kept as it came."""
+    if value is None or value.keys() <= fields.keys():
         return value
-    return {k: value.get(k) for k in fields}
+    return {k: v for k, v in value.items() if k in fields}
 
 
 SHARED_WORDS = ('name', 'state', 'health')      # a process's fields that repeat across nodes
@@ -300,9 +300,11 @@ def kept_process(value):
     words shared: a master keeps the last report of every node, and ten thousand
     nodes say "running" and their services' names forty thousand times (4 MB)."""
     process = kept(value, PROCESS)
-    process['last_exit'] = kept(process['last_exit'], LAST_EXIT)
+    last_exit = process.get('last_exit')
+    if last_exit is not None:
+        process['last_exit'] = kept(last_exit, LAST_EXIT)
     for key in SHARED_WORDS:
-        word = process[key]
+        word = process.get(key)
         if word is not None:
             process[key] = sys.intern(word)
     return process

@@ -345,8 +345,9 @@ def test_a_report_is_checked_and_only_its_known_fields_are_kept():
               worker=dict({'k%d' % i: i for i in range(100)}, running=True), reason='r')
     record = world.policy.snapshot(1.0)['nodes'][0]
     assert len(record['processes']) == 100 and 'junk' not in record['processes'][0]
-    assert record['worker'] == {'running': True, 'pid': None, 'config_ok': None,
-                                'errors': None, 'config_loaded_at': None}
+    assert record['processes'][0] == {'name': 'p0', 'state': 'running', 'pid': 0,
+                                      'error': 'e' * 1000}
+    assert record['worker'] == {'running': True}
 
 
 # Regression test (SPEC 5.2): before this round, `"last_rejected": "x"` for a managed
