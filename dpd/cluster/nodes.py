@@ -54,6 +54,7 @@ class Node:
         self.report = {}              # the last REPORT's worker and processes
         self.peers = {}               # boot -> (seen_at, version): who claims to be this node
         self.notified_at = None
+        self.listens = False          # subscribed to its NOTIFYs (a first-round client)
         self.last_error = None
         self.routing_id = None        # the connection its last message came on
         self.record = None            # its entry of the cluster view, until it changes

@@ -59,6 +59,12 @@ class MasterWorld:
         assert all(r == rid for r, _ in answers), 'replies go to whoever asked'
         return [m for _, m in answers]
 
+    def listen(self, *nodes, now=0.5, subscribe=True):
+        """First-round clients' SUBs (un)subscribing to their nodes' NOTIFYs."""
+        for node in nodes:
+            self.handle(ev.LinkMessage('updates', ((b'\x01' if subscribe else b'\x00') +
+                                                   protocol.node_topic(node),)), now)
+
     def desired(self, node):
         return self.policy.nodes[node].desired
 
@@ -76,6 +82,7 @@ def test_master_versions_a_list_and_a_list_change():
     world = MasterWorld({'n1': LIST_A})
     first = world.desired('n1')
     assert first.gen == 1000 * 1000 and first.sha256 == stamp(LIST_A, 0)['sha256']
+    world.listen('n1')
     assert [m.fields['gen'] for _, m in world.notifies] == [first.gen]
     world.load({'n1': LIST_B}, 5.0, wall=1000.0)      # the wall clock did not move
     second = world.desired('n1')
@@ -100,6 +107,7 @@ def test_the_config_record_keeps_the_wall_time_of_the_last_successful_load():
 def test_master_keeps_the_version_of_an_identical_list():
     world = MasterWorld({'n1': LIST_A, 'n2': LIST_C})
     before = {n: world.desired(n) for n in ('n1', 'n2')}
+    world.listen('n1', 'n2')
     notified = len(world.notifies)
     reordered = [{'args': ['100'], 'run': '/bin/sleep', 'name': 'a'}]   # same list, other order
     world.load({'n1': reordered, 'n2': LIST_B}, 5.0, wall=2000.0)
@@ -576,6 +584,7 @@ def test_a_new_list_is_pushed_to_the_connection_the_node_last_spoke_on():
     should that connection be gone. A node never heard from, or silent for long,
     gets the NOTIFY alone."""
     world = MasterWorld({'n1': LIST_A, 'n2': LIST_A, 'n3': LIST_A})
+    world.listen('n1', 'n2', 'n3')
     world.ask('n1', 1.0, kind='REPORT', rid=b'rid-n1',
               applied=stamp(LIST_A, world.desired('n1').gen))
     world.ask('n3', 1.0, kind='REPORT', rid=b'rid-n3',
@@ -599,6 +608,29 @@ def test_a_new_list_is_pushed_to_the_connection_the_node_last_spoke_on():
     notified = [protocol.decode_update(a.frames).fields['node'] for a in sends
                 if a.socket == 'updates']
     assert notified == ['n2', 'n2', 'n3']
+
+
+def test_a_node_that_does_not_listen_gets_no_notify():
+    """A client of this round holds one connection and no SUB: a NOTIFY for its
+    node would reach nobody, so none is made, as a fallback or alone; it gets
+    its list on that connection, or when it next says HELLO. A first-round
+    client listens from its subscription to its end."""
+    world = MasterWorld({'n1': LIST_A, 'n2': LIST_A})
+    world.ask('n1', 1.0, kind='REPORT', rid=b'rid-n1',
+              applied=stamp(LIST_A, world.desired('n1').gen))
+    actions = world.load({'n1': LIST_B, 'n2': LIST_B}, 2.0)
+    sends = [a for a in actions if isinstance(a, act.Send)]
+    assert [(a.socket, a.frames[0], a.fallback) for a in sends] == [('stats', b'rid-n1', None)]
+    assert world.notifies == []
+    [state] = world.ask('n2', 3.0, kind='HELLO', rid=b'rid-n2')
+    assert state.kind == 'STATE' and protocol.decode_body(state.body) == LIST_B
+    world.listen('n1', 'n2', now=4.0)
+    assert [m.fields['node'] for _, m in world.notifies] == ['n1', 'n2']
+    world.listen('n2', now=5.0, subscribe=False)
+    actions = world.load({'n1': LIST_C, 'n2': LIST_C}, 6.0)
+    sends = [a for a in actions if isinstance(a, act.Send)]
+    assert [(a.socket, a.fallback is not None) for a in sends] == [('stats', True),
+                                                                    ('stats', False)]
 
 
 def test_acks_are_made_once_per_version():
