@@ -206,7 +206,7 @@ def _long_text(value):
 def _record_of(checks):
     """A dict whose listed keys pass their checks (other keys are dropped later).
     The record's own fields are walked, not the list of all: a process of a
-    REPORT has a dozen fields at most, and says the six it has a value for; an
+    REPORT may have fifteen, and says the six or so it has a value for; an
     optional field's null (a first-round client says them all) needs no call."""
     table = {key: (getattr(check, 'inner', check), hasattr(check, 'inner'))
              for key, check in checks.items()}

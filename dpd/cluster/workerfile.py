@@ -78,6 +78,9 @@ def _processes(running, doc):
     return tuple(_reported(p) for p in procs)
 
 
+CLIPPED = ('error', 'health_error', 'status_text')      # texts cut to what a REPORT carries
+
+
 def _reported(proc):
     """A process as a REPORT says it: its fields that have a value. Most are null
     at any time (no error, no check, no last exit...), and they were half of the
@@ -89,9 +92,6 @@ def _reported(proc):
             record[key] = protocol.clipped(value) if key in CLIPPED and \
                 isinstance(value, str) else value
     return record
-
-
-CLIPPED = ('error', 'health_error', 'status_text')      # texts cut to what a REPORT carries
 
 
 def write(conf_file, entries, record):
