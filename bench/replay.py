@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
 from clusterbench.acknode import WORKER  # noqa: E402
-from clusterbench.lists import node_list, running_processes  # noqa: E402
+from clusterbench.lists import node_list, running_processes, write_atomically  # noqa: E402
 
 from dpd.cluster import events as ev  # noqa: E402
 from dpd.cluster import protocol  # noqa: E402
@@ -55,11 +55,9 @@ class Replay:
 
     def master_file(self, rev):
         path = os.path.join(self.directory, 'master.%d.json' % rev)
-        with open(path, 'w') as f:
-            json.dump({'master_stats': 'tcp://127.0.0.1:7001',
-                       'master_updates': 'tcp://127.0.0.1:7002',
-                       'nodes': {name: node_list(name, rev, 4) for name in self.names}},
-                      f, indent=1)
+        write_atomically(path, {'master_stats': 'tcp://127.0.0.1:7001',
+                                'master_updates': 'tcp://127.0.0.1:7002',
+                                'nodes': {name: node_list(name, rev, 4) for name in self.names}})
         return path
 
     def feed(self, event):

@@ -95,7 +95,7 @@ def _entry_text(entry, last, big):
             not all(type(k) is str for k in entry):
         return jsonfile.dumps(entry), None
     value = entry[big]
-    if last is not None and last[2] is not None and last[0].get(big, _NOTHING) is value:
+    if last is not None and last[2] is not None and last[0][big] is value:
         start, end = last[2]
         big_text = last[1][start:end]
     else:
@@ -107,8 +107,6 @@ def _entry_text(entry, last, big):
     return '%s%s%s%s' % (head, big_text, '' if tail == '}' else ',', tail), \
         (len(head), len(head) + len(big_text))
 
-
-_NOTHING = object()     # no value of that name: unlike any value
 
 
 def read(path):
