@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,13 @@ def wait_until(predicate, timeout=TIMEOUT, interval=0.01, message=None):
                 message = message()
             raise AssertionError('timed out after %gs: %s' % (timeout, message or predicate))
         time.sleep(interval)
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def write_json(path, doc, mode=0o644):

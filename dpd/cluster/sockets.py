@@ -8,9 +8,20 @@ from . import keys, protocol
 from .config import is_local_endpoint
 from .link import Curve, SocketPlan
 
+# A client pings every 10 s and drops a connection silent for 30 s. It asks the
+# master for no timeout of its own (no ZMTP TTL): libzmq keeps such a timeout as a
+# timer, and cancels it at each message by a walk over every timer of its I/O
+# thread (poller_base_t::cancel_timer, O(n)), which at 10,000 nodes was most of
+# the master's I/O thread (11 % of a core idle, 1.1-1.5 CPU-s per edit). The
+# master drops a dead node's connection by TCP keepalive instead (KEEPALIVE),
+# which the kernel times.
 HEARTBEATS = ((zmq.HEARTBEAT_IVL, 10000), (zmq.HEARTBEAT_TIMEOUT, 30000))
-RECONNECT = ((zmq.RECONNECT_IVL, 1000), (zmq.RECONNECT_IVL_MAX, 0),
-             (zmq.HEARTBEAT_TTL, 30000))
+RECONNECT = ((zmq.RECONNECT_IVL, 1000), (zmq.RECONNECT_IVL_MAX, 0))
+# A connection silent for 30 s (a live client pings every 10 s) is probed every
+# 10 s and dropped after 3 probes unanswered, or after 60 s of data unacknowledged.
+KEEPALIVE = ((zmq.TCP_KEEPALIVE, 1), (zmq.TCP_KEEPALIVE_IDLE, 30),
+             (zmq.TCP_KEEPALIVE_INTVL, 10), (zmq.TCP_KEEPALIVE_CNT, 3),
+             (zmq.TCP_MAXRT, 60000))
 MIN_LIBZMQ = (4, 3, 2)   # older ones have pre-authentication CURVE bugs (CVE-2019-13132)
 
 log = logging.getLogger('dpd')
@@ -24,17 +35,17 @@ PEER_QUEUE = 8
 
 
 def master_plans(config, curve):
-    # No ZMTP heartbeats from the master: each client pings every 10 s with a TTL
-    # of 30 s, which is enough for the master to drop a dead node's connections,
-    # and with a thousand nodes its own were two thirds of its I/O thread's work.
+    # No ZMTP heartbeats from the master: each client pings every 10 s, and TCP
+    # keepalive drops a dead node's connections; with a thousand nodes the
+    # master's own heartbeats were two thirds of its I/O thread's work.
     return (
         SocketPlan(protocol.UPDATES, zmq.XPUB, config.master_updates, bind=True, curve=curve,
-                   options=((zmq.XPUB_VERBOSE, 1), (zmq.BACKLOG, 1024),
-                            (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
+                   options=KEEPALIVE + ((zmq.XPUB_VERBOSE, 1), (zmq.BACKLOG, 1024),
+                                        (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
         SocketPlan(protocol.STATS, zmq.ROUTER, config.master_stats, bind=True, curve=curve,
-                   options=((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
-                            (zmq.SNDHWM, 1000), (zmq.RCVHWM, PEER_QUEUE),
-                            (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
+                   options=KEEPALIVE + ((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
+                                        (zmq.SNDHWM, 1000), (zmq.RCVHWM, PEER_QUEUE),
+                                        (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
     )
 
 

@@ -2,12 +2,18 @@
 real ZeroMQ sockets (ipc:// in the test's directory)."""
 import json
 import os
+import shutil
 import signal
+import subprocess
 
 import pytest
+import zmq
 
 from cluster_support import Cluster
-from support import IS_ROOT, pid_alive, read_json, run, wait_until, write_json
+from support import (IS_ROOT, TIMEOUT, free_port, pid_alive, read_json, run, wait_until,
+                     write_json)
+from dpd.cluster import sockets
+from dpd.cluster.config import ClientConfig
 
 
 @pytest.fixture
@@ -248,3 +254,38 @@ def test_client_and_master_reports_and_signals(cluster, workdir):
         daemon.wait_log('USR1: log files reopened')
     assert client.stop() == 0 and master.stop() == 0
     assert json.dumps(state)
+
+
+def master_ends(port):
+    """`ss -o` of the established TCP connections whose local port is `port`."""
+    done = subprocess.run(['ss', '-tnoH', 'state', 'established', '( sport = :%d )' % port],
+                          capture_output=True, text=True, timeout=TIMEOUT, check=True,
+                          stdin=subprocess.DEVNULL)
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(shutil.which('ss') is None, reason='`ss` (iproute2) is not installed')
+def test_the_kernel_times_a_node_connection_at_the_master_not_zeromq(workdir):
+    """A client asks the master for no ZMTP timeout (TTL): libzmq keeps one as a
+    timer and cancels it at every message by a walk over all of its timers, a
+    cost that grows with the fleet (dpd/cluster/sockets.py). TCP keepalive on the
+    master's end of the connection drops a dead node's connection instead."""
+    config = ClientConfig(path='c.json', master_stats='tcp://127.0.0.1:1', node_name='n1',
+                          master_updates=None, conf_file='w.json')
+    options = {zmq.SocketOption(option).name for plan in sockets.client_plans(config, None)
+               for option, _ in plan.options}
+    assert 'HEARTBEAT_IVL' in options and 'HEARTBEAT_TTL' not in options, options
+    port = free_port()
+    cluster = Cluster(workdir)
+    cluster.stats = 'tcp://127.0.0.1:%d' % port
+    try:
+        cluster.write_master({'n1': []})
+        cluster.start_master()
+        node = cluster.add_node('n1', with_worker=False)
+        node.start_client()
+        cluster.wait_node_state('n1', 'in-sync')
+        # (while data is in flight, the timer shown is the retransmission's)
+        wait_until(lambda: [('timer:(keepalive,' in end) for end in master_ends(port)] == [True],
+                   message=lambda: 'no keepalive timer: %s' % master_ends(port))
+    finally:
+        cluster.stop()

@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, command, pid_alive, pids_with,
-                     read_json, read_pid, run, wait_until, write_json)
+from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, command, free_port, pid_alive,
+                     pids_with, read_json, read_pid, run, wait_until, write_json)
 
 NOBODY = 65534
 CAP_SYS_RESOURCE = 24
@@ -620,12 +620,6 @@ os.waitpid(middle, 0)
 os.read(r, 1)
 sys.exit(0)
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @needs_cgroups

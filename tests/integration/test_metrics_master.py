@@ -12,17 +12,11 @@ import pytest
 import zmq
 
 from cluster_support import Cluster
-from support import Daemon, wait_until
+from support import Daemon, free_port, wait_until
 from dpd.cluster import protocol
 
 parser = pytest.importorskip('prometheus_client.parser')
 PROMTOOL = '/usr/bin/promtool'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def scrape(port, timeout=5.0):

@@ -2,7 +2,6 @@
 and node_exporter's textfile collector takes it as it is."""
 import os
 import signal
-import socket
 import stat
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from support import Daemon, read_json, wait_until, write_json
+from support import Daemon, free_port, read_json, wait_until, write_json
 
 parser = pytest.importorskip('prometheus_client.parser')
 NODE_EXPORTER = '/usr/bin/prometheus-node-exporter'
@@ -130,12 +129,6 @@ def test_the_metrics_file_follows_the_processes_and_the_config(workdir):
     finally:
         reader.stop.set()
         worker.stop()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def scrape(url, timeout=5.0):

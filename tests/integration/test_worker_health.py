@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from support import (IS_ROOT, PYTHON, REPO, WorkerSite, pid_alive, read_json, run,
-                     wait_until, write_json)
+from support import (IS_ROOT, PYTHON, REPO, WorkerSite, free_port, pid_alive, read_json,
+                     run, wait_until, write_json)
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason='runs children as nobody and other '
                                 'users, in cgroups: needs root')
@@ -30,13 +30,6 @@ REFUSED = ('Connection refused', 'ECONNREFUSED')     # strerror, or the errno's 
 
 
 # ===================================================================== helpers
-
-def free_port():
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
 
 def actor(workdir, name, *args, **keys):
     """A PROCESS running readiness_actor.py as root (unless `user` is given)."""
