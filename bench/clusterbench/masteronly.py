@@ -102,10 +102,10 @@ def measure_edits(run, figures, details):
 
 def one_acked_edit(run):
     """Every list changed; the master's CPU until all ACKs came, then until it settled."""
-    pid = run.master.pid
+    pid, rev = run.master.pid, run.expect_next()
     fleet_before = run.fleet.stats()
     threads_before, cpu_before = thread_cpu_seconds(pid), proc_cpu_seconds(pid)
-    saved = run.save(run.rev + 1)
+    saved = run.save(rev)
     times, steps = run.fleet.wait_rev(run.rev, run.opts.procs_per_node, 60)
     cpu_acked, acked_at = proc_cpu_seconds(pid) - cpu_before, mono()
     threads = thread_cpu_seconds(pid)
@@ -165,9 +165,9 @@ def measure_rollout(run, details):
     A wave ends when its last node has looked ready for STABLE_FOR: the overhead
     of a wave is what the next one's first STATE takes beyond that (the node's
     REPORT, the master's verdict and tick, the next wave's 100 STATEs)."""
-    pid = run.master.pid
+    pid, rev = run.master.pid, run.expect_next()
     cpu_before = proc_cpu_seconds(pid)
-    saved = run.save(run.rev + 1, rollout=ROLLOUT)
+    saved = run.save(rev, rollout=ROLLOUT)
     times, steps = run.fleet.wait_rev(run.rev, run.opts.procs_per_node, 180)
     cpu = proc_cpu_seconds(pid) - cpu_before
     waves = [run.names[i:i + run.n // 10] for i in range(0, run.n, run.n // 10)]

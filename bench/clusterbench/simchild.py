@@ -10,8 +10,9 @@ empty, and is looked at again after every send on it (a send may consume the
 signal).
 
 Commands come on stdin and answers go to stdout, one JSON object a line (see
-fleet.py): `wait` (until every node reached a list version, or was confirmed under
-a new epoch), `cancel`, `fsync`, `stats`, `quit`.
+fleet.py): `expect` (the hashes of a list version, before it is saved), `wait`
+(until every node reached a list version, or was confirmed under a new epoch),
+`cancel`, `fsync`, `stats`, `quit`.
 """
 import heapq
 import json
@@ -38,13 +39,12 @@ FSYNC = [True]           # the simulated clients' worker file writes fsync ('fsy
 class Wait:
     """A condition over every node of a child, answered as soon as it holds."""
 
-    def __init__(self, request, nodes):
+    def __init__(self, request, nodes, expected=None):
         self.id, self.what = request['id'], request['what']
         self.request = request
         self.want = {}
         if self.what == 'rev':
-            self.want = {n.name: sha_of(node_list(n.name, request['rev'], request['procs']))
-                         for n in nodes}
+            self.want = expected or expected_shas(request, nodes)
         self.times, self.steps = {}, {}
         self.pending = set()
         for node in nodes:
@@ -68,6 +68,11 @@ class Wait:
         return True
 
 
+def expected_shas(request, nodes):
+    """{node: the sha256 of its list at request['rev']}."""
+    return {n.name: sha_of(node_list(n.name, request['rev'], request['procs'])) for n in nodes}
+
+
 class SimChild:
     """Many simulated nodes in one process; commands on stdin, answers on stdout."""
 
@@ -79,6 +84,7 @@ class SimChild:
         self.readable = {}            # sockets that may hold messages (an ordered set)
         self.heap = []
         self.waits = {}
+        self.expected = {}            # (rev, procs) -> expected_shas, made before the save
         self.write_seconds = 0.0
         self.inbox = b''
         self.nodes = [make_node(self, i, name, cfg) for i, name in enumerate(cfg['nodes'])]
@@ -182,8 +188,13 @@ class SimChild:
         cmd = request['cmd']
         if cmd == 'quit':
             return False
-        if cmd == 'wait':
-            wait = Wait(request, self.nodes)
+        if cmd == 'expect':
+            self.expected = {(request['rev'], request['procs']): expected_shas(request,
+                                                                               self.nodes)}
+            self.say({'id': request['id']})
+        elif cmd == 'wait':
+            wait = Wait(request, self.nodes,
+                        self.expected.get((request.get('rev'), request.get('procs'))))
             self.waits[wait.id] = wait
             if not wait.pending:
                 self.answer(wait)
