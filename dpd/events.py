@@ -23,6 +23,11 @@ class ConfigLoaded(Record):
     wall: float = None      # when it was read, wall clock (the master's versions use it)
 
 
+class StateWritten(Record):
+    """The executor wrote the state file (and what is published with it) in `seconds`."""
+    seconds: float
+
+
 class ConfigRejected(Record):
     messages: tuple
 

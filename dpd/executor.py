@@ -5,10 +5,12 @@ returns the facts an action produced, which the controller hands straight
 back to the policy.
 """
 import logging
+import time
 
 from . import actions as act
 from . import state
 from .daemon import sd_notify
+from .events import StateWritten
 
 log = logging.getLogger('dpd')
 
@@ -44,9 +46,13 @@ class DaemonExecutor:
         log.info('USR1: log files reopened')
 
     def _write_state(self, action):
+        """The state file and what is published with it; how long that took is a
+        fact for the policy, whose next write may wait in proportion."""
+        started = time.monotonic()
         body = self.state_body(action.snapshot)
         self.write_state(body)
         self.publish_metrics(body, action)
+        return (StateWritten(time.monotonic() - started),)
 
     def write_state(self, body):
         """True once the state file holds `body`."""

@@ -80,9 +80,11 @@ class Controller:
                     pending.extend(self._perform(action))
 
     def flush(self):
-        """After a batch of facts: the state file if due, and what the executor held."""
+        """After a batch of facts: the state file if due (its outcome handed back to
+        the policy), and what the executor held."""
         for action in self.policy.flush(self.clock()):
-            self._perform(action)
+            for outcome in self._perform(action):
+                self.dispatch(outcome)
         if self._end_batch is not None:
             try:
                 self._end_batch()

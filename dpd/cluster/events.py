@@ -1,6 +1,6 @@
 """The master's and the client's facts; the shared ones are re-exported."""
 from ..events import (CommandGone, CommandReceived, ConfigLoaded, ConfigRejected,  # noqa: F401
-                      SignalReceived, ThreadCrashed, Tick)
+                      SignalReceived, StateWritten, ThreadCrashed, Tick)
 from ..record import Record
 
 

@@ -33,6 +33,7 @@ VERSIONS_LOGGED = 10                  # nodes named one per line; beyond, one su
 
 class MasterPolicy(Staged, Remote, NetworkPolicy):
     crash_note = 'the nodes keep their lists'
+    STATE_WRITE_SHARE = 0.1     # a big fleet's file written at most a tenth of the time
 
     def __init__(self, epoch, secure, previous=None, rollout=None):
         super().__init__({

@@ -76,11 +76,12 @@ class MasterExecutor(NetworkExecutor):
         second), the metrics text; at 10,000 nodes RSS otherwise kept ~90 MB of them.
         At most every TRIM_EVERY: a small fleet's file is written every few ms, and
         trimming a heap that a flood of big messages filled takes longer."""
-        super()._write_state(action)
+        outcome = super()._write_state(action)
         now = time.monotonic()
         if now - self._trimmed_at >= TRIM_EVERY:
             self._trimmed_at = now
             freemem.give_back()
+        return outcome
 
     def state_body(self, snapshot):
         """The view with wall times; an unchanged record (the policy hands the same

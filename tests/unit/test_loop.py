@@ -196,6 +196,19 @@ def test_outcomes_of_actions_come_back_before_the_next_queued_fact(world):
     assert kinds(policy) == [1, 9, 2]
 
 
+def test_what_the_state_file_write_produced_is_handed_to_the_policy(world):
+    """The executor says how long the write took; the policy holds the next back."""
+    clock, events, policy, executor, controller = world
+    write = act.WriteState(('a snapshot',))
+    executor.outcomes[write] = (fact(7),)
+    writes = [[write]]
+    policy.flush = lambda now: writes.pop() if writes else []
+    events.post(fact(1))
+    run_until_blocked(controller)
+    assert executor.performed == [write]
+    assert kinds(policy) == [1, 7]
+
+
 def test_exit_ends_the_run_after_a_last_flush(world):
     clock, events, policy, _, controller = world
     policy.answers[fact(1)] = [act.Exit(3)]

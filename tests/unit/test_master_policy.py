@@ -441,6 +441,26 @@ def test_the_master_state_file_waits_2_ms_per_node_between_writes():
     assert big.policy.state_delay() == 1.0, 'a change alone is written within 1 s'
 
 
+def test_a_slow_state_file_write_holds_the_next_one_back_nine_times_as_long():
+    """Writing the state file takes at most a tenth of the master's time: a write
+    of 0.4 s (10,000 nodes after an edit) is followed by none for 3.6 s, where
+    the interval alone would allow one after 2 s; a quick write changes nothing."""
+    world = MasterWorld({'n%d' % i: LIST_A for i in range(3000)})
+    policy = world.policy
+    assert policy.flush(0.0) == [], 'a load waits 1 s for what follows it'
+    [write] = policy.flush(1.0)
+    policy.handle(ev.StateWritten(0.4), 1.4)
+    world.ask('n1', 1.5)
+    assert policy.flush(1.5) == [] and policy.flush_deadline() == pytest.approx(5.0)
+    assert policy.flush(4.9) == []
+    [write] = policy.flush(5.0)
+    policy.handle(ev.StateWritten(0.05), 5.05)
+    world.ask('n1', 5.1)
+    assert policy.flush(5.1) == [] and policy.flush_deadline() == pytest.approx(7.0), \
+        'the interval (2 s) rules when writes are quick'
+    assert [type(a) for a in policy.flush(7.0)] == [act.WriteState]
+
+
 def test_an_edit_and_the_reports_of_it_are_one_write_of_the_state_file():
     """SPEC 2.5: every record changes with an edit, and again with each node's
     report of it; the first change waits for the rest (2 ms per node, at most 1 s)."""
