@@ -11,8 +11,8 @@ from .link import Curve, SocketPlan
 # A client pings every 10 s and drops a connection silent for 30 s. It asks the
 # master for no timeout of its own (no ZMTP TTL): libzmq keeps such a timeout as a
 # timer, and cancels it at each message by a walk over every timer of its I/O
-# thread (poller_base_t::cancel_timer, O(n)), which at 10,000 nodes was most of
-# the master's I/O thread (11 % of a core idle, 1.1-1.5 CPU-s per edit). The
+# thread (poller_base_t::cancel_timer, O(n)), which at 10,000 nodes was half of
+# the master's I/O thread (10-13 % of a core idle, 0.7-1.1 CPU-s per edit). The
 # master drops a dead node's connection by TCP keepalive instead (KEEPALIVE),
 # which the kernel times.
 HEARTBEATS = ((zmq.HEARTBEAT_IVL, 10000), (zmq.HEARTBEAT_TIMEOUT, 30000))

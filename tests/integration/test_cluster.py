@@ -1,5 +1,6 @@
 """Master, clients and workers on one machine (SPEC 2.3, 2.4, 4): real daemons,
-real ZeroMQ sockets (ipc:// in the test's directory)."""
+real ZeroMQ sockets (ipc:// in the test's directory; TCP on 127.0.0.1 where TCP
+itself is under test)."""
 import json
 import os
 import shutil
