@@ -24,7 +24,8 @@ class ConfigLoaded(Record):
 
 
 class StateWritten(Record):
-    """The executor wrote the state file (and what is published with it) in `seconds`."""
+    """The executor wrote the state file (and what is published with it), which
+    took `seconds` of its thread's CPU time."""
     seconds: float
 
 

@@ -76,9 +76,9 @@ class Policy:
         return [self.state_action(now)]
 
     def _on_state_written(self, event, now, out):
-        """A write that took long holds the next one back, so that writing costs at
-        most STATE_WRITE_SHARE of the time (the master's file of 10,000 nodes took
-        0.3-0.45 s to write after an edit, and was written every 2 s)."""
+        """A write that took much CPU holds the next one back, so that writing costs
+        at most STATE_WRITE_SHARE of the time (the master's file of 10,000 nodes
+        took 0.3-0.45 s to write after an edit, and was written every 2 s)."""
         share = self.STATE_WRITE_SHARE
         if share:
             rest = now + event.seconds * (1 - share) / share
