@@ -1,6 +1,7 @@
 """Shared test helpers: real daemons, deadlines, /proc scans. No bare sleeps."""
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -41,10 +42,31 @@ def wait_until(predicate, timeout=TIMEOUT, interval=0.01, message=None):
 
 
 def free_port():
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+    """A TCP port of 127.0.0.1 that nothing is bound to right now, below the
+    kernel's ephemeral range: a port the kernel hands out (bind to port 0) may
+    be taken by any outgoing connection before the daemon under test binds it."""
+    first_ephemeral = _first_ephemeral_port()
+    for _ in range(200):
+        port = _RANDOM.randrange(20000, first_ephemeral)
+        with socket.socket() as sock:
+            try:
+                sock.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError('no free TCP port in 20000-%d' % first_ephemeral)
+
+
+_RANDOM = random.SystemRandom()
+
+
+def _first_ephemeral_port():
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            first = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768               # Linux's default
+    return max(first, 20100)
 
 
 def write_json(path, doc, mode=0o644):
