@@ -81,8 +81,8 @@ class Policy:
         took 0.3-0.45 s to write after an edit, and was written every 2 s)."""
         share = self.STATE_WRITE_SHARE
         if share:
-            rest = now + event.seconds * (1 - share) / share
-            self.state_due = rest if self.state_due is None else max(self.state_due, rest)
+            earliest = now + event.seconds * (1 - share) / share
+            self.state_due = max(self.state_due or earliest, earliest)
 
     def _state_write_due(self):
         delay = self.state_delay()

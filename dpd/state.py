@@ -108,7 +108,6 @@ def _entry_text(entry, last, big):
         (len(head), len(head) + len(big_text))
 
 
-
 def read(path):
     """The decoded state file, or raise OSError / JsonError."""
     data, _ = jsonfile.read_regular(path, limit=MAX_STATE_BYTES)

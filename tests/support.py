@@ -47,7 +47,7 @@ def free_port():
     be taken by any outgoing connection before the daemon under test binds it."""
     first_ephemeral = _first_ephemeral_port()
     for _ in range(200):
-        port = _RANDOM.randrange(20000, first_ephemeral)
+        port = random.randrange(20000, first_ephemeral)
         with socket.socket() as sock:
             try:
                 sock.bind(('127.0.0.1', port))
@@ -55,9 +55,6 @@ def free_port():
                 continue
             return port
     raise AssertionError('no free TCP port in 20000-%d' % first_ephemeral)
-
-
-_RANDOM = random.SystemRandom()
 
 
 def _first_ephemeral_port():
