@@ -29,9 +29,22 @@ log = logging.getLogger('dpd')
 
 # What libzmq may queue from one connection before it stops reading it (TCP then
 # pushes back on the peer): an honest client has one HELLO or REPORT in flight,
-# so a few suffice; the default, 1000 frames of up to 2 MiB each, would let one
-# peer fill the master's memory before the inbox's budget ever sees a message.
-PEER_QUEUE = 8
+# so one suffices. libzmq holds that much per connection (and the one it is
+# reading) before the inbox's budget sees any of it: with the default, 1000
+# messages of up to 2 MiB, one peer could fill the master's memory; with 8, a
+# hundred connections flooding took it to 796-888 MiB; with one, to 260
+# (tests/integration/test_hardening.py, fault 8). What it costs: libzmq tells
+# its I/O thread at each message taken that the connection may be read again.
+PEER_QUEUE = 1
+# With CURVE, libzmq (4.3) queues the peer's User-Id ahead of its first message and
+# counts it against the queue, but never counts it as taken (pipe_t::read skips it):
+# one place stays used for the connection's life, and with a queue of one nothing
+# after the handshake would ever be read.
+CURVE_USER_ID = 1
+
+
+def _peer_queue(curve):
+    return PEER_QUEUE + (CURVE_USER_ID if curve is not None else 0)
 
 
 def master_plans(config, curve):
@@ -44,7 +57,7 @@ def master_plans(config, curve):
                                         (zmq.SNDHWM, 1000), (zmq.MAXMSGSIZE, 1024))),
         SocketPlan(protocol.STATS, zmq.ROUTER, config.master_stats, bind=True, curve=curve,
                    options=KEEPALIVE + ((zmq.ROUTER_MANDATORY, 1), (zmq.BACKLOG, 1024),
-                                        (zmq.SNDHWM, 1000), (zmq.RCVHWM, PEER_QUEUE),
+                                        (zmq.SNDHWM, 1000), (zmq.RCVHWM, _peer_queue(curve)),
                                         (zmq.MAXMSGSIZE, 2 * protocol.MAX_JSON_BYTES))),
     )
 
