@@ -5,10 +5,13 @@ main thread published (bytes, never changed, swapped whole by `publish`),
 never the policy's data, and decides nothing. Every client is bounded so
 that a slow or hostile one costs only its own connection: the request must
 arrive whole within REQUEST_TIMEOUT and fit in MAX_REQUEST bytes; an answer
-not read for SEND_TIMEOUT is dropped; at most MAX_CONNECTIONS are open, and
-when all are taken, the one that has waited longest for its request makes
-room (a scraper sends its request at once; a slowloris never finishes it).
-Every answer closes its connection.
+not read for SEND_TIMEOUT is dropped, and so is one not read whole within
+ANSWER_TIMEOUT (a reader that takes a byte now and then would keep it for
+ever); at most MAX_CONNECTIONS are open, and when all are taken, the one that
+has waited longest for its request makes room (a scraper sends its request at
+once; a slowloris never finishes it), else the answer that has taken longest,
+once it has taken longer than SLOW_ANSWER (a scrape of megabytes takes well
+under a second). Every answer closes its connection.
 """
 import re
 import selectors
@@ -22,6 +25,8 @@ from .config import LISTEN_ADDRESS
 MAX_REQUEST = 8192            # bytes of request line and headers
 REQUEST_TIMEOUT = 5.0         # from accept to the end of the headers
 SEND_TIMEOUT = 5.0            # an answer that makes no progress for that long is dropped
+ANSWER_TIMEOUT = 60.0         # an answer not read whole by then is dropped
+SLOW_ANSWER = 5.0             # an answer going on longer may make room for a new client
 MAX_CONNECTIONS = 64
 BACKLOG = 128
 HEADERS_END = re.compile(rb'\r?\n\r?\n')
@@ -49,11 +54,16 @@ class Connection:
         self.sock = sock
         self.request = bytearray()
         self.answer = None                      # what is left to send: [memoryview, ...]
+        self.answered_at = None
         self.deadline = now + REQUEST_TIMEOUT
 
     @property
     def reading(self):
         return self.answer is None
+
+    def went_on(self, now):
+        """Its answer started or made progress at `now`: the next deadline."""
+        self.deadline = min(now + SEND_TIMEOUT, self.answered_at + ANSWER_TIMEOUT)
 
 
 class MetricsServer(Observer):
@@ -110,11 +120,16 @@ class MetricsServer(Observer):
             self.selector.register(sock, selectors.EVENT_READ, connection)
 
     def _make_room(self):
-        """Close the connection that has waited longest for its request, if any."""
+        """Close the connection that has waited longest for its request, or else the
+        one whose answer has taken longest, if longer than SLOW_ANSWER."""
         waiting = [c for c in self.connections.values() if c.reading]
-        if not waiting:
+        if waiting:
+            self._close(min(waiting, key=lambda c: c.deadline))
+            return True
+        slow = min(self.connections.values(), key=lambda c: c.answered_at, default=None)
+        if slow is None or time.monotonic() - slow.answered_at < SLOW_ANSWER:
             return False
-        self._close(min(waiting, key=lambda c: c.deadline))
+        self._close(slow)
         return True
 
     def _serve(self, connection, events):
@@ -144,7 +159,8 @@ class MetricsServer(Observer):
 
     def _answer(self, connection, head, body):
         connection.answer = [memoryview(head)] + ([memoryview(body)] if body else [])
-        connection.deadline = time.monotonic() + SEND_TIMEOUT
+        connection.answered_at = time.monotonic()
+        connection.went_on(connection.answered_at)
         self.selector.modify(connection.sock, selectors.EVENT_WRITE, connection)
         self._send(connection)
 
@@ -154,7 +170,7 @@ class MetricsServer(Observer):
                 sent = connection.sock.send(connection.answer[0], socket.MSG_NOSIGNAL)
             except (BlockingIOError, InterruptedError):
                 return                          # the reader's turn: EVENT_WRITE says when
-            connection.deadline = time.monotonic() + SEND_TIMEOUT
+            connection.went_on(time.monotonic())
             connection.answer[0] = connection.answer[0][sent:]
             if not connection.answer[0]:
                 connection.answer.pop(0)

@@ -4,7 +4,9 @@ import time
 
 import pytest
 
+from dpd.cluster import httpd
 from dpd.cluster.httpd import MetricsServer, answer_to, listen
+from support import wait_until
 
 TEXT = b'diprocd_config_load_success 1\n'
 
@@ -70,6 +72,75 @@ def test_an_answer_bigger_than_any_socket_buffer_arrives_whole_even_read_late():
     finally:
         server.stop()
     assert not server.is_alive() and posted == []
+
+
+BIG = b'x' * (8 << 20)              # more than the kernel buffers of a tiny reader
+
+
+def tiny_reader(port):
+    """A connection that asked for the metrics and takes the answer in sips: a
+    receive buffer of a few KiB, so the server's sends soon stop."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(('127.0.0.1', port))
+    sock.sendall(b'GET /metrics HTTP/1.1\r\n\r\n')
+    return sock
+
+
+def serving(text):
+    server = MetricsServer(listen('127.0.0.1:0'), posted.append)
+    server.publish(text)
+    server.start()
+    return server, server.sock.getsockname()[1]
+
+
+def test_answers_nobody_reads_make_room_for_a_scraper_once_they_are_slow(monkeypatch):
+    """Every connection taken by an answer its reader never takes: a new scraper
+    is turned away until the oldest of them has taken longer than SLOW_ANSWER,
+    then served (before, it was turned away for as long as they stayed)."""
+    monkeypatch.setattr(httpd, 'SLOW_ANSWER', 0.5)
+    monkeypatch.setattr(httpd, 'SEND_TIMEOUT', 30.0)    # no answer ends by itself here
+    server, port = serving(BIG)
+    held = []
+    try:
+        held = [tiny_reader(port) for _ in range(httpd.MAX_CONNECTIONS)]
+        wait_until(lambda: len(server.connections) == httpd.MAX_CONNECTIONS and
+                   all(not c.reading for c in list(server.connections.values())))
+        answer = wait_until(lambda: fetch_or_none(port), timeout=3)
+        head, _, body = answer.partition(b'\r\n\r\n')
+        assert head.startswith(b'HTTP/1.1 200 OK') and body == BIG
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+    assert posted == []
+
+
+def fetch_or_none(port):
+    try:
+        return fetch(port)
+    except ConnectionError:
+        return None
+
+
+def test_an_answer_taken_in_sips_ends_at_its_deadline(monkeypatch):
+    """A reader that takes a little now and then makes progress (no SEND_TIMEOUT),
+    but the server ends its answer at ANSWER_TIMEOUT all the same."""
+    monkeypatch.setattr(httpd, 'ANSWER_TIMEOUT', 1.0)
+    server, port = serving(BIG)
+    sock = tiny_reader(port)
+    try:
+        wait_until(lambda: server.connections)
+        started = time.monotonic()
+        while server.connections and time.monotonic() - started < 5:
+            assert sock.recv(1024), 'the answer goes on while the server holds it'
+            time.sleep(0.05)                     # a sip at a time
+        assert 0.9 <= time.monotonic() - started < 3, 'ended at ANSWER_TIMEOUT'
+    finally:
+        sock.close()
+        server.stop()
+    assert posted == []
 
 
 posted = []
