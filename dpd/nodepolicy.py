@@ -171,6 +171,8 @@ def check_entries(entries, policy, default_user, own_files=(), accounts=Accounts
                                accounts):
             pid_files.setdefault(form, index)
     for index, entry in enumerate(entries):
+        if problems.over:
+            break
         label = process_label('%s[%d]' % (path, index), entry)
         _check_accounts(entry, label, policy, default_user, accounts, problems)
         for key in PROCESS_PATH_KEYS:

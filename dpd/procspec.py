@@ -229,9 +229,9 @@ def spec_from_record(record):
 
 def parse_process(value, path, problems, default_user):
     """A ProcessSpec, or None after adding every problem to `problems`."""
-    before = len(problems.messages)
+    before = problems.found
     fields = check_object(value, PROCESS_KEYS, path, problems)
-    if fields is None or len(problems.messages) > before:
+    if fields is None or problems.found > before:
         return None
     if fields['daemon'] and (fields['pid_file'] is None or fields['write_pid']):
         problems.add(path, '"daemon": true needs "pid_file" and "write_pid": false '
@@ -258,6 +258,8 @@ def parse_process_list(value, path, problems, default_user):
         return ()
     specs, labels, seen_names, seen_pid_files = [], [], {}, {}
     for index, item in enumerate(value):
+        if problems.over:
+            break
         label = process_label('%s[%d]' % (path, index), item)
         spec = parse_process(item, label, problems, default_user)
         if spec is None:

@@ -28,16 +28,34 @@ class InvalidObject(Invalid):
 
 
 class Problems:
-    """Every problem found in one document, each as "PATH: PROBLEM"."""
+    """The problems found in one document, each as "PATH: PROBLEM": the first LIMIT
+    of them. A file or a list of a million bad entries is refused with a hundred
+    reasons and a line saying there are more, not with a million lines (each one
+    logged, and kept in the state file); the walks that add them stop once `over`."""
+    LIMIT = 100
 
-    def __init__(self):
-        self.messages = []
+    def __init__(self, limit=LIMIT):
+        self.limit = limit
+        self.found = 0                  # every problem added, listed or not
+        self._listed = []
 
     def add(self, path, problem):
-        self.messages.append('%s: %s' % (path, problem) if path else problem)
+        self.found += 1
+        if self.found <= self.limit:
+            self._listed.append('%s: %s' % (path, problem) if path else problem)
+
+    @property
+    def over(self):
+        """More problems than are listed: there is no need to look for others."""
+        return self.found > self.limit
+
+    @property
+    def messages(self):
+        more = ['more problems than these %d; the rest are not listed' % self.limit]
+        return self._listed + (more if self.over else [])
 
     def __bool__(self):
-        return bool(self.messages)
+        return self.found > 0
 
 
 class Key(Record):
@@ -142,6 +160,8 @@ def check_object(value, keys, path, problems, ignore_underscore=False):
     known, required, defaults = _described(keys)
     out, bad = dict(defaults), None
     for name, item in value.items():
+        if problems.over:
+            break
         key = known.get(name)
         if key is None:
             if not (ignore_underscore and name.startswith('_')):
@@ -199,7 +219,8 @@ class PathProblems(Problems):
 
     def add(self, path, problem):
         super().add(path, problem)
-        self.pairs.append((path, problem))
+        if len(self.pairs) <= self.limit:       # one past it: the parent is over too
+            self.pairs.append((path, problem))
 
 
 def _join(path, name):

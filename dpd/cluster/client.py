@@ -38,20 +38,22 @@ USAGE_FIELDS = ('memory_bytes', 'cpu_seconds')   # sampled often: they wait for 
 
 def accepted_users_problems(entries, allowed_users):
     """The local policy: which users (and groups) this node runs for the master."""
-    problems = []
+    problems = Problems()
     allowed = set(allowed_users) if allowed_users is not None else None
     for index, entry in enumerate(entries):
+        if problems.over:
+            break
         for key in ('user', 'group'):
             account = entry.get(key, 'nobody' if key == 'user' else None)
             if account is None:
                 continue
+            where = 'procs[%d] ("%s").%s' % (index, entry.get('name'), key)
             if allowed is None and account == 'root':
-                problems.append('procs[%d] ("%s").%s: root is accepted only when this node\'s '
-                                'allowed_users lists it' % (index, entry.get('name'), key))
+                problems.add(where, 'root is accepted only when this node\'s allowed_users '
+                             'lists it')
             elif allowed is not None and account not in allowed:
-                problems.append('procs[%d] ("%s").%s: %s is not in this node\'s allowed_users'
-                                % (index, entry.get('name'), key, account))
-    return problems
+                problems.add(where, '%s is not in this node\'s allowed_users' % account)
+    return problems.messages
 
 
 class ClientPolicy(Relaying, NetworkPolicy):
