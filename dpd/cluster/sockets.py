@@ -47,6 +47,13 @@ def _peer_queue(curve):
     return PEER_QUEUE + (CURVE_USER_ID if curve is not None else 0)
 
 
+# And what a client's libzmq may read ahead of its own budget: an honest master
+# sends a node an answer, a list, a command or two at once; the default (1000
+# messages of up to 8 MiB) let a master flooding a node with lists take the client
+# to 470-563 MiB (tests/integration/test_protocol_peers.py); four, to 130.
+MASTER_QUEUE = 4
+
+
 def master_plans(config, curve):
     # No ZMTP heartbeats from the master: each client pings every 10 s, and TCP
     # keepalive drops a dead node's connections; with a thousand nodes the
@@ -70,7 +77,8 @@ def client_plans(config, curve):
     return (
         SocketPlan(protocol.STATS, zmq.DEALER, config.master_stats, bind=False, curve=curve,
                    options=HEARTBEATS + RECONNECT + (
-                       (zmq.SNDHWM, 10), (zmq.MAXMSGSIZE, 2 * protocol.MAX_FRAME_BYTES))),
+                       (zmq.SNDHWM, 10), (zmq.RCVHWM, MASTER_QUEUE),
+                       (zmq.MAXMSGSIZE, 2 * protocol.MAX_FRAME_BYTES))),
     )
 
 
