@@ -66,6 +66,15 @@ def _first_ephemeral_port():
     return max(first, 20100)
 
 
+def peak_rss_mib(pid):
+    """The highest resident memory of process `pid` so far (VmHWM), in MiB."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError('no VmHWM for pid %d' % pid)
+
+
 def write_json(path, doc, mode=0o644):
     """Replace `path` atomically, as an editor or the client would."""
     tmp = '%s.%s.tmp' % (path, uuid.uuid4().hex[:8])

@@ -32,8 +32,8 @@ import support
 from cluster_support import Cluster
 from dpd import procfs
 from dpd.cluster import keys, protocol
-from support import (IS_ROOT, PYTHON, REPO, WITHOUT_CGROUPS, Daemon, pid_alive, pids_with,
-                     read_json, read_pid, run, wait_until, write_json)
+from support import (IS_ROOT, PYTHON, REPO, WITHOUT_CGROUPS, Daemon, peak_rss_mib, pid_alive,
+                     pids_with, read_json, read_pid, run, wait_until, write_json)
 
 NOBODY = 65534
 USER = 'root' if IS_ROOT else support._me()
@@ -154,14 +154,6 @@ def nofile(pid):
                 soft, hard = line.split()[3:5]
                 return int(soft), int(hard)
     raise AssertionError('no nofile limit for pid %d' % pid)
-
-
-def peak_rss_mib(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024.0
-    raise AssertionError('no VmHWM for pid %d' % pid)
 
 
 class Peer:

@@ -28,7 +28,7 @@ import zmq
 import zmq.utils.garbage
 
 from cluster_support import Cluster, Node
-from support import TIMEOUT, read_json, run, wait_until
+from support import TIMEOUT, peak_rss_mib, read_json, run, wait_until
 from dpd import state
 from dpd.cluster import protocol
 
@@ -388,11 +388,6 @@ def test_a_flood_of_big_lists_keeps_the_client_under_250_mib(workdir):
         s.assert_alive()
         assert s.applied_count() == 1, 'the worker file is untouched'
         assert peak_rss_mib(s.client.proc.pid) < 250
-
-
-def peak_rss_mib(pid):
-    with open('/proc/%d/status' % pid) as f:
-        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
 
 
 # ------------------------------------------------------------ (f) the updates channel
