@@ -33,3 +33,7 @@ class WriteWorkerFile(Record):
 class KeepRolloutLists(Record):
     """Save the lists a new rollout's nodes keep while held (for a restarted master)."""
     record: dict            # {id, lists: {node: Desired.saved}}
+
+
+class DropRolloutLists(Record):
+    """No node is held any more: the saved lists (old versions, maybe secrets) go."""

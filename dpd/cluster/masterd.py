@@ -52,7 +52,8 @@ class MasterExecutor(NetworkExecutor):
         self.cluster_metrics = ClusterMetrics()
         self._shown = state.WallTimes('node', self._shown_node)
         self._trimmed_at = float('-inf')
-        self.handles({act.KeepRolloutLists: self._keep_rollout_lists})
+        self.handles({act.KeepRolloutLists: self._keep_rollout_lists,
+                      act.DropRolloutLists: self._drop_rollout_lists})
 
     def _reload(self, action):
         if self.authorized_keys is not None:  # HUP is how new node keys are taken in
@@ -68,6 +69,13 @@ class MasterExecutor(NetworkExecutor):
         except OSError as err:
             log.error('cannot save the lists of rollout %s in %s (%s): a master restarted '
                       'during it serves every node its new list', action.record['id'],
+                      resume.lists_path(self.state_file), err.strerror or err)
+
+    def _drop_rollout_lists(self, action):
+        try:
+            resume.drop_lists(self.state_file)
+        except OSError as err:
+            log.error('cannot remove the lists of the last rollout, %s: %s',
                       resume.lists_path(self.state_file), err.strerror or err)
 
     def _write_state(self, action):

@@ -4,8 +4,8 @@ nodes keep (SPEC 6.5).
 
 The rollout's progress is in the state file (`rollout`); the lists its held
 nodes keep are in a file of their own beside it, written once when the rollout
-starts: a thousand old lists would otherwise be rewritten with every state
-write. Both files are the master's: one that another user could have written
+starts (a thousand old lists would otherwise be rewritten with every state
+write) and removed once no node is held. Both files are the master's: one that another user could have written
 is not trusted (SPEC 5.2), and every list must match its hash.
 """
 import hashlib
@@ -13,7 +13,7 @@ import logging
 import os
 
 from .. import jsonfile, state
-from .rollout import STATUSES
+from .rollout import HOLDING, STATUSES
 
 log = logging.getLogger('dpd')
 MAX_LISTS_BYTES = 256 * 1024 * 1024
@@ -51,6 +51,8 @@ def _rollout(record, state_file):
         log.warning('%s: the rollout record is not as this version writes it: not resumed',
                     state_file)
         return None
+    if not any(status in HOLDING for status in record['status'].values()):
+        return record, {}           # nobody held: its lists were dropped (or never needed)
     path = lists_path(state_file)
     try:
         saved = _read_own(path)
@@ -100,3 +102,11 @@ def _kept(node, entry):
 
 def write_lists(state_file, record):
     jsonfile.replace_file(lists_path(state_file), jsonfile.dumps(record).encode(), mode=0o600)
+
+
+def drop_lists(state_file):
+    """Remove the saved lists (gone already: nothing to do)."""
+    try:
+        os.unlink(lists_path(state_file))
+    except FileNotFoundError:
+        pass

@@ -17,6 +17,7 @@ from ..record import Record
 WAITING, SERVING, SUCCEEDED, FAILED, REVERTED = (
     'waiting', 'serving', 'succeeded', 'failed', 'reverted')
 STATUSES = (WAITING, SERVING, SUCCEEDED, FAILED, REVERTED)
+HOLDING = (WAITING, REVERTED)       # a node keeps its current list
 
 
 class RolloutSpec(Record):
@@ -56,7 +57,7 @@ class Rollout:
     def holds(self, node):
         """The node keeps its current list for now (waiting for its wave, or left
         out by a halt, or given its old list back)."""
-        return self.status.get(node) in (WAITING, REVERTED)
+        return self.status.get(node) in HOLDING
 
     @property
     def finished(self):

@@ -37,7 +37,7 @@ class Staged:
             self.rollout = Rollout(str(self.edit_ms), spec, [n.name for n in behind], now)
             self._rollout_started(old, behind, out)
         elif edited or self.rollout is None:
-            self._end_rollout()
+            self._end_rollout(out)
         for node in behind:
             self._serve_as_staged(node, now, out)
 
@@ -54,11 +54,12 @@ class Staged:
             '; replaces rollout %s' % old.ident if old else '')))
         self._log_wave(out)
 
-    def _end_rollout(self):
+    def _end_rollout(self, out):
         if self.rollout is not None:
             names = list(self.rollout.status)
             self.rollout = None
             self._rollout_changed(names)
+            out.append(act.DropRolloutLists())
 
     def _serve_as_staged(self, node, now, out):
         """Give `node` what the rollout says: its target, or the list it keeps."""
@@ -169,6 +170,7 @@ class Staged:
             self._log_wave(out)
         elif rollout.finished and not rollout.halted:
             out.append(log_action(logging.INFO, rollout.describe()))
+            out.append(act.DropRolloutLists())      # every node has its new list
         for name in names:
             self._serve_as_staged(self.nodes[name], now, out)
 

@@ -64,6 +64,14 @@ def rollout_record(cluster):
         return {}
 
 
+def kept_lists(cluster):
+    """The file of the lists a rollout's held nodes keep (None: there is none)."""
+    try:
+        return read_json(cluster.workdir.join('master.state.rollout.json'))
+    except FileNotFoundError:
+        return None
+
+
 def test_waves_reach_the_nodes_in_name_order_one_ready_wave_after_the_other(cluster, workdir):
     start(cluster, workdir, {'max_parallel': 1, 'wait_ready': 30})
     old = args_of(cluster.nodes['w1'])
@@ -83,6 +91,7 @@ def test_waves_reach_the_nodes_in_name_order_one_ready_wave_after_the_other(clus
     wait_until(progress, 30, interval=0.02)
     assert seen == list(NODES)
     wait_until(lambda: rollout_record(cluster).get('line', '').endswith('done: 3 nodes'), 20)
+    assert kept_lists(cluster) is None, 'nobody is held: the old lists are not kept'
     for name in NODES:
         cluster.wait_node_state(name, 'in-sync')
     code, out, _ = ctl(cluster, 'cluster')
@@ -129,6 +138,7 @@ def test_a_master_killed_mid_rollout_resumes_it(cluster, workdir):
     wait_until(lambda: args_of(w1) != before['w1'], 15)
     cluster.wait_node_state('w2', 'held')
     record = rollout_record(cluster)
+    assert sorted(kept_lists(cluster)['lists']) == list(NODES)
     cluster.master.kill9()
     cluster.start_master().wait_log('resumed rollout %s' % record['id'])
     cluster.wait_node_state('w2', 'held')
@@ -137,6 +147,7 @@ def test_a_master_killed_mid_rollout_resumes_it(cluster, workdir):
         pass                            # w1's new process gets ready: the rollout goes on
     wait_until(lambda: rollout_record(cluster).get('line', '').endswith('done: 3 nodes'), 40)
     assert rollout_record(cluster)['id'] == record['id']
+    assert kept_lists(cluster) is None
     for name in NODES:
         assert args_of(cluster.nodes[name]) != before[name]
         cluster.wait_node_state(name, 'in-sync')

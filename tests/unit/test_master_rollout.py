@@ -36,13 +36,14 @@ class RolloutWorld(MasterWorld):
         self.rollout_spec = rollout
         self.policy = MasterPolicy('epoch-1', False, previous, saved)
         self.logs, self.replies, self.notifies = [], [], []
-        self.kept_lists = []
+        self.kept_lists, self.drops = [], 0
         self.loaded_at = dict.fromkeys(nodes, 100.0)
         self.handle(ev.ConfigLoaded(config(dict.fromkeys(nodes, LIST_A), rollout), wall), 0.0)
 
     def handle(self, event, now):
         actions = super().handle(event, now)
         self.kept_lists += [a.record for a in actions if isinstance(a, act.KeepRolloutLists)]
+        self.drops += sum(isinstance(a, act.DropRolloutLists) for a in actions)
         return actions
 
     def edit(self, entries, now, nodes=NODES):
@@ -209,6 +210,26 @@ def test_an_edit_without_rollout_ends_the_rollout():
     world.edit(LIST_B, 20.0)
     assert world.policy.rollout is None
     assert all(world.served(n) == sha(LIST_B) for n in NODES)
+
+
+def test_the_kept_lists_are_dropped_once_every_node_has_its_new_list():
+    world = started()
+    world.ready('n1', LIST_B, 11.0)
+    world.ready('n2', LIST_B, 11.0)
+    assert world.drops == 0, 'n3 and n4 wait for their wave with their old list'
+    world.ready('n3', LIST_B, 20.0)
+    world.ready('n4', LIST_B, 20.0)
+    assert world.line() == 'rollout 1010000 done: 4 nodes' and world.drops == 1
+
+
+def test_a_halted_rollout_keeps_its_lists_until_an_edit_ends_it():
+    world = started({'max_parallel': 2, 'auto_revert': True})
+    world.runs('n1', LIST_B, 11.0, state='failed')
+    world.tick(30.0)
+    assert world.policy.rollout.halted and world.drops == 0
+    world.rollout_spec = None
+    world.edit(LIST_C, 40.0)
+    assert world.policy.rollout is None and world.drops == 1
 
 
 def test_a_node_new_to_the_file_is_held_unmanaged_until_its_wave():

@@ -61,6 +61,15 @@ def test_a_record_not_as_this_version_writes_it_is_not_resumed(files, change, ca
     assert 'not resumed' in caplog.text
 
 
+def test_a_rollout_that_holds_no_node_needs_no_lists(files):
+    done = dict(RECORD, status={'n1': 'succeeded', 'n2': 'failed'})
+    state.write(files, 'dpd-masterd', {'nodes': [], 'rollout': done})
+    resume.drop_lists(files)
+    resume.drop_lists(files)                    # gone already: nothing to do
+    assert not os.path.exists(resume.lists_path(files))
+    assert resume.previous_state(files) == ({}, (done, {}))
+
+
 def test_lists_of_another_rollout_or_none_at_all(files):
     resume.write_lists(files, {'id': 'other', 'lists': {}})
     assert resume.previous_state(files)[1] is None
