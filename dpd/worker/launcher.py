@@ -1,11 +1,14 @@
-"""Launcher for chrooted processes: `python3 -I -S launcher.py FD`.
+"""Launcher for chrooted processes, and for a user switch with limits whose
+environment setpriv and prlimit must not see: `python3 -I -S launcher.py FD`.
 
 Runs as root in its own single-threaded interpreter, so the steps `Popen`
 cannot do safely in a threaded worker happen here: chroot, chdir inside the
 new root, drop to the target groups, gid and uid (in that order), umask,
-then exec the program; resource limits are set first, as root. Its job (paths, ids, argv, environment) comes as JSON
-on file descriptor FD, so no secret ever shows in a command line. It imports
-nothing of diprocd: it must work from any interpreter, in isolated mode.
+then exec the program; resource limits are set first, as root. Its job
+(paths, ids, argv, environment) comes as JSON on file descriptor FD, so no
+secret ever shows in a command line, and the program's environment is only
+the program's. It imports nothing of diprocd: it must work from any
+interpreter, in isolated mode.
 """
 import json
 import os
@@ -24,7 +27,8 @@ def main():
     try:
         for name, soft, hard in job.get('rlimits') or ():
             resource.setrlimit(getattr(resource, 'RLIMIT_' + name.upper()), (soft, hard))
-        enter_root(job['chroot'], job.get('confine'))
+        if job['chroot'] != '/':
+            enter_root(job['chroot'], job.get('confine'))
         os.chdir(job['cwd'])
         os.setgroups(job['groups'])
         os.setgid(job['gid'])
@@ -32,8 +36,9 @@ def main():
         os.umask(job['umask'])
         os.execve(job['run'], job['argv'], job['env'])
     except OSError as err:
-        os.write(2, ('dpd-workerd: cannot start %s in chroot %s: %s\n'
-                     % (job['run'], job['chroot'], err)).encode())
+        where = '' if job['chroot'] == '/' else ' in chroot %s' % job['chroot']
+        os.write(2, ('dpd-workerd: cannot start %s%s: %s\n'
+                     % (job['run'], where, err)).encode())
         os._exit(127)
 
 

@@ -11,12 +11,19 @@ whole worker, about 1 ms of the worker's CPU) as soon as Popen must change
 uid, gid or groups, so a root worker hands that switch to util-linux's
 `setpriv` in the child: vfork, exec setpriv, which switches and execs the
 program, in the same pid. Without setpriv, Popen switches itself.
+
+setpriv and prlimit run as root with the process's environment. Variables
+that the dynamic loader or the C library read (LD_PRELOAD...) would make
+them run the file author's code as root, so a process whose environment
+has one takes a way where no root program sees it: Popen switches itself,
+or with limits to set too, the launcher (which gets its job on a memfd).
 """
 import errno
 import grp
 import json
 import os
 import pwd
+import re
 import resource
 import stat
 import subprocess
@@ -32,6 +39,12 @@ SETPRIV = next((path for path in ('/usr/bin/setpriv', '/bin/setpriv')
                 if os.access(path, os.X_OK)), None)
 PRLIMIT = next((path for path in ('/usr/bin/prlimit', '/bin/prlimit')
                 if os.access(path, os.X_OK)), None)
+# Read by ld.so or glibc in any program (glibc's own list for setuid programs,
+# and more): code, data or parsers they would load. Broad on purpose: a match
+# only makes the start take the slower way, it drops nothing.
+ROOT_UNSAFE_ENV = re.compile(
+    r'LD_|GCONV|GLIBC_|MALLOC_|LOCPATH\Z|NLSPATH\Z|TZ|RES_OPTIONS\Z|LOCALDOMAIN\Z|'
+    r'HOSTALIASES\Z|RESOLV_|NIS_PATH\Z|GETCONF_DIR\Z|TMPDIR\Z')
 
 
 class SpawnError(Exception):
@@ -131,12 +144,21 @@ def check_program(run, inside):
     """A program the kernel can run: an ELF file, or a script whose "#!" names an
     interpreter that exists. Checked before the start on every path, so that
     with or without a user switch (setpriv would exec it, and could only exit
-    126 or 127) the process is `failed` with the reason, never run by a shell."""
+    126 or 127) the process is `failed` with the reason, never run by a shell.
+    Opened without blocking: a FIFO swapped in, or a lease its owner holds on
+    it, would otherwise stop the worker's main thread (exec decides then)."""
     try:
-        with open(run, 'rb') as f:
-            head = f.read(256)
+        fd = os.open(run, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return          # not readable by the worker: exec decides
+        return          # not readable by the worker now: exec decides
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        head = os.read(fd, 256)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
     if head.startswith(b'\x7fELF'):
         return
     if not head.startswith(b'#!'):
@@ -159,20 +181,22 @@ def start(spec, who, output_fd, confine=None, rlimits=(), extra_env=None):
     argv = [spec.run] + list(spec.args)
     common = dict(stdin=subprocess.DEVNULL, stdout=output_fd, stderr=subprocess.STDOUT,
                   close_fds=True, start_new_session=True, restore_signals=True)
+    env = environment(spec, who, extra_env)
+    switch = not who.is_current()
+    helpers_may_see_env = not any(map(ROOT_UNSAFE_ENV.match, env))
     try:
-        if spec.chroot != '/':
-            return _start_chrooted(spec, who, argv, common, confine, rlimits, extra_env)
-        if not who.is_current():
-            if SETPRIV is None:
+        if spec.chroot != '/' or (switch and rlimits and not helpers_may_see_env):
+            return _start_launched(spec, who, argv, common, confine, rlimits, env)
+        if switch:
+            if SETPRIV is None or not helpers_may_see_env:
                 common.update(user=who.uid, group=who.gid, extra_groups=list(who.groups))
             else:
                 check_executable_by(spec.run, who)
                 argv = switch_user_argv(who, argv)
-        if rlimits:
+        if rlimits:         # as root before a switch by setpriv; else as the process
             argv = limit_argv(rlimits, argv)
         return subprocess.Popen(argv, executable=argv[0], cwd=spec.cwd_in_chroot,
-                                env=environment(spec, who, extra_env), umask=spec.umask,
-                                **common)
+                                env=env, umask=spec.umask, **common)
     except OSError as err:
         raise SpawnError(describe_exec_error(spec.run, err)) from None
     except (ValueError, subprocess.SubprocessError) as err:
@@ -240,13 +264,13 @@ def check_executable_by(path, who):
         raise SpawnError('cannot run %s: not executable by user "%s"' % (path, who.user))
 
 
-def _start_chrooted(spec, who, argv, common, confine, rlimits, extra_env):
-    """The launcher reads its job from a memfd: no secrets in any argv."""
+def _start_launched(spec, who, argv, common, confine, rlimits, env):
+    """The launcher reads its job from a memfd: no secrets in any argv, and no
+    variable of the process's environment in its own."""
     job = json.dumps({'chroot': spec.chroot, 'confine': confine, 'rlimits': rlimits,
                       'cwd': spec.cwd_in_chroot,
                       'uid': who.uid, 'gid': who.gid, 'groups': list(who.groups),
-                      'umask': spec.umask, 'run': spec.run, 'argv': argv,
-                      'env': environment(spec, who, extra_env)})
+                      'umask': spec.umask, 'run': spec.run, 'argv': argv, 'env': env})
     fd = os.memfd_create('dpd-job', os.MFD_CLOEXEC)
     try:
         os.write(fd, job.encode())

@@ -2,6 +2,7 @@
 
 Both ways must give the child exactly the same credentials. Root only."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -65,3 +66,24 @@ def test_a_program_the_user_may_not_execute_is_a_clear_error(tmp_path):
     private.chmod(0o701)
     child = spawn.start(spec, spawn.identity(spec), subprocess.DEVNULL)
     assert child.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize('rlimits', [(), (('nofile', 100, 200),)], ids=['switch', 'and-limits'])
+def test_loader_variables_reach_the_program_and_no_program_run_as_root(rlimits):
+    """LD_* in a process's env would make setpriv or prlimit, run as root before
+    the switch, load the file author's code: those starts take another way."""
+    spec = spec_of(args=['/proc/self/status', '/proc/self/limits'], user='nobody',
+                   env={'LD_DEBUG': 'files'})      # the loader says which program it loads
+    read_fd, write_fd = os.pipe()
+    try:
+        child = spawn.start(spec, spawn.identity(spec), write_fd, rlimits=rlimits)
+    finally:
+        os.close(write_fd)
+    with os.fdopen(read_fd, errors='replace') as output:
+        seen = output.read()
+    assert child.wait(timeout=30) == 0
+    assert 'needed by /bin/cat' in seen, 'the program keeps its environment'
+    assert 'setpriv' not in seen and 'prlimit' not in seen, seen
+    assert re.search(r'^Uid:\s+65534\s+65534\s+65534\s+65534$', seen, re.M)
+    if rlimits:
+        assert re.search(r'^Max open files\s+100\s+200\s', seen, re.M)
