@@ -14,7 +14,7 @@ from .config import ConfigError, lock_path
 from .daemon import LockRefused, Readiness, detach, sd_notify, take_lock, write_pid
 from .logsetup import DaemonLog
 from .printable import printable
-from .safefile import UnsafePath, check_owned_paths
+from .safefile import UnsafePath, check_owned_paths, remove_pid_file
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
 log = logging.getLogger('dpd')
@@ -104,10 +104,7 @@ def _serve(daemon, config, args, readiness):
         readiness.failed(EX_FAILURE, '%s: %s' % (daemon.program, err))
         code = EX_FAILURE
     if config.pid_file:
-        try:
-            os.unlink(config.pid_file)
-        except OSError:
-            pass
+        remove_pid_file(config.pid_file, os.getpid())
     log.info('exiting with status %d', code)
     return code
 

@@ -14,7 +14,7 @@ import time
 
 from . import procfs
 from .printable import printable
-from .safefile import UnsafePath, check_owned, parse_pid, same_file
+from .safefile import UnsafePath, check_owned, open_parent, parse_pid, same_file
 
 LOCK_TRIES = 100         # x 10 ms: a status probe holds a shared lock for microseconds,
                          # and a daemon that just won the lock writes its pid at once
@@ -39,7 +39,7 @@ def take_lock(path, program):
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, 0o755, exist_ok=True)
     for _ in range(LOCK_TRIES):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = _open_lock_file(path)
         try:
             check_owned(fd, path)
             if _lock(fd) and same_file(fd, path):
@@ -53,6 +53,17 @@ def take_lock(path, program):
         time.sleep(0.01)
     raise LockRefused('%s is locked, but not by a running %s of this user (another user may '
                       'hold it to keep the daemon from starting)' % (path, program))
+
+
+def _open_lock_file(path):
+    """Created or opened through its directory reached as pid files are (no link
+    followed that anyone but root made: root's lock is no file of /etc)."""
+    dir_fd, base = open_parent(path)
+    try:
+        return os.open(base, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                       dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _held_by(path, program):

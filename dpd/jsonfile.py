@@ -11,6 +11,8 @@ import stat
 import threading
 from json import encoder as _stdencoder
 
+from . import safereplace
+
 try:  # simplejson is faster where installed; the stdlib json is the fallback
     import simplejson as _json
 except ImportError:  # pragma: no cover - depends on the machine
@@ -155,48 +157,12 @@ def read_regular(path, limit=MAX_FILE_BYTES):
 
 
 def replace_file(path, data, mode=0o644, durable=True):
-    """Write `data` to `path` by temp file + rename, so readers see old or new.
+    """Write `data` to `path` by temp file + rename, so readers see old or new;
+    the directory reached without following a link anyone but root made, a
+    link at `path` refused (safereplace: these are root's files, in directories
+    others may control).
 
     `durable` adds the fsyncs that make the new content survive a power cut;
     files that only matter while the machine is up can skip them.
     """
-    directory, base = os.path.split(path)
-    tmp = os.path.join(directory, '.%s.%d.tmp' % (base, os.getpid()))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
-            # the umask narrowed what we asked for (a chmod of the same mode would
-            # still wake every inotify watch of the directory)
-            os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    if durable:
-        fsync_directory(directory or '.')
-
-
-def fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    safereplace.replace(path, data, mode=mode, durable=durable, shared=True)

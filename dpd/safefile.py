@@ -1,10 +1,12 @@
 """Pid and log files created by root in directories others may control.
 
-Never follow a symlink (not in the last component, not in a parent), never
-write into or truncate a file that belongs to someone else or has other
-links: a planted link or file is an error, not a write. Directories are walked one component
-at a time with O_NOFOLLOW from a path resolved once, so a swap during the
-walk makes it fail instead of leading elsewhere.
+Never follow a symlink in the last component, nor one in a parent that
+anyone but root (or the daemon's own user) made; never write into or
+truncate a file that belongs to someone else or has other links: a planted
+link or file is an error, not a write. Directories are walked one component
+at a time with O_NOFOLLOW, each link on the way checked before it is
+followed, so a swap during the walk makes it fail instead of leading
+elsewhere.
 
 `confine` (the node policy's directories, SPEC 5.1) is the last guard: the
 directory the walk really reached, as the kernel names it, must lie below one
@@ -16,6 +18,7 @@ import re
 import stat
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40                  # links followed in one walk, as the kernel's own limit
 _PID_TEXT = re.compile(rb'\s*([0-9]{1,10})\s*\Z')
 
 
@@ -23,25 +26,28 @@ class UnsafePath(OSError):
     pass
 
 
-def open_parent(path, confine=None):
+def open_parent(path, confine=None, shared=False):
     """(fd of the directory holding `path`, last component); close the fd after use.
+    `shared`: a world-writable directory without the sticky bit will do (a file
+    replaced by rename there is never one someone else put in its place).
 
-    The path as written is walked first; only when a component is a symlink
-    (say /var/run -> /run) is it resolved once and the result walked instead.
+    A symlink among the directories (say /var/run -> /run) is followed only if
+    root or the daemon's own user owns it: a user who owns a directory on the
+    way could otherwise swap it for a link to /etc.
     """
     directory, base = os.path.split(path)
     if not base or base in ('.', '..'):
         raise UnsafePath('%s: not a file name' % path)
     directory = directory or '/'
     try:
-        fd = _walk(directory)
-    except NotADirectoryError:
-        directory = os.path.realpath(directory)
-        fd = _walk_or_explain(directory, path)
+        fd = _walk(directory, path)
+    except UnsafePath:
+        raise
     except OSError as err:
         raise UnsafePath('%s: directory %s: %s' % (path, directory, err.strerror)) from None
     try:
-        _check_directory(fd, path, directory)
+        if not shared:
+            _check_directory(fd, path, directory)
         if confine is not None:
             _check_confined(fd, path, confine)
     except BaseException:
@@ -50,26 +56,45 @@ def open_parent(path, confine=None):
     return fd, base
 
 
-def _walk(directory):
-    """An O_PATH fd on `directory`, reached without following any symlink."""
-    fd = os.open('/', _DIR_FLAGS)
+def _walk(directory, path):
+    """An O_PATH fd on `directory`, reached one component at a time; a symlink
+    on the way is followed (from where it lies) only if it is trusted."""
+    parts = [p for p in directory.split('/') if p]
+    parts.reverse()                     # a stack: a link's target goes on top
+    fd, links = os.open('/', _DIR_FLAGS), 0
     try:
-        for part in directory.split('/'):
-            if part:
+        while parts:
+            part = parts.pop()
+            try:
                 next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = next_fd
+            except NotADirectoryError:
+                target = _trusted_link(fd, part, path)
+                links += 1
+                if links > MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP)) from None
+                parts.extend(reversed([p for p in target.split('/') if p]))
+                if target.startswith('/'):
+                    next_fd = os.open('/', _DIR_FLAGS)
+                else:
+                    continue
+            os.close(fd)
+            fd = next_fd
         return fd
     except BaseException:
         os.close(fd)
         raise
 
 
-def _walk_or_explain(directory, path):
-    try:
-        return _walk(directory)
-    except OSError as err:
-        raise UnsafePath('%s: directory %s: %s' % (path, directory, err.strerror)) from None
+def _trusted_link(dir_fd, name, path):
+    """The target of symlink `name`, if root or we own it (else UnsafePath); a
+    component that is not a link at all is not a directory."""
+    info = os.lstat(name, dir_fd=dir_fd)
+    if not stat.S_ISLNK(info.st_mode):
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    if info.st_uid not in (0, os.geteuid()):
+        raise UnsafePath('%s: refused: directory %s on the way is a symbolic link of uid %d '
+                         '(followed only if root\'s)' % (path, name, info.st_uid))
+    return os.readlink(name, dir_fd=dir_fd)
 
 
 def _check_directory(fd, path, real):

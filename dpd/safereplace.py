@@ -1,5 +1,6 @@
-"""Files root replaces whole (the worker's metrics_file) in directories others may
-control, such as node_exporter's textfile directory.
+"""Files root replaces whole in directories others may control: the worker's
+metrics_file (node_exporter's textfile directory), and every JSON file a daemon
+writes (state files, the worker file the client writes: `jsonfile.replace_file`).
 
 The directory is reached as pid and log files are (`safefile.open_parent`: no
 symlink followed on the way, and below the node policy's directories when it
@@ -17,18 +18,24 @@ from .safefile import UnsafePath, open_parent
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
 
 
-def replace(path, data, confine=None, mode=0o644):
-    """Put `data` (bytes) in `path` whole; raise OSError (UnsafePath: refused)."""
-    dir_fd, base = open_parent(path, confine)
+def replace(path, data, confine=None, mode=0o644, durable=False, shared=False):
+    """Put `data` (bytes) in `path` whole; raise OSError (UnsafePath: refused).
+    `durable` adds the fsyncs that make the new content survive a power cut;
+    `shared` allows a world-writable directory without the sticky bit."""
+    dir_fd, base = open_parent(path, confine, shared)
     try:
         _refuse_other_than_file(dir_fd, base, path)
-        tmp = '.%s.%d.tmp' % (base, os.getpid())
-        fd = _create(dir_fd, tmp, mode)
+        tmp, fd = _create(dir_fd, base, mode)
         try:
-            os.fchmod(fd, mode)          # the umask must not narrow what readers need
+            if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+                # the umask narrowed what readers need (an fchmod of the same mode
+                # would still wake every inotify watch of the directory)
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             _unlink_quietly(dir_fd, tmp)
@@ -39,6 +46,8 @@ def replace(path, data, confine=None, mode=0o644):
         except BaseException:
             _unlink_quietly(dir_fd, tmp)
             raise
+        if durable:
+            _fsync_directory(dir_fd)
     finally:
         os.close(dir_fd)
 
@@ -72,13 +81,28 @@ def _refuse_other_than_file(dir_fd, base, path):
         raise UnsafePath('%s: refused: not a regular file' % path)
 
 
-def _create(dir_fd, tmp, mode):
-    """The temp file, new; one left by a worker that died mid-write is removed first."""
+def _create(dir_fd, base, mode):
+    """(name, fd) of a new temp file. One left by a daemon that died mid-write is
+    removed first; if the name is taken again at once (someone who may write
+    the directory keeps it taken), a name nobody can guess is used instead."""
+    tmp = '.%s.%d.tmp' % (base, os.getpid())
     try:
-        return os.open(tmp, _CREATE, mode, dir_fd=dir_fd)
+        return tmp, os.open(tmp, _CREATE, mode, dir_fd=dir_fd)
     except FileExistsError:
-        os.unlink(tmp, dir_fd=dir_fd)
-        return os.open(tmp, _CREATE, mode, dir_fd=dir_fd)
+        _unlink_quietly(dir_fd, tmp)
+    try:
+        return tmp, os.open(tmp, _CREATE, mode, dir_fd=dir_fd)
+    except FileExistsError:
+        tmp = '.%s.%d.%s.tmp' % (base, os.getpid(), os.urandom(8).hex())
+        return tmp, os.open(tmp, _CREATE, mode, dir_fd=dir_fd)
+
+
+def _fsync_directory(dir_fd):
+    fd = os.open('.', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(dir_fd, name):

@@ -73,3 +73,49 @@ def test_remove_takes_a_regular_file_and_leaves_anything_else(base):
     safereplace.remove(str(base / 'b.prom'))
     assert os.path.islink(base / 'b.prom')
     safereplace.remove(str(base / 'missing' / 'c.prom'))   # nothing there: no error
+
+
+def test_a_temp_name_kept_taken_gets_a_name_nobody_can_guess(base, monkeypatch):
+    """Whoever may write the directory can take the temp name again after each
+    unlink: the write goes on under a random name (it would fail for ever)."""
+    taken = '.state.json.%d.tmp' % os.getpid()
+    real_unlink = os.unlink
+
+    def unlink_and_take_again(name, dir_fd=None):
+        real_unlink(name, dir_fd=dir_fd)
+        if name == taken:
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=dir_fd))
+
+    (base / taken).write_text('planted')
+    monkeypatch.setattr(os, 'unlink', unlink_and_take_again)
+    safereplace.replace(str(base / 'state.json'), b'{}\n')
+    assert (base / 'state.json').read_text() == '{}\n'
+    assert sorted(os.listdir(base)) == [taken, 'state.json']
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='a link of another user needs root')
+def test_a_directory_on_the_way_swapped_for_a_users_link_is_refused(base):
+    """A user owning a directory on the way replaces it by a link to /etc: root's
+    file must not land there (a root-owned link, such as /var/run, is followed)."""
+    elsewhere = base / 'etc'
+    elsewhere.mkdir()
+    users = base / 'home'
+    users.mkdir()
+    os.symlink(str(elsewhere), str(users / 'logs'))
+    os.lchown(str(users / 'logs'), 65534, 65534)
+    with pytest.raises(UnsafePath, match='logs on the way is a symbolic link of uid 65534'):
+        safereplace.replace(str(users / 'logs' / 'state.json'), b'{}\n')
+    assert os.listdir(elsewhere) == []
+    os.lchown(str(users / 'logs'), 0, 0)
+    safereplace.replace(str(users / 'logs' / 'state.json'), b'{}\n')
+    assert os.listdir(elsewhere) == ['state.json']
+
+
+def test_links_on_the_way_are_followed_from_where_they_lie_and_not_for_ever(base):
+    (base / 'real').mkdir()
+    os.symlink('real', str(base / 'relative'))
+    os.symlink('loop', str(base / 'loop'))
+    safereplace.replace(str(base / 'relative' / 'f'), b'x')
+    assert (base / 'real' / 'f').read_bytes() == b'x'
+    with pytest.raises(UnsafePath, match='Too many levels of symbolic links'):
+        safereplace.replace(str(base / 'loop' / 'f'), b'x')
