@@ -108,9 +108,11 @@ def _flag(doc, key):
 def signal_number(text):
     """The signal `text` names: HUP, SIGHUP, hup, or its number; BadRequest if none."""
     if isinstance(text, int) and not isinstance(text, bool):
+        if not 0 < text < 256:      # (not even in the message: 5000 digits has no repr)
+            raise BadRequest('unknown signal number')
         number = text
-    elif isinstance(text, str) and text.isdigit():
-        number = int(text)
+    elif isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 3:
+        number = int(text)          # (isdigit alone takes "²", and 5000 digits int() refuses)
     elif isinstance(text, str):
         name = text.upper()
         name = name if name.startswith('SIG') else 'SIG' + name

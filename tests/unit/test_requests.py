@@ -121,9 +121,16 @@ def test_signal_names_and_numbers(text, number):
 
 @pytest.mark.parametrize('text', ['NOPE', 'SIGNOPE', '', 'SIG', 'SIG_DFL', 'sig_ign', 'SIG_IGN',
                                   'SIG_BLOCK', '0', 0, 999, '999', -1, '-1', 'HUP ', ' 1',
-                                  '1.0', 'Signals', 'name', 'SIGSIGHUP'])
+                                  '1.0', 'Signals', 'name', 'SIGSIGHUP',
+                                  # digits that int() refuses or reads otherwise: once a
+                                  # ValueError that ended the daemon
+                                  '\u00b2', '\u0663', '9' * 5000, '0015'])
 def test_unknown_signals_are_refused(text):
     refused(doc('signal', signal=text), 'signal')
+
+
+def test_a_signal_number_of_five_thousand_digits_is_refused():
+    refused(doc('signal', signal=10 ** 5000), 'signal')
 
 
 @pytest.mark.parametrize('text', [True, False, None, 1.0, ['HUP'], {'HUP': 1}])
