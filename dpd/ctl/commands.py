@@ -91,7 +91,7 @@ def _describe(request, answer, out, err):
         if 'error' in result:
             continue
         if request.command == 'restart':
-            out.write('%s%s: restarted, ready (pid %s)\n' % (name, on, result.get('pid')))
+            out.write('%s%s: restarted, ready (pid %s)\n' % (name, on, _pid(result)))
         elif request.command == 'signal':
             out.write('%s%s: sent %s to %s %s\n' % (
                 name, on, signal.Signals(request.signum).name,
@@ -101,8 +101,13 @@ def _describe(request, answer, out, err):
 
 
 def _target(request, result):
-    return '%s (pid %s)' % (result.get('name'), result.get('pid')) if request.all \
-        else str(result.get('pid'))
+    """What a node answered is printed escaped: it may be a stranger's text."""
+    return '%s (pid %s)' % (printable(str(result.get('name'))), _pid(result)) if request.all \
+        else _pid(result)
+
+
+def _pid(result):
+    return printable(str(result.get('pid')))
 
 
 def parse_request(command, names, node=None, **fields):
