@@ -40,6 +40,10 @@ RECV_BATCH = 256       # messages taken from one socket before looking at the ot
 RECV_BATCH_BYTES = 4 * 1024 * 1024   # ...or this many bytes: the inbox's budget judges a
                                      # batch only once it is taken in, so a batch of big
                                      # messages must stay small (256 x 2 MiB: 512 MiB)
+MAX_FRAMES = 8         # a message's frames kept (the protocol's have 5 at most, with the
+                       # ROUTER's id): a peer may send millions, 2 bytes each on the wire
+FRAME_COST = 64        # what a frame costs however small (libzmq's msg_t), in the budget
+DISCARD_BATCH = 4096   # frames past MAX_FRAMES dropped per round, the other sockets served
 NOBLOCK, MORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
 EVENTS, POLLIN, RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
 
@@ -67,6 +71,7 @@ class _Live:
 
     def __init__(self, plan, socket, monitor=None):
         self.plan, self.socket, self.monitor = plan, socket, monitor
+        self.discarding = False     # the rest of a message of too many frames is dropped
 
 
 class ZmqLink(Observer):
@@ -242,22 +247,27 @@ class ZmqLink(Observer):
         copy = item.plan.curve is None
         taken = 0
         for _ in range(RECV_BATCH):
+            if item.discarding and not _discard(item):
+                return
             if taken >= RECV_BATCH_BYTES or not get(EVENTS) & POLLIN:
                 return
             try:
                 frames = [recv(NOBLOCK, copy)]
-                while get(RCVMORE):
+                while get(RCVMORE) and not item.discarding:
                     frames.append(recv(NOBLOCK, copy))
+                    item.discarding = len(frames) == MAX_FRAMES and bool(get(RCVMORE))
             except zmq.Again:
                 return
             if copy:
                 user_id = None
             else:
                 user_id, frames = _user_id(frames[-1]), [f.bytes for f in frames]
-            size = 0
+            size = FRAME_COST * len(frames)
             for frame in frames:
                 size += len(frame)
             taken += size
+            # (a message cut short is still offered: its frame count is wrong, and
+            # the protocol's check says so in the log)
             offers.append((LinkMessage(name, tuple(frames), user_id), size))
 
     def _refused(self, count, socket_name):
@@ -331,6 +341,21 @@ def monitor_event(frames):
         return None
     event, value = MONITOR_HEAD.unpack(frames[0])
     return event, value, frames[1].decode(errors='replace')
+
+
+def _discard(item):
+    """Drop up to DISCARD_BATCH more frames of a message of too many; True once its
+    last one is gone (ZeroMQ delivers a message whole: its frames are all here)."""
+    recv, get = item.socket.recv, item.socket.getsockopt
+    try:
+        for _ in range(DISCARD_BATCH):
+            recv(NOBLOCK, False)
+            if not get(RCVMORE):
+                item.discarding = False
+                return True
+    except zmq.Again:
+        pass
+    return False
 
 
 def _user_id(frame):

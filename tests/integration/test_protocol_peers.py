@@ -693,6 +693,26 @@ def test_malformed_requests_get_errors_and_the_master_keeps_serving(cluster, wor
     cluster.wait_node_state('web1', 'in-sync')
 
 
+def test_a_message_of_a_million_frames_is_cut_short_and_the_next_one_read(cluster, workdir):
+    """Frames are bounded in size, not in number: empty ones cost 2 bytes on the
+    wire, 64 in libzmq, and more as Python objects. The master keeps the first
+    few and drops the rest in batches, serving everyone meanwhile."""
+    lists = lists_of(workdir)
+    cluster.write_master(lists)
+    master = cluster.start_master()
+    with fake_client(cluster) as fake:
+        flooder, other = fake.dealer(), fake.dealer()
+        flooder.send_multipart(hello('web1') + [b''] * 1000000)
+        reply = protocol.decode_reply(fake.ask(flooder, hello('web1'), timeout=30))
+        assert reply.kind == 'ERROR' and 'HELLO with 7 frames' in reply.fields['text'], reply
+        reply = protocol.decode_reply(fake.ask(flooder, hello('web1')))
+        assert reply.kind == 'STATE', 'the next message of the connection is read whole'
+        reply = protocol.decode_reply(fake.ask(other, hello('web10')))
+        assert reply.kind == 'STATE' and protocol.decode_body(reply.body) == lists['web10']
+        assert peak_rss_mib(master.proc.pid) < 200
+        assert master.proc.poll() is None and 'Traceback' not in master.log()
+
+
 def test_the_masters_answers_go_only_to_the_dealer_that_asked(cluster, workdir):
     """Without keys any client may ask as any node (documented); what the master
     controls is that a reply goes to the very DEALER that asked."""
