@@ -3,6 +3,7 @@
 Pure: JSON in, a frozen `HealthSpec` out (or Invalid). Running probes is the
 worker's business (worker/probes.py, worker/health.py).
 """
+import ipaddress
 import re
 
 from . import jsonfile
@@ -11,7 +12,9 @@ from .schema import Invalid, InvalidObject, Key, PathProblems, check_object, lis
     number, string
 
 PROBES = ('exec', 'tcp', 'http')
-_HOST = r'(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]{1,253})'
+_HOST = r'(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)'
+HOST_BYTES = 253            # a DNS name, dots included
+LABEL_BYTES = 63            # each part between two dots
 _TCP = re.compile(_HOST + r':(?P<port>[0-9]{1,5})\Z')
 _HTTP = re.compile(r'http://' + _HOST + r'(?::(?P<port>[0-9]{1,5}))?(?P<path>/[^\s]*)?\Z')
 
@@ -60,7 +63,41 @@ def _port(text):
 
 
 def _host(text):
-    return text[1:-1] if text.startswith('[') else text
+    """The host of HOST:PORT, checked in the file: a name getaddrinfo cannot even
+    encode ("a..b") would otherwise pass `-t` and fail at every check. An IPv4
+    address is a name of short labels; an IPv6 one comes in brackets."""
+    if text.startswith('['):
+        host = text[1:-1]
+        if not _is_ip_address(host):
+            raise Invalid('has host %s, not an IP address' % jsonfile.quote(text))
+        return host
+    problem = _name_problem(text)
+    if problem:
+        raise Invalid('has host %s: %s' % (jsonfile.quote(text), problem))
+    return text
+
+
+def _is_ip_address(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _name_problem(name):
+    """Why `name` is not a DNS name (None if it is): what getaddrinfo's IDNA
+    encoding (Python's) rejects, and what no resolver answers."""
+    if len(name) > HOST_BYTES:
+        return '%d characters, more than %d' % (len(name), HOST_BYTES)
+    rule = 'each part between dots must be 1-%d characters' % LABEL_BYTES
+    absolute = name.endswith('.') and name != '.'      # "db.example." is a full name
+    for label in (name[:-1] if absolute else name).split('.'):
+        if not label:
+            return 'an empty label; ' + rule
+        if len(label) > LABEL_BYTES:
+            return 'a label of %d characters; %s' % (len(label), rule)
+    return None
 
 
 def _exec(value):
@@ -105,9 +142,11 @@ def _on_unhealthy(value):
 HEALTH_KEYS = (
     Key('exec', 'list of strings', None, 'passes when the program exits 0; run as the process '
         'is (user, group, chroot, cwd, env)', _exec),
-    Key('tcp', 'string', None, '`"HOST:PORT"`: passes when a connection is accepted', _tcp),
-    Key('http', 'string', None, '`"http://HOST:PORT/PATH"`: passes on a 2xx or 3xx answer',
-        _http),
+    Key('tcp', 'string', None, '`"HOST:PORT"`: passes when a connection is accepted; HOST is '
+        'an IP address (IPv6 in brackets) or a name of dot-separated labels of 1-63 '
+        'characters, 253 in all', _tcp),
+    Key('http', 'string', None, '`"http://HOST:PORT/PATH"`: passes on a 2xx or 3xx answer; '
+        'HOST as for `tcp`', _http),
     Key('interval', 'number, seconds', 10.0, 'between two checks', number(0.1, 86400)),
     Key('timeout', 'number, seconds', 5.0, 'a check slower than this fails (at most '
         '`interval`); an `exec` check is killed with its group', number(0.01, 86400),

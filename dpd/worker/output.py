@@ -37,7 +37,6 @@ CHUNK = 1 << 20
 ROUND_BYTES = 4 << 20       # per FIFO per wake-up: a busy writer cannot starve the others
 PIPE_SIZE = 1 << 20
 ROTATION_CHECK_SECONDS = 1.0
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
 
 log = logging.getLogger('dpd.output')
 
@@ -144,12 +143,15 @@ class Pump(Observer):
                               flags=os.SPLICE_F_NONBLOCK)
         except BlockingIOError:
             return None
+        except InterruptedError:
+            return self._move(channel)
         except OSError as err:
-            if err.errno == errno.EINTR:
-                return self._move(channel)
-            if err.errno not in DISK_ERRORS:
-                raise
-            _failing(channel, 'cannot write %s: %s' % (channel.log_path, err.strerror))
+            # a full disk, and anything else the log file does (its owner may be the
+            # process's user: `truncate -s 9223372036854775807` makes EINVAL): this
+            # channel's failure, said once; never the pump's death, which would kill
+            # the worker, again at each start while the output waits in the FIFO
+            _failing(channel, 'cannot write %s: %s' % (channel.log_path,
+                                                       err.strerror or err))
             return self._discard(channel)
         if count and channel.dropped:
             log.warning('%s: writing to %s again; %d bytes were dropped',
@@ -199,7 +201,10 @@ def _failing(channel, problem):
 
 def _close(fd):
     if fd is not None:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # EIO of a log on a network filesystem: the fd is released all the same
 
 
 class OutputChannel:

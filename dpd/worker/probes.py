@@ -25,6 +25,7 @@ from .health import parse_notification
 RESPONSE_KEPT = 4096
 MAX_ADDRESS = 107                        # sun_path, less its leading NUL (abstract)
 NAMES_KEPT = 60.0
+NOTIFICATIONS_PER_TURN = 64              # datagrams read from one socket per wake-up
 _CREDENTIALS = struct.Struct('iII')      # pid, uid, gid (struct ucred)
 
 
@@ -105,6 +106,12 @@ class Prober(Observer):
         check = _Check(name, seq, probe, timeout)
         try:
             family, address = self._address(probe.host, probe.port)
+        except Exception as err:    # getaddrinfo raises more than OSError ("a..b":
+            # UnicodeError from its IDNA encoding); a host it cannot resolve is a
+            # failed check, never a dead thread (and so a dead worker)
+            self._done(check, False, _unresolved(probe, err))
+            return
+        try:
             check.sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK |
                                        socket.SOCK_CLOEXEC)
             code = check.sock.connect_ex(address)
@@ -166,8 +173,14 @@ class Prober(Observer):
         self.post(CheckDone(check.name, check.seq, passed, detail))
 
     def _read_notification(self, sock):
+        """At most NOTIFICATIONS_PER_TURN datagrams, then back to the selector, which
+        brings us back while more wait: anyone may flood a process's socket (an
+        abstract address has no permissions), and reading it dry first would keep
+        every other socket, WATCHDOG=1 and check waiting as long as the flood lasts."""
         name = next((n for n, s in self._listening.items() if s is sock), None)
-        while name is not None:
+        if name is None:
+            return
+        for _ in range(NOTIFICATIONS_PER_TURN):
             try:
                 data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(_CREDENTIALS.size))
             except (BlockingIOError, InterruptedError):
@@ -239,6 +252,12 @@ def _http_verdict(response):
     if len(parts) < 2 or not parts[0].startswith('HTTP/') or not parts[1].isdigit():
         return False, 'not an HTTP answer: %r' % line[:80] if line else 'no answer'
     return 200 <= int(parts[1]) < 400, 'HTTP %s' % ' '.join(parts[1:])[:200]
+
+
+def _unresolved(probe, err):
+    if isinstance(err, OSError):
+        return _failure(probe, err)         # gaierror: "Name or service not known"...
+    return '%s: cannot resolve %s: %s' % (probe.text, probe.host, err)
 
 
 def _failure(probe, err):

@@ -7,11 +7,13 @@ Children are tests/readiness_actor.py: they listen, answer, notify and record
 what happens to them on cue (a file appears, a signal), so every wait has a
 deadline and nothing depends on a bare sleep.
 """
+import contextlib
 import json
 import os
 import pwd
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -653,6 +655,72 @@ def test_bad_new_keys_are_all_reported_by_check_and_good_ones_pass(workdir):
         {'name': 'migrate', 'run': '/bin/true', 'restart': False, 'depends': ['db'],
          'health': {'exec': ['/bin/true'], 'retries': 1, 'timeout': 1}}]})
     assert run('dpd-workerd', '-t', good)[0] == 0
+
+
+def test_a_host_no_resolver_takes_rejects_the_file_and_a_live_edit_keeps_the_worker(
+        workdir, worker_of):
+    """"a..b" passed `-t`, then getaddrinfo raised UnicodeError in the probes thread:
+    the worker died, and again at every start."""
+    empty_label = 'has host "a..b": an empty label; each part between dots must be 1-63 ' \
+                  'characters'
+    bad = workdir.join('bad.json')
+    write_json(bad, {'procs': [
+        {'name': 'a', 'run': '/bin/sleep', 'health': {'tcp': 'a..b:80'}},
+        {'name': 'b', 'run': '/bin/sleep', 'health': {'http': 'http://%s:80/' % ('x' * 64)}}]})
+    code, _, err = run('dpd-workerd', '-t', bad)
+    assert code == EX_CONFIG
+    assert '%s: procs[0] ("a").health.tcp: %s' % (bad, empty_label) in err, err
+    assert '%s: procs[1] ("b").health.http: has host "%s": a label of 64 characters' \
+        % (bad, 'x' * 64) in err, err
+    t = actor(workdir, 't')
+    worker = worker_of(t)
+    pid = worker.wait('t', state='running')['pid']
+    worker.edit(dict(t, health={'tcp': 'a..b:80', 'interval': 0.2}))
+    wait_until(lambda: worker.doc()['config']['ok'] is False, message=worker.log)
+    assert worker.doc()['config']['errors'] == [
+        '%s: procs[0] ("t").health.tcp: %s' % (worker.config, empty_label)]
+    assert worker.daemon.proc.poll() is None and worker.record('t')['pid'] == pid
+    assert pid_alive(pid)
+
+
+# ===================================================================== a flood of sd_notify
+
+FLOOD = """
+import socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+while True:
+    sock.sendto(b'STATUS=flood', b'\\0' + sys.argv[1].encode())
+"""
+
+
+@contextlib.contextmanager
+def flooding(address, senders=2):
+    """Processes sending sd_notify datagrams to the abstract `address` as fast as
+    its socket takes them (each blocks while the queue is full: it stays full)."""
+    floods = [subprocess.Popen([PYTHON, '-c', FLOOD, address[1:]])
+              for _ in range(senders)]
+    try:
+        yield [flood.pid for flood in floods]
+    finally:
+        for flood in floods:
+            flood.kill()
+            flood.wait()
+
+
+def test_a_flood_on_one_notify_socket_starves_no_other_process(workdir, worker_of):
+    """Anyone may send to a process's abstract NOTIFY_SOCKET. The probes thread read a
+    socket until it was empty, so while one was flooded, another process's WATCHDOG=1
+    waited unread and that process was restarted as unhealthy."""
+    watched = actor(workdir, 'w', '--ready-after', 0, '--beats', 100000, '--every', 0.1,
+                    notify=True, watchdog=0.5)
+    worker = worker_of(watched, actor(workdir, 'target', '--ready-after', 0, notify=True))
+    pid = worker.wait('w', state='running')['pid']
+    address = environ(worker.wait('target', state='running')['pid'])['NOTIFY_SOCKET']
+    with flooding(address):
+        worker.wait_log('target: ignored sd_notify from pid ')
+        stays(lambda: 'unhealthy' not in worker.log(), 2.0,
+              'w sends WATCHDOG=1 every 0.1 s; it went unheard')
+    assert worker.wait('w', state='running', restarts=0)['pid'] == pid
 
 
 # ===================================================================== adoption

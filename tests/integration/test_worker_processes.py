@@ -1,8 +1,10 @@
 """dpd-workerd and its children: starting, restarting, stopping, identities."""
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 
 import pytest
 
@@ -286,3 +288,44 @@ def test_status_json_is_one_object(workdir):
         worker.stop()
     status, out, _ = run('dpd-ctl', 'status', workdir.join('worker.json'))
     assert status == 3 and 'not running' in out
+
+
+# ===================================================================== a log file's failures
+
+@pytest.fixture
+def tmpfs_dir():
+    """A directory on a tmpfs, where a file may be 2**63-1 bytes long (ext4 says EFBIG
+    long before); removed after the test."""
+    if not os.path.isdir('/dev/shm'):
+        pytest.skip('no /dev/shm')
+    path = tempfile.mkdtemp(prefix='dpdt-', dir='/dev/shm')
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_log_file_at_the_largest_size_drops_that_output_and_the_worker_lives(workdir,
+                                                                               tmpfs_dir):
+    """The process's user may own its log file: `truncate -s 9223372036854775807` made
+    splice fail with EINVAL, which killed the output thread, so the worker exited 1,
+    and again at each start (the output waits in the FIFO)."""
+    huge, other = os.path.join(tmpfs_dir, 'huge.log'), workdir.join('other.log')
+    worker = start_worker(workdir, dict(workdir.actor('huge', 'chatty', 0, 0.02), logs=huge),
+                          dict(workdir.actor('other', 'chatty', 0, 0.02), logs=other))
+    try:
+        wait_until(lambda: os.path.exists(huge) and os.path.getsize(huge) > 0)
+        try:
+            os.truncate(huge, 2 ** 63 - 1)
+        except OSError as err:
+            pytest.skip('%s cannot be made 2**63-1 bytes long: %s' % (huge, err))
+        worker.wait_log('huge: cannot write %s: Invalid argument; dropping output until it '
+                        'works again' % huge, timeout=5)
+        written = os.path.getsize(other)
+        wait_until(lambda: os.path.getsize(other) > written, timeout=5,
+                   message='the other log stays still')
+        os.truncate(huge, 0)                        # as copytruncate would
+        worker.wait_log('huge: writing to %s again; ' % huge, timeout=5)
+        wait_until(lambda: os.path.getsize(huge) > 0, timeout=5)
+        assert worker.log().count('cannot write') == 1
+        assert worker.proc.poll() is None and 'crashed' not in worker.log()
+    finally:
+        worker.stop()

@@ -1,9 +1,12 @@
 """Readiness, health checks and dependencies (SPEC 6.1), pure: the key checkers
 (healthspec, procspec, depends), one process's readiness arithmetic
 (worker/health.py) on a fake clock, and the worker policy's decisions
-(readiness.py, ending.py) driven with scripted facts."""
+(readiness.py, ending.py) driven with scripted facts. Not pure: the probes
+thread's checks, on a real thread and real sockets."""
 import logging
+import queue
 import signal
+import socket
 import time
 
 import pytest
@@ -12,12 +15,14 @@ from hypothesis import given, settings, strategies as st
 from dpd import depends
 from dpd.cluster.config import parse_master
 from dpd.config import ConfigError
+from dpd.healthspec import Probe
 from dpd.worker import actions as act
 from dpd.worker import events as ev
 from dpd.worker import health as hl
 from dpd.worker import lifecycle as lc
 from dpd.worker.health import Health, Outcome, parse_notification
 from dpd.worker.policy import WorkerPolicy
+from dpd.worker.probes import Prober
 from worker_world import World, config, logged, notifying, of, proc
 
 
@@ -105,6 +110,28 @@ BAD_KEYS = [
          '"http://127.0.0.1:8080/health", not "http://127.0.0.1/\\r\\nX-Evil: 1"'),
     ('http-port-0', {'health': {'http': 'http://127.0.0.1:0/'}},
      P + '.health.http: has port 0, not 1-65535'),
+    ('tcp-empty-label', {'health': {'tcp': 'a..b:80'}},
+     P + '.health.tcp: has host "a..b": an empty label; each part between dots must be 1-63 '
+         'characters'),
+    ('tcp-leading-dot', {'health': {'tcp': '.a:80'}},
+     P + '.health.tcp: has host ".a": an empty label; each part between dots must be 1-63 '
+         'characters'),
+    ('tcp-two-trailing-dots', {'health': {'tcp': 'a..:80'}},
+     P + '.health.tcp: has host "a..": an empty label; each part between dots must be 1-63 '
+         'characters'),
+    ('tcp-label-of-64', {'health': {'tcp': 'x' * 64 + '.com:80'}},
+     P + '.health.tcp: has host "%s.com": a label of 64 characters; each part between dots '
+         'must be 1-63 characters' % ('x' * 64)),
+    ('tcp-name-of-254', {'health': {'tcp': 'a.' * 126 + 'bc:80'}},
+     P + '.health.tcp: has host "%sbc": 254 characters, more than 253' % ('a.' * 126)),
+    ('tcp-brackets-not-an-address', {'health': {'tcp': '[1..2]:80'}},
+     P + '.health.tcp: has host "[1..2]", not an IP address'),
+    ('http-empty-label', {'health': {'http': 'http://a..b:8080/health'}},
+     P + '.health.http: has host "a..b": an empty label; each part between dots must be '
+         '1-63 characters'),
+    ('http-label-of-64', {'health': {'http': 'http://%s/' % ('y' * 64)}},
+     P + '.health.http: has host "%s": a label of 64 characters; each part between dots '
+         'must be 1-63 characters' % ('y' * 64)),
     ('exec-relative', {'health': {'exec': ['bin/check']}},
      P + '.health.exec: must be a list of strings, the first an absolute program path'),
     ('exec-empty', {'health': {'exec': []}},
@@ -189,6 +216,19 @@ def test_valid_combinations_are_accepted_with_their_defaults():
     assert spec(health=tcp()).waits_for_ready and not spec(notify=False).waits_for_ready
     a, b = config(proc('a'), proc('b', depends=['a', 'a'])).procs
     assert b.depends == ('a', 'a')
+
+
+def test_host_names_up_to_the_limits_and_ip_addresses_are_accepted():
+    longest_label, longest_name = 'x' * 63 + '.example', 'a.' * 126 + 'b'
+    for host, target in (('localhost', 'localhost:80'), ('127.0.0.1', '127.0.0.1:80'),
+                         ('::1', '[::1]:80'), ('::ffff:10.0.0.1', '[::ffff:10.0.0.1]:80'),
+                         ('db-1.internal_zone.example', 'db-1.internal_zone.example:80'),
+                         (longest_label, longest_label + ':80'),
+                         (longest_name, longest_name + ':80'),
+                         ('db.example.', 'db.example.:80')):
+        assert spec(health={'tcp': target}).health.probe.host == host
+        assert spec(health={'http': 'http://%s/' % target}).health.probe.host == host
+    assert len(longest_name) == 253
 
 
 def test_unset_new_keys_keep_the_old_fingerprint_and_set_ones_change_it():
@@ -318,6 +358,44 @@ def test_parse_notification_reads_key_value_lines_within_bounds():
     assert long['STATUS'] == 'x' * hl.TEXT_KEPT and long['K' * 64] == 'v'
     # READY after 64 other lines is not seen: the bound is on lines, not on bytes
     assert 'READY' not in parse_notification(b'X=1\n' * 64 + b'READY=1')
+
+
+# ===================================================================== the probes thread
+
+@pytest.fixture
+def prober():
+    """A real probes thread; what it posts lands in `prober.posted`."""
+    posted = queue.SimpleQueue()
+    thread = Prober(posted.put)
+    thread.posted = posted
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+def test_a_host_getaddrinfo_cannot_encode_fails_the_check_and_the_thread_serves_on(prober):
+    """The file refuses such hosts now; a record written before (the state file) may
+    still hold one. getaddrinfo raised UnicodeError ("label empty or too long"), which
+    killed the probes thread, and with it the worker, at every start."""
+    refusing = socket.socket()
+    refusing.bind(('127.0.0.1', 0))             # bound, not listening: refused at once
+    port = refusing.getsockname()[1]
+    try:
+        prober.check('p', 1, Probe('tcp', host='a..b', port=80), 1.0)
+        prober.check('p', 2, Probe('http', host='x' * 64, port=80, path='/'), 1.0)
+        prober.check('p', 3, Probe('tcp', host='127.0.0.1', port=port), 1.0)
+        done = [prober.posted.get(timeout=5) for _ in range(3)]
+    finally:
+        refusing.close()
+    assert [type(d) for d in done] == [ev.CheckDone] * 3, done
+    assert [(d.seq, d.passed) for d in done] == [(1, False), (2, False), (3, False)]
+    assert done[0].detail.startswith('a..b:80: cannot resolve a..b: ')
+    assert 'label empty or too long' in done[0].detail
+    assert done[1].detail.startswith('http://%s:80/: cannot resolve %s: ' % ('x' * 64,
+                                                                             'x' * 64))
+    assert done[2].detail in ['127.0.0.1:%d: %s' % (port, word)
+                              for word in ('Connection refused', 'ECONNREFUSED')]
+    assert prober.is_alive()
 
 
 # ===================================================================== Health
