@@ -5,27 +5,55 @@ file, no cycle) give the messages a rejected file shows; the worker's policy
 asks the same graph who waits for whom.
 """
 import difflib
+import itertools
 
 from . import jsonfile
+from .schema import Problems
+
+
+MAX_FOUND = Problems.LIMIT + 1     # one past what a rejected file lists: it says "more"
+HINT_BUDGET = 20000     # names compared for "did you mean" hints, in all: get_close_matches
+                        # costs each hint a comparison with every name of the file
 
 
 def problems_of(specs, labels, named):
-    """(label, problem) for each unknown dependency and each cycle of `specs`.
+    """(label, problem) for each unknown dependency and each cycle of `specs`, at
+    most MAX_FOUND of them (a file that lists more says there are more).
     `named`: every name the file gives, an entry that is invalid otherwise too."""
+    return list(itertools.islice(_problems(specs, labels, named), MAX_FOUND))
+
+
+def _problems(specs, labels, named):
+    """The problems, one at a time: they are asked for until there are enough, so
+    a file of countless unknown names costs no more than MAX_FOUND of them."""
     names = {spec.name for spec in specs}
-    found = []
+    hints = _Hints(named)
     for spec, label in zip(specs, labels):
         for dep in spec.depends:
             if dep not in named:
-                close = difflib.get_close_matches(dep, sorted(named), n=1, cutoff=0.6)
-                found.append((label, 'unknown process %s%s' % (
-                    jsonfile.quote(dep), ' (did you mean %s?)' % jsonfile.quote(close[0])
-                    if close else '')))
+                yield label, 'unknown process %s%s' % (jsonfile.quote(dep), hints.hint(dep))
     graph = {spec.name: [d for d in spec.depends if d in names] for spec in specs}
     label_of = dict(zip((spec.name for spec in specs), labels))
     for cycle in cycles(graph):
-        found.append((label_of[cycle[0]], 'cycle %s' % ' -> '.join(cycle + [cycle[0]])))
-    return found
+        yield label_of[cycle[0]], 'cycle %s' % ' -> '.join(cycle + [cycle[0]])
+
+
+class _Hints:
+    """The "did you mean" of an unknown name, while the work stays within
+    HINT_BUDGET comparisons: twenty hints among a thousand names, none among more
+    than HINT_BUDGET."""
+
+    def __init__(self, named):
+        self.named, self.sorted, self.budget = named, None, HINT_BUDGET
+
+    def hint(self, name):
+        if len(self.named) > self.budget:
+            return ''
+        self.budget -= len(self.named)
+        if self.sorted is None:
+            self.sorted = sorted(self.named)        # once: the same order every time
+        close = difflib.get_close_matches(name, self.sorted, n=1, cutoff=0.6)
+        return ' (did you mean %s?)' % jsonfile.quote(close[0]) if close else ''
 
 
 def cycles(graph):

@@ -202,7 +202,9 @@ def _both_ways(paths, accounts):
 
 
 def check_document(doc, policy, default_user, own_files=(), accounts=Accounts):
-    """A whole worker file: its processes, then its own top-level paths."""
+    """A whole worker file: its processes, then its own top-level paths (whether one
+    of those is another file the daemon uses is the loader's check, `clashes`, made
+    for every file, root's too)."""
     messages = check_entries(doc.get('procs') or [], policy, default_user, own_files,
                              accounts)
     problems = Problems()
@@ -210,6 +212,53 @@ def check_document(doc, policy, default_user, own_files=(), accounts=Accounts):
         if doc.get(key) is not None:
             _check_path(doc[key], key, policy, accounts, problems)
     return messages + problems.messages
+
+
+class OwnFile(Record):
+    """A file a daemon uses itself, as `clashes` names it."""
+    key: str                # the top-level key it comes from ('' for the file itself)
+    what: str               # "the worker's journal"
+    path: str
+    directory: bool = False
+    derived: bool = False   # made from `key`'s value (CONFIG.journal), not the value
+
+
+def clashes(files, accounts=Accounts):
+    """Every two of `files` (OwnFiles) that are one file, as written or resolved, or
+    one inside the other's directory: "KEY: PROBLEM" lines (SPEC 5.1, "never a file
+    the daemons use themselves", holds for the daemon's own keys too: a
+    `metrics_file` renamed over the lock frees it for a second daemon)."""
+    problems = Problems()
+    forms = [_both_ways([f.path], accounts) for f in files]
+    for later in range(len(files)):
+        for earlier in range(later):
+            a, b = files[earlier], files[later]
+            if a.key == b.key:
+                continue                    # made from one value: never one file
+            if forms[earlier] & forms[later]:
+                _add_clash(problems, b, a, '')
+            elif _inside(forms[later], forms[earlier], a):
+                _add_clash(problems, b, a, 'inside ')
+            elif _inside(forms[earlier], forms[later], b):
+                _add_clash(problems, a, b, 'inside ')
+    return problems.messages
+
+
+def _inside(inner_forms, outer_forms, outer):
+    return outer.directory and any(is_below(form, outer_forms) for form in inner_forms)
+
+
+def _add_clash(problems, reported, other, relation):
+    """Said at a key whose own value clashes, rather than at one of the files it
+    makes (the journal) or at the worker file."""
+    if not reported.key or (reported.derived and other.key and not other.derived):
+        reported, other = other, reported
+        relation = 'holding ' if relation else ''
+    if reported.derived:
+        problems.add(reported.key, '%s would be %s, %s%s' % (reported.what, reported.path,
+                                                             relation, other.what))
+    else:
+        problems.add(reported.key, '%s is %s%s' % (reported.path, relation, other.what))
 
 
 def _check_accounts(entry, label, policy, default_user, accounts, problems):

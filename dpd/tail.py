@@ -7,8 +7,10 @@ moved away or replaced (`create`: the old file is read to its end, then the
 new one from its start). It never sleeps in a loop: its `fd` is readable
 when there may be something to read.
 """
+import errno
 import os
 import select
+import stat
 
 from . import inotify
 
@@ -18,7 +20,18 @@ MASK = (inotify.IN_MODIFY | inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN
 
 
 def open_plain(path):
-    return open(path, 'rb')
+    """`path` for reading, as its reader may read it: never through a symbolic link
+    (the last component), never a FIFO or a device (an open that blocks, a read
+    that never ends). A root daemon's opener checks more (safefile.open_log_reader)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, 'not a regular file')
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def last_lines(path, count, limit=1 << 24, opener=open_plain):

@@ -2,6 +2,7 @@
 import os
 
 from .. import nodepolicy
+from ..control import socket_path
 from ..digest import sha256_hex
 from ..config import (MANAGED_RECORD, ConfigError, check_root_safe, daemon_keys, decode,
                       default_state_file, lock_path, read_file, with_file)
@@ -43,20 +44,36 @@ def parse_worker(doc, path, default_user, sha256=''):
                           log_file=fields['log_file'],
                           state_file=fields['state_file'] or default_state_file(path),
                           metrics_file=fields['metrics_file'], sha256=sha256)
-    _check_metrics_file(config)
+    _check_own_files(config)
     return config
 
 
-def _check_metrics_file(config):
-    """The worker replaces metrics_file whole: never one of its own files."""
-    if config.metrics_file is None:
-        return
-    own = {'the config file': config.path, 'state_file': config.state_file,
-           'pid_file': config.pid_file, 'log_file': config.log_file}
-    for what, own_path in own.items():
-        if own_path and config.metrics_file in (own_path, os.path.realpath(own_path)):
-            raise ConfigError(['metrics_file: %s is the worker\'s %s'
-                               % (config.metrics_file, what)])
+def _check_own_files(config):
+    """No top-level path may be another file the worker uses, nor lie inside its FIFO
+    directory (SPEC 5.1): `metrics_file` on CONFIG.lock, say, is renamed over the
+    held lock, and a second worker (cron) then takes a lock of its own."""
+    problems = nodepolicy.clashes(worker_files(config))
+    if problems:
+        raise ConfigError(problems)
+
+
+def worker_files(config):
+    """Each file the worker uses itself (nodepolicy.OwnFile), in the order the
+    clashes between them are judged: its own keys' last."""
+    state, own = config.state_file, nodepolicy.OwnFile
+    files = [own('', 'the worker file itself', config.path)]
+    if config.pid_file is None:
+        files.append(own('', 'the worker\'s lock', lock_path(config)))
+    files += [own('pid_file', 'the worker\'s pid_file', config.pid_file),
+              own('log_file', 'the worker\'s log_file', config.log_file),
+              own('state_file', 'the worker\'s state_file', state),
+              own('state_file', 'the worker\'s journal', journal.path_of(state), derived=True),
+              own('state_file', 'the worker\'s control socket', socket_path(state),
+                  derived=True),
+              own('state_file', 'the worker\'s FIFO directory', fifo_dir(config),
+                  directory=True, derived=True),
+              own('metrics_file', 'the worker\'s metrics_file', config.metrics_file)]
+    return tuple(f for f in files if f.path)
 
 
 def load_worker(path, default_user, root=False, policy=None):
@@ -93,7 +110,4 @@ def fifo_dir(config):
 
 def own_files(config):
     """The paths the worker itself uses: no process may be given one of them."""
-    paths = (config.path, config.pid_file, config.log_file, config.state_file,
-             journal.path_of(config.state_file), lock_path(config), fifo_dir(config),
-             config.metrics_file)
-    return tuple(os.path.normpath(p) for p in paths if p)
+    return tuple(os.path.normpath(f.path) for f in worker_files(config))

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from support import Daemon, free_port, read_json, wait_until, write_json
+from support import Daemon, free_port, read_json, run, wait_until, write_json
 
 parser = pytest.importorskip('prometheus_client.parser')
 NODE_EXPORTER = '/usr/bin/prometheus-node-exporter'
@@ -170,3 +170,39 @@ def test_node_exporter_reads_the_metrics_file_without_an_error(workdir):
         _, errors = exporter.communicate(timeout=10)
         worker.stop()
     assert b'level=error' not in errors, errors.decode(errors='replace')[-2000:]
+
+
+def test_a_metrics_file_on_the_workers_lock_is_refused_and_the_lock_holds(workdir):
+    """metrics_file = CONFIG.lock was renamed over the held lock: a second worker
+    (cron's start) then locked the new file and ran the same config beside the first."""
+    config = workdir.join('worker.json')
+    lock = config + '.lock'
+    write_json(config, worker_doc(workdir, workdir.actor('web', 'sleep'), metrics_file=lock))
+    status, _, err = run('dpd-workerd', '-t', config)
+    assert status == 78 and "metrics_file: %s is the worker's lock" % lock in err, err
+    os.mkdir(workdir.join('textfile'))
+    write_json(config, worker_doc(workdir, workdir.actor('web', 'sleep')))
+    worker = Daemon('dpd-workerd', config).start()
+    second = Daemon('dpd-workerd', config)
+    try:
+        held = os.stat(lock).st_ino
+        write_json(config, worker_doc(workdir, workdir.actor('web', 'sleep'), metrics_file=lock))
+        wait_until(lambda: 'configuration rejected' in worker.log() or
+                   os.stat(lock).st_ino != held, message=worker.log)
+        assert os.stat(lock).st_ino == held, 'the metrics file replaced the lock'
+        assert "metrics_file: %s is the worker's lock" % lock in worker.log()
+        write_json(config, worker_doc(workdir, workdir.actor('web', 'sleep')))
+        wait_until(lambda: config_ok(workdir), message=worker.log)
+        second.start(wait_ready=False)          # cron's start: the lock says it runs
+        assert second.wait() == 0 and 'already running' in second.log(), second.log()
+    finally:
+        second.stop()
+        worker.stop()
+
+
+
+def config_ok(workdir):
+    try:
+        return read_json(workdir.join('worker.state.json'))['config']['ok']
+    except (OSError, ValueError, KeyError):
+        return False

@@ -84,6 +84,57 @@ def test_metrics_file_is_optional_absolute_and_never_one_of_the_workers_own_file
         worker({'procs': [], 'metrics_file': 'd.prom'})
 
 
+BASE = '/etc/diprocd/diprocd-worker'        # PATH without .json
+
+
+@pytest.mark.parametrize('keys, message', [
+    ({'metrics_file': PATH + '.lock'}, 'metrics_file: %s.lock is the worker\'s lock' % PATH),
+    ({'metrics_file': BASE + '.state.journal'},
+     'metrics_file: %s.state.journal is the worker\'s journal' % BASE),
+    ({'log_file': BASE + '.sock'}, 'log_file: %s.sock is the worker\'s control socket' % BASE),
+    ({'pid_file': BASE + '.state.fifos/w.pid'},
+     'pid_file: %s.state.fifos/w.pid is inside the worker\'s FIFO directory' % BASE),
+    ({'metrics_file': BASE + '.state.fifos'},
+     'metrics_file: %s.state.fifos is the worker\'s FIFO directory' % BASE),
+    ({'state_file': PATH}, 'state_file: %s is the worker file itself' % PATH),
+    ({'pid_file': '/run/w', 'log_file': '/run/w'}, 'log_file: /run/w is the worker\'s pid_file'),
+    ({'state_file': '/run/w.json', 'metrics_file': '/run/w.journal'},
+     'metrics_file: /run/w.journal is the worker\'s journal'),
+    ({'state_file': '/run/w.json', 'log_file': '/run/w.json.sock'},
+     'log_file: /run/w.json.sock is the worker\'s control socket'),
+])
+def test_no_top_level_path_is_another_file_the_worker_uses(keys, message):
+    """SPEC 5.1, "never a file the daemons use themselves", for the worker's own keys
+    too: metrics_file on CONFIG.lock was renamed over the held lock, and a second
+    worker (cron) took a new lock on the same config."""
+    assert errors_of(worker, dict(procs(), **keys)) == [message]
+
+
+def test_a_state_file_whose_journal_would_be_the_worker_file_is_refused():
+    assert errors_of(worker, dict(procs(), state_file='/run/w.json'), 'nobody',
+                     '/run/w.journal') == [
+        'state_file: the worker\'s journal would be /run/w.journal, the worker file itself']
+
+
+def test_a_file_named_twice_is_one_problem_per_key_and_the_control_socket_is_taken():
+    assert errors_of(worker, dict(procs(), log_file='/run/w', pid_file='/run/w',
+                                  metrics_file='/run/w')) == [
+        'log_file: /run/w is the worker\'s pid_file',
+        'metrics_file: /run/w is the worker\'s pid_file',
+        'metrics_file: /run/w is the worker\'s log_file']
+    assert BASE + '.sock' in own_files(worker(procs())), 'no process may log there'
+
+
+def test_an_own_file_reached_through_a_link_is_refused_with_the_files_path(tmp_path):
+    os.symlink(str(tmp_path), str(tmp_path / 'alias'))
+    path = str(tmp_path / 'worker.json')
+    alias = str(tmp_path / 'alias' / 'worker.json.lock')
+    with open(path, 'w') as f:
+        json.dump({'procs': [], 'metrics_file': alias}, f)
+    assert errors_of(load_worker, path, 'nobody') == [
+        '%s: metrics_file: %s is the worker\'s lock' % (path, alias)]
+
+
 def test_process_defaults():
     (spec,) = worker(procs(proc())).procs
     assert spec == ProcessSpec(

@@ -14,8 +14,8 @@ import pytest
 
 from dpd import nodepolicy
 from dpd.config import ConfigError
-from dpd.nodepolicy import DEFAULT_PATHS, NodePolicy, PolicyInForce, check_document, \
-    check_entries, load_policy, parse_policy
+from dpd.nodepolicy import DEFAULT_PATHS, NodePolicy, OwnFile, PolicyInForce, check_document, \
+    check_entries, clashes, load_policy, parse_policy
 
 IS_ROOT = os.geteuid() == 0
 root_only = pytest.mark.skipif(not IS_ROOT, reason='chown to another user needs root')
@@ -496,6 +496,36 @@ def test_logs_that_is_another_processs_pid_file_through_a_link_is_refused():
     problems = check([proc('a', pid_file=ALLOWED + '/a.pid'),
                       proc('b', logs=ALLOWED + '/d/a.pid')], accounts=SELF_LINK)
     assert problems == ['procs[1] ("b").logs: %s/d/a.pid is the pid_file of procs[0]' % ALLOWED]
+
+
+# ===================================================================== clashes: a daemon's own keys
+
+LOCK = OwnFile('', 'the worker\'s lock', ALLOWED + '/w.json.lock')
+FIFOS = OwnFile('state_file', 'the worker\'s FIFO directory', ALLOWED + '/w.fifos',
+                directory=True, derived=True)
+
+
+def test_a_daemons_key_on_another_of_its_files_is_refused_as_written_and_through_a_link():
+    for value in (ALLOWED + '/w.json.lock', ALLOWED + '//w.json.lock', ALLOWED + '/d/w.json.lock'):
+        metrics = OwnFile('metrics_file', 'the worker\'s metrics_file', value)
+        assert clashes((LOCK, metrics), SELF_LINK) == [
+            'metrics_file: %s is the worker\'s lock' % value]
+    elsewhere = OwnFile('metrics_file', 'the worker\'s metrics_file', ALLOWED + '/d.prom')
+    assert clashes((LOCK, FIFOS, elsewhere), SELF_LINK) == []
+
+
+def test_a_key_inside_a_daemons_directory_is_refused_wherever_it_comes():
+    log = OwnFile('log_file', 'the worker\'s log_file', ALLOWED + '/d/w.fifos/x.log')
+    message = 'log_file: %s/d/w.fifos/x.log is inside the worker\'s FIFO directory' % ALLOWED
+    assert clashes((log, FIFOS), SELF_LINK) == [message]
+    assert clashes((FIFOS, log), SELF_LINK) == [message]
+
+
+def test_a_derived_file_that_clashes_is_said_at_its_key():
+    config = OwnFile('', 'the worker file itself', ALLOWED + '/w.fifos/w.json')
+    assert clashes((config, FIFOS), SELF_LINK) == [
+        'state_file: the worker\'s FIFO directory would be %s/w.fifos, holding the worker '
+        'file itself' % ALLOWED]
 
 
 def test_path_prefix_for_labels():

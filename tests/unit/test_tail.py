@@ -1,12 +1,17 @@
 """A log file's last lines and a Follower across rotation (dpd/tail.py), on real
 files in a temporary directory; every wait is `follower.wait` under a deadline."""
+import errno
+import io
+import json
 import os
 import shutil
+import threading
 import time
 
 import pytest
 
 from dpd import tail
+from dpd.ctl import logs as ctl_logs_module
 from dpd.tail import Follower, last_lines
 
 
@@ -261,3 +266,98 @@ def test_close_releases_everything(log):
     before = open_fds()
     Follower(log).close()
     assert open_fds() == before
+
+
+# ============================================================ open_plain, and dpd-ctl logs here
+
+class Unblocked:
+    """Runs `call` in a thread under a deadline; an open that blocks on the FIFO is
+    let go by opening its other end, so a failing test does not hang."""
+
+    def __init__(self, call, fifo):
+        self.call, self.fifo, self.result, self.error = call, fifo, None, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.thread.join(5.0)
+        self.blocked = self.thread.is_alive()
+        if self.blocked:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            self.thread.join(5.0)
+
+    def _run(self):
+        try:
+            self.result = self.call()
+        except OSError as err:
+            self.error = err
+
+
+def test_open_plain_follows_no_link_and_never_waits_on_a_fifo(log, tmp_path):
+    secret = str(tmp_path / 'secret')
+    write(secret, 'root:$6$x\n')
+    os.symlink(secret, log)
+    with pytest.raises(OSError) as caught:
+        last_lines(log, 10)
+    assert caught.value.errno == errno.ELOOP
+    os.unlink(log)
+    os.mkfifo(log)
+    run = Unblocked(lambda: last_lines(log, 10), log)
+    assert not run.blocked, 'the open waited for a writer'
+    assert run.error is not None and 'not a regular file' in str(run.error)
+
+
+class Terminal(io.BytesIO):
+    def isatty(self):
+        return True
+
+
+HOSTILE = b'\x1b]0;title\x07\x1b[2J'
+
+
+def ctl_logs(tmp_path, log, out=None, owner=None):
+    """dpd.ctl.logs.logs on a worker file naming `log`: (status, out, err)."""
+    config = str(tmp_path / 'worker.json')
+    if os.path.exists(config):
+        os.unlink(config)                   # a new file: root's unless `owner`
+    with open(config, 'w') as f:
+        json.dump({'procs': [{'name': 'web', 'run': '/bin/sleep', 'logs': log}]}, f)
+    if owner is not None:
+        os.chown(config, owner, -1)
+    out, err = out if out is not None else io.BytesIO(), io.StringIO()
+    status = ctl_logs_module.logs(config, 'web', 10, False, out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_ctl_logs_escapes_control_characters_on_a_terminal_only(log, tmp_path):
+    text = b'a' + HOSTILE + b'\tb\r\n' + '\u00e9\u2028'.encode() + b'\x9b\n'
+    write(log, text)
+    status, out, err = ctl_logs(tmp_path, log, Terminal())
+    assert (status, err) == (0, '')
+    assert out == (b'a\\x1b]0;title\\x07\\x1b[2J\tb\\x0d\n' + '\u00e9\\u2028\ufffd\n'.encode())
+    assert ctl_logs(tmp_path, log)[1] == text, 'into a pipe or a file: the bytes as written'
+
+
+def test_ctl_logs_on_a_terminal_keeps_a_character_cut_between_two_reads(log, tmp_path):
+    out = Terminal()
+    printer = ctl_logs_module._printer(out)
+    for piece in ('\u00e9'.encode()[:1], '\u00e9'.encode()[1:] + b'\x1b\n'):
+        printer.write(piece)
+    assert out.getvalue() == '\u00e9\\x1b\n'.encode()
+
+
+def test_ctl_logs_refuses_a_link_a_fifo_and_a_strangers_file(log, tmp_path):
+    secret = str(tmp_path / 'shadow')
+    write(secret, 'root:$6$secret\n')
+    os.symlink(secret, log)
+    status, out, err = ctl_logs(tmp_path, log)
+    assert (status, out) == (1, b'') and 'refused: it is a symbolic link' in err, err
+    os.unlink(log)
+    os.mkfifo(log)
+    run = Unblocked(lambda: ctl_logs(tmp_path, log), log)
+    assert not run.blocked, 'dpd-ctl waited for a writer on the FIFO'
+    assert run.result[0] == 1 and 'not a regular file' in run.result[2], run.result
+    if os.geteuid() == 0:
+        os.unlink(log)
+        write(log, 'a stranger\'s\n')
+        os.chown(log, 54321, -1)
+        status, out, err = ctl_logs(tmp_path, log)
+        assert (status, out) == (1, b'') and 'owned by uid 54321' in err, err
