@@ -24,6 +24,7 @@ import struct
 import time
 
 from . import jsonfile
+from .acceptpause import AcceptPause
 from .config import daemon_files
 from .events import CommandGone, CommandReceived
 from .observer import Observer
@@ -35,6 +36,8 @@ MAX_CONNECTIONS = 64
 STREAM_BYTES_PER_SECOND = 1 << 20      # log lines sent on, at most (SPEC 6.3)
 STREAM_PIECE = 64 << 10                 # the most log text in one answer
 _CREDENTIALS = struct.Struct('iII')
+SUN_PATH_MAX = 108                      # sizeof(sockaddr_un.sun_path) on Linux
+_BOUND = 's'                            # the socket's name in its private directory
 log = logging.getLogger('dpd')
 
 
@@ -112,6 +115,8 @@ class ControlServer(Observer):
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.wake_r, selectors.EVENT_READ)
         self._selector.register(self._listener, selectors.EVENT_READ, 'listen')
+        self._pause = AcceptPause(self._selector, self._listener, 'listen',
+                                  'control connections')
         self._connections = {}                  # number -> _Connection
         self._numbers = iter(range(1, 1 << 62))
         self._orders = queue.SimpleQueue()
@@ -161,14 +166,17 @@ class ControlServer(Observer):
 
     def _next_deadline(self):
         deadlines = [c.deadline if not c.asked else c.resume_at
-                     for c in self._connections.values()]
+                     for c in self._connections.values()] + [self._pause.until]
         deadlines = [d for d in deadlines if d is not None]
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _accept(self):
         try:
             sock, _ = self._listener.accept()
-        except BlockingIOError:
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:              # out of descriptors, and the like
+            self._pause.rest(err)
             return
         sock.setblocking(False)
         uid = _peer_uid(sock)
@@ -231,7 +239,9 @@ class ControlServer(Observer):
         self._send(connection, {'ok': False, 'code': 2, 'error': error}, done=True)
 
     def _expire(self, now):
-        """Requests that did not come in time; streams whose next piece is due."""
+        """Requests that did not come in time; streams whose next piece is due; the
+        listener back once its rest is over."""
+        self._pause.resume_if_due(now)
         for connection in list(self._connections.values()):
             if not connection.asked and now >= connection.deadline:
                 self._reject(connection, 'no request within %g s' % REQUEST_SECONDS)
@@ -323,20 +333,81 @@ class ControlServer(Observer):
 
 def _listen(path, allowed):
     """The listening socket at `path`: a stale socket there is replaced; anything
-    else is an error (never unlink what is not a socket)."""
+    else is an error (never unlink what is not a socket).
+
+    `path`'s directory may be writable by the config's owner, who could put a
+    symbolic link in place of the new socket between bind() and a chown by name
+    (root would then chown the link's target). So nothing is done by that name:
+    the socket is bound, given its owner and mode in a private directory beside
+    it, where no one else can reach, then renamed into place (a rename replaces
+    a link, never follows it)."""
     _remove_socket(path)
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        raise OSError('AF_UNIX path too long')     # dpd-ctl could not connect to it
+    parent, name = os.path.split(path)
+    directory = os.open(parent or '.', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        private_name, private = _private_directory(directory)
+        try:
+            return _bound_into_place(private, directory, name, allowed)
+        finally:
+            os.close(private)
+            try:
+                os.rmdir(private_name, dir_fd=directory)
+            except OSError:
+                pass                    # moved away by the directory's owner: empty, harmless
+    finally:
+        os.close(directory)
+
+
+def _private_directory(directory):
+    """(name, fd) of a fresh directory in `directory` that is ours alone (mode
+    0700): made under a random name, opened without following a link, and checked
+    to be ours, since the parent's owner may swap it for their own meanwhile."""
+    for _ in range(100):
+        name = '.dpd-sock-' + os.urandom(8).hex()
+        try:
+            os.mkdir(name, 0o700, dir_fd=directory)
+            break
+        except FileExistsError:
+            continue                    # planted (or a rare clash): another name
+    else:
+        raise OSError(errno.EEXIST, 'no private directory could be made')
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 dir_fd=directory)
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid():
+        os.close(fd)
+        raise OSError(errno.EPERM, 'the private directory %s was replaced' % name)
+    os.fchmod(fd, 0o700)                # our umask may have taken our own search bit
+    return name, fd
+
+
+def _bound_into_place(private, directory, name, allowed):
+    """A listening socket bound in `private` (by its fd), given its owner and
+    mode there, then renamed to `name` in `directory`."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK |
                          socket.SOCK_CLOEXEC)
-    old = os.umask(0o177)
     try:
-        sock.bind(path)
-    finally:
-        os.umask(old)
-    users = allowed - {0}
-    if os.geteuid() == 0 and len(users) == 1:
-        os.chown(path, next(iter(users)), -1)
-    os.chmod(path, 0o600 if len(users) <= 1 else 0o666)
-    sock.listen(16)
+        old = os.umask(0o177)
+        try:
+            sock.bind('/proc/self/fd/%d/%s' % (private, _BOUND))   # short: fits sun_path
+        finally:
+            os.umask(old)
+        users = allowed - {0}
+        if os.geteuid() == 0 and len(users) == 1:
+            os.chown(_BOUND, next(iter(users)), -1, dir_fd=private, follow_symlinks=False)
+        # by name, but in a directory only we can write: nothing there is a link
+        os.chmod(_BOUND, 0o600 if len(users) <= 1 else 0o666, dir_fd=private)
+        sock.listen(16)
+        os.rename(_BOUND, name, src_dir_fd=private, dst_dir_fd=directory)
+    except BaseException:
+        sock.close()
+        try:
+            os.unlink(_BOUND, dir_fd=private)   # so that the directory can go
+        except OSError:
+            pass
+        raise
     return sock
 
 

@@ -18,6 +18,7 @@ import selectors
 import socket
 import time
 
+from ..acceptpause import AcceptPause
 from ..metrics import CONTENT_TYPE
 from ..observer import Observer
 from .config import LISTEN_ADDRESS
@@ -81,6 +82,7 @@ class MetricsServer(Observer):
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.sock, selectors.EVENT_READ)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.pause = AcceptPause(self.selector, self.sock, what='metrics scrapes')
         try:
             while not self.stopping:
                 for key, events in self.selector.select(self._timeout()):
@@ -98,10 +100,9 @@ class MetricsServer(Observer):
             self.sock.close()
 
     def _timeout(self):
-        if not self.connections:
-            return None
-        nearest = min(c.deadline for c in self.connections.values())
-        return max(0.0, nearest - time.monotonic())
+        deadlines = [c.deadline for c in self.connections.values()] + [self.pause.until]
+        deadlines = [d for d in deadlines if d is not None]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _accept(self):
         for _ in range(MAX_CONNECTIONS):        # then the others get their turn
@@ -109,7 +110,8 @@ class MetricsServer(Observer):
                 sock, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:                     # out of fds, aborted: try again later
+            except OSError as err:              # out of fds: rest, or it spins
+                self.pause.rest(err)
                 return
             sock.setblocking(False)
             if len(self.connections) >= MAX_CONNECTIONS and not self._make_room():
@@ -177,6 +179,7 @@ class MetricsServer(Observer):
         self._close(connection)
 
     def _expire(self, now):
+        self.pause.resume_if_due(now)
         for connection in [c for c in self.connections.values() if c.deadline <= now]:
             self._close(connection)
 

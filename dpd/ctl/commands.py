@@ -11,7 +11,7 @@ import sys
 
 from .. import jsonfile, requests
 from ..control import socket_of
-from ..printable import printable
+from ..printable import printable, printable_log
 
 EX_OK, EX_FAILED, EX_USAGE, EX_NOT_RUNNING = 0, 1, 2, 3
 MAX_LINE = 4 << 20             # an answer line (log text arrives in pieces below this)
@@ -66,10 +66,11 @@ def _connect(path, program, config_path):
 def run(config_path, request, program, as_json=False, out=sys.stdout, err=sys.stderr):
     """Ask, print the outcome, return the exit status."""
     answer = None
+    shown = printable_log if _is_terminal(out) else str
     try:
         for answer in ask(config_path, request, program):
-            if 'text' in answer:                        # log lines, as they come
-                out.write(answer['text'])
+            if 'text' in answer and request.command == 'logs':     # log lines, as they come
+                out.write(shown(answer['text']))
                 out.flush()
     except Unanswered as problem:
         err.write('dpd-ctl: %s\n' % problem)
@@ -82,6 +83,14 @@ def run(config_path, request, program, as_json=False, out=sys.stdout, err=sys.st
     else:
         _describe(request, answer, out, err)
     return answer.get('code', EX_FAILED) if not answer.get('ok') else EX_OK
+
+
+def _is_terminal(out):
+    """A log's escape sequences are escaped on a terminal, kept in a pipe or file."""
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _describe(request, answer, out, err):

@@ -49,7 +49,7 @@ class WorkerExecutor(DaemonExecutor):
         self.journal = Journal(journal.path_of(state_file))
         self.notifications = Notifications(self.prober, notify_prefix(state_file))
         self.starter = Starter(reaper, self.outputs, trees, self.journal, self.notifications)
-        self.launches = Launches(reaper, self.group_of, self.starter.marks)
+        self.launches = Launches(reaper, self.group_of, self.starter.marks, trees)
         self._groups = {}                   # pid -> its process group, seen while it lived
         self._later = []                    # LATER actions of this batch, in order
         self.metrics_file = MetricsFile()

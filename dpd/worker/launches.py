@@ -1,8 +1,12 @@
 """`daemon: true`: finding the daemon a launcher left, and ending a launch.
 
 A pid in a file proves nothing, and a file the service's user writes can
-name anyone's process: its pid is accepted only if that process descends
-from the launch (SPEC 5.2), never adopted or signalled otherwise.
+name anyone's process: its pid is accepted only if that process provably
+comes from the launch (SPEC 5.2), never adopted or signalled otherwise. Its
+ancestry alone does not say so once the launcher is gone: every orphan of
+every process we run is reparented to the worker (a subreaper), so the
+proof is the launch's cgroup, or without cgroups the launcher among its
+ancestors, or the launch's spawn mark in its environment.
 """
 import logging
 import os
@@ -17,9 +21,10 @@ log = logging.getLogger('dpd')
 
 
 class Launches:
-    def __init__(self, reaper, group_of, marks):
+    def __init__(self, reaper, group_of, marks, trees):
         self.reaper, self.group_of = reaper, group_of
         self.marks = marks                # name -> the mark its start carried (no cgroups)
+        self.trees = trees                # trees.Trees: the cgroup of each start, if any
 
     def find(self, action):
         """The daemon the launch left: DaemonFound or DaemonNotFound."""
@@ -32,9 +37,11 @@ class Launches:
         started = procfs.identity(pid)
         if started is None:
             return [ev.DaemonNotFound(action.name, 'pid %d is not running' % pid)]
-        if started[0] < action.not_before or not self._launched_by(pid, action):
+        why = 'it started before the launch' if started[0] < action.not_before \
+            else self._not_launched_by(pid, action)
+        if why:
             return [ev.DaemonNotFound(action.name, 'pid %d is not a process the launcher '
-                                      'started' % pid, final=True)]
+                                      'started (%s)' % (pid, why), final=True)]
         if not self.reaper.watch_process(action.name, pid) or procfs.identity(pid) != started:
             return [ev.DaemonNotFound(action.name, 'pid %d ended' % pid)]
         return [ev.DaemonFound(action.name, pid, started)]
@@ -46,7 +53,7 @@ class Launches:
         if action.launcher:
             kill_group(action.launcher, signal.SIGKILL)  # our child, not reaped: still ours
         for pid in self._left_by(action):
-            if self._launched_by(pid, action):
+            if not self._not_launched_by(pid, action):
                 log.warning('%s: killing pid %d, the daemon its launch left', action.name, pid)
                 kill_group(self.group_of(pid), signal.SIGKILL)
                 try:
@@ -71,14 +78,31 @@ class Launches:
             pids += [p for p in procfs.pids_marked(SPAWN_MARK, (mark,)) if p not in pids]
         return pids
 
-    def _launched_by(self, pid, action):
-        """`pid` descends from the launcher: its ancestors lead to the launcher, or
-        (the launcher gone) to this worker, its subreaper, through an orphan that is
-        not another process of ours."""
-        lineage = procfs.ancestors(pid)
-        if action.launcher in lineage:
-            return True
-        if os.getpid() not in lineage:
-            return False
-        below_us = ([pid] + lineage)[lineage.index(os.getpid())]
-        return self.reaper.name_of(below_us) in (None, action.name)
+    def _not_launched_by(self, pid, action):
+        """Why `pid` is not known to come from the launch; None when it is. With a
+        cgroup per start, it must be in the launch's (the kernel keeps every
+        descendant there, and nothing else gets in); without, the launcher must
+        be among its ancestors (while the launcher lives), or the process must
+        carry the mark the launch's start put in its environment."""
+        cgroup = self.trees.record(action.name)
+        if cgroup is not None:
+            if procfs.cgroup_of(pid) == cgroup:
+                return None
+            return "it is not in the launch's cgroup %s" % cgroup
+        if action.launcher and (pid == action.launcher or
+                                action.launcher in procfs.ancestors(pid)):
+            return None
+        mark = self.marks.get(action.name)
+        if mark is not None and _carries(pid, SPAWN_MARK, mark):
+            return None
+        return "it neither descends from the launcher nor carries the launch's mark"
+
+
+def _carries(pid, key, value):
+    """True if `pid`'s environment (as it was exec'd) holds `key`=`value`."""
+    try:
+        with open('/proc/%d/environ' % pid, 'rb') as f:
+            environ = f.read().split(b'\0')
+    except OSError:
+        return False
+    return ('%s=%s' % (key, value)).encode() in environ

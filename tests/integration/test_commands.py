@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import threading
@@ -21,8 +22,9 @@ import time
 import pytest
 
 import conftest
-from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, WorkerSite, Workdir, command, pid_alive,
-                     read_pid, wait_until, write_json)
+from dpd import control
+from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, WorkerSite, Workdir, command,
+                     pid_alive, read_pid, wait_until, write_json)
 
 ACTOR = os.path.join(REPO, 'tests', 'actor.py')
 READINESS_ACTOR = os.path.join(REPO, 'tests', 'readiness_actor.py')
@@ -490,6 +492,88 @@ def test_logs_with_no_worker_running(workdir):
         assert 'dpd-workerd is not running for %s' % config in err
 
 
+HOSTILE = b'\x1b]0;title\x07\x1b[2J'
+
+
+class OnTerminal:
+    """dpd-ctl with its output on a pseudo-terminal, as an operator sees it."""
+
+    def __init__(self, *args):
+        master, slave = os.openpty()
+        self.master, self.data = master, b''
+        self.proc = subprocess.Popen(command('dpd-ctl') + list(args), stdout=slave,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd='/')
+        os.close(slave)
+
+    def read_until(self, expected, timeout=TIMEOUT):
+        """What it printed (the terminal's \r\n made \n), once `expected` is in it, or
+        it closed the terminal."""
+        deadline = time.monotonic() + timeout
+        while expected not in self.data:
+            left = deadline - time.monotonic()
+            assert left > 0, 'never printed %r; got %r' % (expected, self.data)
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:             # EIO: it closed the terminal
+                    chunk = b''
+                if not chunk:
+                    break
+                self.data += chunk.replace(b'\r\n', b'\n')
+        return self.data
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        status = self.proc.wait(TIMEOUT)
+        self.proc.stderr.close()
+        os.close(self.master)
+        return status
+
+
+def test_logs_here_escape_control_characters_on_a_terminal(workdir):
+    """A process's output may be anyone's: `dpd-ctl logs` printed its escape sequences
+    (a new window title, a cleared screen) raw to the operator's terminal."""
+    log = workdir.join('web.log')
+    with open(log, 'wb') as f:
+        f.write(b'one' + HOSTILE + b'\ttwo\n')
+    config = workdir.join('worker.json')
+    write_json(config, {'procs': [{'name': 'web', 'run': '/bin/sleep', 'logs': log}]})
+    shown = b'one\\x1b]0;title\\x07\\x1b[2J\ttwo\n'
+    terminal = OnTerminal('logs', '-c', config, 'web')
+    try:
+        assert terminal.read_until(shown + b'END') == shown
+    finally:
+        assert terminal.close() == EX_OK
+    terminal = OnTerminal('logs', '-c', config, '-f', 'web')
+    try:
+        terminal.read_until(shown)
+        with open(log, 'ab') as f:
+            f.write(b'three' + HOSTILE + b'\n')
+        assert terminal.read_until(b'three\\x1b]0;title\\x07\\x1b[2J\n') == \
+            shown + b'three\\x1b]0;title\\x07\\x1b[2J\n'
+    finally:
+        assert terminal.close() == EX_OK
+    assert ctl(config, 'logs', 'web')[1] == (b'one' + HOSTILE + b'\ttwo\nthree' + HOSTILE +
+                                             b'\n').decode(), 'into a pipe: as written'
+
+
+def test_logs_here_follow_no_link(workdir):
+    """The log swapped for a link to a secret: `dpd-ctl logs` (as root) printed it."""
+    secret = workdir.join('shadow')
+    with open(secret, 'w') as f:
+        f.write('root:$6$secret:19000:0:99999:7:::\n')
+    os.chmod(secret, 0o600)
+    log = workdir.join('web.log')
+    os.symlink(secret, log)
+    config = workdir.join('worker.json')
+    write_json(config, {'procs': [{'name': 'web', 'run': '/bin/sleep', 'logs': log}]})
+    for follow in ((), ('-f',)):
+        status, out, err = ctl(config, 'logs', *follow, 'web')
+        assert (status, out) == (EX_FAILED, ''), out
+        assert err == 'dpd-ctl: %s: refused: it is a symbolic link\n' % log
+
+
 # ===================================================================== the socket
 
 def test_the_control_socket_is_mode_0600(site):
@@ -536,6 +620,114 @@ def test_a_stale_socket_of_a_killed_worker_is_replaced(workdir):
     finally:
         site.worker.stop()
         remove_cgroups(workdir)
+
+
+def socket_rule(others):
+    """(owner, mode) the socket gets when the config's owner and the daemon's user are
+    root, us and `others`: the one user who is not root owns it, 0600; 0666 for two."""
+    users = ({0, os.geteuid()} | set(others)) - {0}
+    owner = next(iter(users)) if IS_ROOT and len(users) == 1 else os.geteuid()
+    return owner, 0o600 if len(users) <= 1 else 0o666
+
+
+# Before the fix the socket was bound at its final path, then chowned and chmodded by
+# that path: whoever may write its directory (the config's owner) could put a link there
+# in between, and root gave the link's target to that owner, mode 0600. Here the racer
+# always wins: the link goes in right after bind().
+def test_a_link_put_in_place_of_the_new_socket_is_replaced_never_followed(workdir,
+                                                                          monkeypatch):
+    precious, path = workdir.join('precious'), workdir.join('w.sock')
+    with open(precious, 'w') as f:
+        f.write('precious\n')
+    os.chmod(precious, 0o644)
+    real_bind = socket.socket.bind
+
+    def bind_then_race(sock, address):
+        real_bind(sock, address)
+        os.symlink(precious, path + '.link')
+        os.rename(path + '.link', path)
+    monkeypatch.setattr(socket.socket, 'bind', bind_then_race)
+    listener = control._listen(path, {0, os.geteuid(), NOBODY})
+    monkeypatch.undo()
+    try:
+        info = os.lstat(precious)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o644)
+        info = os.lstat(path)
+        assert stat.S_ISSOCK(info.st_mode), 'the link was replaced by the socket'
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == socket_rule([NOBODY])
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            listener.accept()[0].close()
+        assert sorted(os.listdir(workdir.path)) == ['precious', 'w.sock'], 'nothing left'
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize('others', [(), (NOBODY,), (NOBODY, NOBODY - 1)],
+                         ids=['root', 'one user', 'two users'])
+def test_the_socket_is_chowned_and_chmodded_only_inside_its_private_directory(
+        workdir, monkeypatch, others):
+    calls = []
+
+    def spy(name, real):
+        def called(*args, **keys):
+            calls.append((name, args, keys))
+            return real(*args, **keys)
+        return called
+    for name in ('chown', 'chmod'):
+        monkeypatch.setattr(os, name, spy(name, getattr(os, name)))
+    path = workdir.join('w.sock')
+    listener = control._listen(path, {0, os.geteuid()} | set(others))
+    monkeypatch.undo()
+    try:
+        owner, _ = socket_rule(others)
+        assert [c[0] for c in calls] == (['chown'] if IS_ROOT and owner else []) + ['chmod']
+        for name, args, keys in calls:
+            assert keys.get('dir_fd') is not None, (name, args, keys)
+            assert name != 'chown' or keys.get('follow_symlinks') is False, (args, keys)
+        info = os.lstat(path)
+        assert stat.S_ISSOCK(info.st_mode)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == socket_rule(others)
+    finally:
+        listener.close()
+
+
+# A config owned by another user, in their own directory: the socket is theirs, 0600.
+# A link they leave at its name before the start is refused, never followed (a rule
+# kept from before the fix: only a stale socket is replaced at start).
+@pytest.mark.skipif(not IS_ROOT or not shutil.which('setpriv'),
+                    reason='needs root and setpriv (a config of nobody, dpd-ctl as nobody)')
+def test_the_socket_of_a_config_another_user_owns_is_theirs(workdir):
+    home = workdir.join('home')
+    os.mkdir(home)
+    os.chown(home, NOBODY, NOBODY)
+    config, path = os.path.join(home, 'w.json'), os.path.join(home, 'w.sock')
+    write_json(config, {'procs': []}, mode=0o600)
+    os.chown(config, NOBODY, NOBODY)
+    precious = workdir.join('precious')
+    with open(precious, 'w') as f:
+        f.write('precious\n')
+    os.symlink(precious, path)
+    extra = ['--policy', workdir.policy()]
+    worker = Daemon('dpd-workerd', config, extra).start()
+    try:
+        worker.wait_log('no control socket (dpd-ctl restart, signal, logs): %s: %s exists '
+                        'and is not a socket' % (path, path), timeout=5)
+    finally:
+        worker.stop()
+    info = os.lstat(precious)
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o644)
+    os.unlink(path)
+    worker = Daemon('dpd-workerd', config, extra).start()
+    try:
+        info = os.lstat(path)
+        assert stat.S_ISSOCK(info.st_mode)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (NOBODY, 0o600)
+        assert not glob.glob(os.path.join(home, '.dpd-sock-*')), 'its private directory went'
+        status, out, err = ctl(config, 'restart', 'x', prefix=as_nobody())
+        assert (status, out, err) == (EX_FAILED, '', 'dpd-ctl: no process x\n')
+    finally:
+        worker.stop()
 
 
 # ===================================================================== dies before ready

@@ -353,6 +353,62 @@ def test_2_a_daemon_pid_file_naming_a_foreign_root_process_is_refused(workdir):
         assert worker.proc.poll() is None
 
 
+def orphan_scene(workdir):
+    """b starts an orphan (a subshell's child: reparented to the worker, its subreaper)
+    once a's launch has begun (the file GO); a, `daemon: true`, names that orphan in its
+    pid file; c, a real double-forking daemon, must be found as before."""
+    shared, rundir = sticky_dir(workdir), nobody_dir(workdir, 'run') if IS_ROOT else \
+        workdir.join('run')
+    if not IS_ROOT:
+        os.mkdir(rundir)
+    go, orphan_file = os.path.join(shared, 'GO'), os.path.join(shared, 'orphan.pid')
+    a_pid, c_pid = os.path.join(rundir, 'a.pid'), workdir.join('c.pid')
+    b = dict(shell(workdir.marker + '-b',
+                   'while [ ! -e "$1" ]; do sleep 0.02; done; '
+                   '(sh -c "sleep 1000; :" "$3" & echo $! > "$2.tmp"; mv "$2.tmp" "$2"); '
+                   'sleep 1000; :', go, orphan_file, workdir.marker + '-orphan'),
+             name='b', user='daemon' if IS_ROOT else USER, stop_timeout=1)
+    a = dict(shell(workdir.marker + '-a',
+                   'touch "$1"; while [ ! -s "$2" ]; do sleep 0.02; done; '
+                   'cat "$2" > "$3.tmp"; mv "$3.tmp" "$3"; sleep 1000; :',
+                   go, orphan_file, a_pid),
+             name='a', user='nobody' if IS_ROOT else USER, daemon=True, write_pid=False,
+             pid_file=a_pid, restart=False, stop_timeout=1)
+    c = workdir.actor('c', 'daemonize', c_pid, daemon=True, write_pid=False, pid_file=c_pid,
+                      stop_timeout=1)
+    config = workdir.join('worker.json')
+    write_json(config, {'procs': [b, a, c]})
+    return config, orphan_file
+
+
+# Before this fix the worker took any process reparented to it that it did not run itself
+# as the daemon of a launch: b's orphan was "a: running", and `dpd-ctl restart a` sent
+# TERM to the orphan's process group, b's ("b: killed by signal 15").
+@pytest.mark.parametrize('cgroups', [True, False], ids=['cgroups', 'no-cgroups'])
+def test_2_a_daemon_pid_file_naming_another_process_orphan_is_refused(workdir, cgroups):
+    if not cgroups and not (IS_ROOT and shutil.which('unshare')):
+        pytest.skip('a root worker without cgroups needs root and unshare')
+    config, orphan_file = orphan_scene(workdir)
+    worker = Daemon('dpd-workerd', config, prefix=() if cgroups else WITHOUT_CGROUPS).start()
+    try:
+        assert ('a cgroup per process' in worker.log()) == (cgroups and IS_ROOT)
+        orphan = wait_until(lambda: read_pid(orphan_file))
+        wait_until(lambda: 'not a process the launcher started' in worker.log()
+                   or 'a: running' in worker.log(), timeout=5, message=worker.log)
+        worker.wait_log('c: running', timeout=5)
+        assert 'a: running' not in worker.log()
+        assert 'pid %d is not a process the launcher started' % orphan in worker.log()
+        status, _, err = run('dpd-ctl', 'restart', '-c', config, 'a', timeout=10)
+        assert status == 1, err
+        assert pid_alive(orphan), worker.log()
+        assert 'b: killed' not in worker.log() and 'a: running' not in worker.log()
+        wait_until(lambda: {states(workdir.path).get(n, {}).get('state') for n in 'bc'}
+                   == {'running'}, timeout=3, message=lambda: states(workdir.path))
+    finally:
+        worker.stop()
+        end_strays(workdir)
+
+
 # Before f797934 the worker opened the pid file with a blocking open(): on a FIFO its
 # main thread hung there (no edits, no TERM).
 def test_3_a_fifo_as_daemon_pid_file_fails_that_process_only(workdir):

@@ -1,9 +1,12 @@
 """The master's metrics endpoint: what each request head gets (dpd.cluster.httpd)."""
+import errno
+import os
 import socket
 import time
 
 import pytest
 
+from dpd import acceptpause
 from dpd.cluster import httpd
 from dpd.cluster.httpd import MetricsServer, answer_to, listen
 from support import wait_until
@@ -144,3 +147,45 @@ def test_an_answer_taken_in_sips_ends_at_its_deadline(monkeypatch):
 
 
 posted = []
+
+
+class OutOfDescriptors:
+    """A listening socket whose accept() fails as with no descriptor left (EMFILE)
+    while `failing` is set; the calls are counted."""
+
+    def __init__(self, sock):
+        self.sock, self.failing, self.calls = sock, True, 0
+
+    def accept(self):
+        self.calls += 1
+        if self.failing:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return self.sock.accept()
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_out_of_descriptors_the_listener_rests_instead_of_spinning(monkeypatch):
+    """The connection waits in the kernel's queue, so the listener stays readable:
+    a failed accept() must not be tried again at once, for ever."""
+    monkeypatch.setattr(acceptpause, 'REST_SECONDS', 0.3)
+    listener = OutOfDescriptors(listen('127.0.0.1:0'))
+    server = MetricsServer(listener, posted.append)
+    server.publish(TEXT)
+    server.start()
+    try:
+        with socket.create_connection(('127.0.0.1', listener.sock.getsockname()[1]),
+                                      timeout=10) as sock:
+            sock.sendall(b'GET /metrics HTTP/1.1\r\n\r\n')
+            wait_until(lambda: listener.calls >= 1)
+            time.sleep(0.5)              # the time a spinning thread makes thousands of calls
+            assert listener.calls <= 3, listener.calls
+            listener.failing = False
+            assert sock.recv(1 << 16).startswith(b'HTTP/1.1 200 OK')
+    finally:
+        server.stop()
+    assert not server.is_alive() and posted == []
