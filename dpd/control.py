@@ -11,7 +11,10 @@ lines), the last one says `"done": true`.
 
 This thread decides nothing: it posts CommandReceived (and CommandGone when
 the peer hangs up), and writes what the executor hands it: answers, and the
-lines of a log file it is asked to stream.
+lines of a log file it is asked to stream. What waits for a peer to read it
+is bounded as what it asks is: a peer that leaves more than MAX_PENDING of
+answers unread (a relay's node sends faster than dpd-ctl reads) has its
+connection ended, as a request too large is refused, and posted as gone.
 """
 import errno
 import logging
@@ -34,7 +37,11 @@ MAX_REQUEST = 64 * 1024
 REQUEST_SECONDS = 5.0
 MAX_CONNECTIONS = 64
 STREAM_BYTES_PER_SECOND = 1 << 20      # log lines sent on, at most (SPEC 6.3)
-STREAM_PIECE = 64 << 10                 # the most log text in one answer
+STREAM_PIECE = 64 << 10                 # the most log text in one answer (bytes read, or
+                                        # characters of a backlog: 768 KiB as JSON at most)
+STREAM_BURST = 2 * STREAM_PIECE         # sent at once, at most: a relay's client drops what
+                                        # its queue to the master (10 messages) cannot hold
+MAX_PENDING = 4 << 20                   # answers waiting for their reader, at most
 _CREDENTIALS = struct.Struct('iII')
 SUN_PATH_MAX = 108                      # sizeof(sockaddr_un.sun_path) on Linux
 _BOUND = 's'                            # the socket's name in its private directory
@@ -44,23 +51,28 @@ log = logging.getLogger('dpd')
 class _Connection:
     def __init__(self, sock, number, uid):
         self.sock, self.number, self.uid = sock, number, uid
-        self.inbox, self.outbox = b'', b''
+        self.inbox, self.outbox = b'', bytearray()     # (bytes += would copy it all)
         self.asked = False                      # the request is read
         self.closing = False                    # close once the outbox is sent
         self.deadline = time.monotonic() + REQUEST_SECONDS
         self.follower = None                    # a log followed for it (tail.Follower)
-        self.rate = ByteRate(STREAM_BYTES_PER_SECOND)
-        self.resume_at = None                   # read the followed log again then
+        self.backlog, self.backlog_at = '', None    # a log's last lines, and where the
+                                                    # next piece starts (None: all sent)
+        self.backlog_ends = False               # its last piece is the last answer
+        self.rate = ByteRate(STREAM_BYTES_PER_SECOND, STREAM_BURST)
+        self.resume_at = None                   # send the log's next piece then
 
 
 class ByteRate:
-    """A budget of `rate` bytes a second, at most a second's worth saved up."""
+    """A budget of `rate` bytes a second, at most `burst` bytes (a second's worth)
+    saved up."""
 
-    def __init__(self, rate):
-        self.rate, self.tokens, self.at = rate, float(rate), time.monotonic()
+    def __init__(self, rate, burst=None):
+        self.rate, self.at = rate, time.monotonic()
+        self.burst = self.tokens = float(burst or rate)
 
     def available(self, now):
-        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
         return int(self.tokens)
 
@@ -261,12 +273,35 @@ class ControlServer(Observer):
             if connection is None:
                 continue                                # the peer hung up meanwhile
             if kind == 'answer':
-                self._send(connection, *rest)
+                self._answer(connection, *rest)
             else:
                 self._start_stream(connection, *rest)
 
+    def _answer(self, connection, message, done):
+        """An answer the executor hands over. A relay's (`dpd-ctl --node`) come as
+        fast as the node sends them, whatever the reader takes: those a slow reader
+        (a pager) leaves unread would pile up here without end. Beyond MAX_PENDING,
+        the connection is ended with an error after what it holds, and posted as
+        gone (the master's policy then cancels the relay). A last answer always
+        goes: one more, at most."""
+        if connection.closing:
+            return                      # answered in full, or ended: nothing more goes
+        line = _line(message, done)
+        if done or len(connection.outbox) + len(line) <= MAX_PENDING:
+            self._queue(connection, line, done)
+            return
+        log.warning('control connection %d: answers come faster than its reader takes '
+                    'them (%d MiB wait): ended', connection.number, MAX_PENDING >> 20)
+        self._send(connection, {'ok': False, 'code': 1, 'error': (
+            'answers came faster than dpd-ctl read them (%d MiB waited to be read): stopped'
+            % (MAX_PENDING >> 20))}, done=True)
+        self.post(CommandGone(connection.number))
+
     def _send(self, connection, message, done):
-        connection.outbox += (jsonfile.dumps(dict(message, done=done)) + '\n').encode()
+        self._queue(connection, _line(message, done), done)
+
+    def _queue(self, connection, data, done):
+        connection.outbox += data
         connection.closing = connection.closing or done
         self._flush(connection)
 
@@ -278,11 +313,12 @@ class ControlServer(Observer):
         except OSError:
             self._close(connection, gone=True)
             return
-        connection.outbox = connection.outbox[sent:]
+        del connection.outbox[:sent]                    # (a bytearray's start just moves)
         if not connection.outbox and connection.closing:
             self._close(connection)
             return
-        if not connection.outbox and connection.follower is not None:
+        if not connection.outbox and (connection.follower is not None or
+                                      connection.backlog_at is not None):
             connection.resume_at = time.monotonic()     # the next piece may go
         wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if connection.outbox else 0)
         self._selector.modify(connection.sock, wanted, connection)
@@ -300,17 +336,44 @@ class ControlServer(Observer):
             self._send(connection, {'ok': False, 'code': 1, 'error': '%s: %s' % (
                 path, err.strerror or err)}, done=True)
             return
-        self._send(connection, {'ok': True, 'code': 0, 'text': _text(text)}, done=not follow)
+        connection.backlog, connection.backlog_at = _text(text), 0
+        connection.backlog_ends = not follow
+        self._forward(connection, time.monotonic())
 
     def _forward(self, connection, now):
-        """What was appended to a followed log, on to the peer: a piece at a time,
-        at most STREAM_BYTES_PER_SECOND, and only once the last piece is sent
-        (a slow reader leaves the rest in the file, not in our memory)."""
-        if connection is None or connection.follower is None:
+        """A log on to the peer: its last lines, then (followed) what is appended,
+        a piece at a time, at most STREAM_BYTES_PER_SECOND, and only once the last
+        piece is sent (a slow reader leaves the rest in the file, not in our
+        memory). A backlog of 16 MiB in one line was more than its readers take
+        (4 MiB a line; the master, 1 MiB an ANSWER); in pieces all at once, more
+        than the client's queue to the master holds (it drops what does not fit)."""
+        if connection is None:
             return
-        connection.follower.discard_events()
+        if connection.follower is not None:
+            connection.follower.discard_events()
         if connection.outbox:
             return                              # _flush resumes once it is sent
+        if connection.backlog_at is not None:
+            self._forward_backlog(connection, now)
+        elif connection.follower is not None:
+            self._forward_appended(connection, now)
+
+    def _forward_backlog(self, connection, now):
+        """The backlog's next piece of STREAM_PIECE characters (the rate counts them
+        as bytes read), `done` on the last unless the log is followed."""
+        at = connection.backlog_at
+        piece = connection.backlog[at:at + STREAM_PIECE]
+        if connection.rate.available(now) < len(piece):
+            connection.resume_at = connection.rate.when(len(piece), now)
+            return
+        connection.rate.spend(len(piece))
+        last = at + len(piece) >= len(connection.backlog)
+        connection.backlog_at = None if last else at + len(piece)
+        if last:
+            connection.backlog = ''
+        self._send(connection, _log_text(piece), done=last and connection.backlog_ends)
+
+    def _forward_appended(self, connection, now):
         allowance = min(STREAM_PIECE, connection.rate.available(now))
         data = connection.follower.read(allowance) if allowance else b''
         connection.rate.spend(len(data))
@@ -318,7 +381,7 @@ class ControlServer(Observer):
         connection.resume_at = connection.rate.when(STREAM_PIECE, now) \
             if len(data) >= allowance else None
         if data:
-            self._send(connection, {'ok': True, 'code': 0, 'text': _text(data)}, done=False)
+            self._send(connection, _log_text(_text(data)), done=False)
 
     def _close(self, connection, gone=False):
         self._connections.pop(connection.number, None)
@@ -428,6 +491,14 @@ def _peer_uid(sock):
 
 def _text(data):
     return data.decode('utf-8', 'replace')
+
+
+def _log_text(text):
+    return {'ok': True, 'code': 0, 'text': text}
+
+
+def _line(message, done):
+    return (jsonfile.dumps(dict(message, done=done)) + '\n').encode()
 
 
 def _refuse(sock, error):

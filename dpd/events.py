@@ -42,5 +42,6 @@ class CommandReceived(Record):
 
 
 class CommandGone(Record):
-    """The operator hung up before the last answer (dpd-ctl ended: stop streaming)."""
+    """The operator hung up before the last answer (dpd-ctl ended: stop streaming),
+    or read so slowly that the control thread ended the connection (control.py)."""
     number: int

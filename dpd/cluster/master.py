@@ -12,7 +12,7 @@ from . import actions as act
 from . import events as ev
 from . import protocol
 from .nodes import (PENDING_GRACE, STALE_AFTER, Aging, Desired, Node,  # noqa: F401
-                    kept_report, same)
+                    Reports, same, short_text, shortened)
 from .policy import NetworkPolicy
 from .protocol import HUGZ_IVL, REPORT_IVL, STATS, UPDATES
 from .remote import Remote
@@ -62,6 +62,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
         self.report_ivl = REPORT_IVL     # what ACKs tell nodes (protocol.report_interval)
         self.hugz_ivl = HUGZ_IVL         # and the heartbeat (protocol.hugz_interval)
         self.requests = protocol.RepeatedRequests(REMEMBERED_MORE)
+        self.reports = Reports()         # the room nodes' reports take in the state file
         self._order = None               # the nodes sorted by name, for the view
 
     def next_deadline(self):
@@ -105,6 +106,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
             if self._apply_node(node, listed, wall_ms, now, out):
                 changed.append(node)
         _log_new_versions(changed, out)
+        self.reports.fleet(len(config.nodes), self.nodes.values())
         for node in self.nodes.values():
             if node.managed and node.name not in config.nodes:
                 node.managed = False
@@ -255,7 +257,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
             self._on_answer(node, routing_id, message, now, out)   # remote.py
         else:
             node.routing_id = routing_id
-            self._record(node, message, now, out)
+            self._record(node, message, frames[-1], now, out)
             self._answer(node, message, routing_id, now, out)
 
     def _node_for(self, name):
@@ -267,13 +269,12 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
             node = self._add(name)
         return node
 
-    def _record(self, node, message, now, out):
+    def _record(self, node, message, frame, now, out):
         fields = message.fields
         first = node.seen_at is None
         node.seen_at = now
         self._touch(node)
-        node.applied = same(node.applied, protocol.kept(fields.get('applied'),
-                                                         protocol.STAMP))
+        node.applied = same(node.applied, fields.get('applied'))   # (no unknown key)
         boot = fields['boot']
         node.peers = {b: seen for b, seen in node.peers.items()
                       if now - seen[0] < node.stale_after}
@@ -284,14 +285,24 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
                           '(client runs %s); give each node its own name%s' % (
                               node.name, ', '.join(sorted(set(node.peers) | {boot})),
                               '' if self.secure else ' (and keys)'), now, logging.ERROR)
-        node.peers[boot] = (now, fields.get('version'))
+        node.peers[boot] = (now, short_text(fields['version']))
         if message.kind == 'REPORT':
-            node.last_rejected = protocol.kept(fields.get('last_rejected'), protocol.REJECTION)
-            if node.managed:      # a node outside the file: its processes are not ours
-                node.report = same(node.report, kept_report(fields))
+            self._keep_report(node, fields, frame)
+            if node.managed:
                 self._judge(node, now, out)             # staged.py
         if first and node.managed:
             out.append(log_action(logging.INFO, 'node %s: connected' % node.name))
+
+    def _keep_report(self, node, fields, frame):
+        """What the node said of its worker and processes, within its room in the
+        state file (nodes.Reports); a node outside the file: only why it refused
+        a list, short (its processes are not ours)."""
+        if node.managed:
+            report, rejected = self.reports.keep(node, fields, frame)
+            node.report = same(node.report, report)
+        else:
+            rejected = shortened(fields.get('last_rejected'))
+        node.last_rejected = rejected
 
     def _answer(self, node, message, routing_id, now, out):
         if not node.managed:
@@ -365,7 +376,7 @@ class MasterPolicy(Staged, Remote, NetworkPolicy):
             return          # every node is in the file: nobody to forget
         for name in [n.name for n in self.nodes.values() if not n.managed and
                      (n.seen_at is None or now - n.seen_at > STRANGER_TTL)]:
-            del self.nodes[name]
+            self.reports.forget(self.nodes.pop(name))
             self.states.pop(name, None)
             self.dirty, self._order = True, None
 

@@ -7,13 +7,24 @@ and those whose time-driven change is due (a deadline heap, one entry per node),
 not every node every second.
 """
 import heapq
+from json.encoder import encode_basestring_ascii
 
+from .. import jsonfile
 from ..record import Record
 from . import protocol
 from .protocol import REPORT_IVL, stale_after
 
 STALE_AFTER = stale_after(REPORT_IVL)  # no report for that long: the node is stale
 PENDING_GRACE = 30.0                  # a newer list unapplied for longer: lagging
+
+# What the nodes' reports may take of the master's state file, together: its
+# readers stop at 64 MiB (state.MAX_STATE_BYTES), and without keys anyone may
+# report for every node, up to 1 MiB each (SPEC 5.2). In bytes of the file.
+REPORTS_BYTES = 24 * 1024 * 1024      # every node's report, together
+REPORTS_SHARES = 4 * 1024 * 1024      # of which each node may always have its share
+MIN_SHARE = 1024                      # (a share is never less, whatever the fleet)
+SHORT_TEXT = 160                      # a report that does not fit: its texts clipped...
+SHORT_ITEMS = 2                       # ...its lists (waiting_for, errors) to their first
 
 
 class Desired(Record):
@@ -52,6 +63,7 @@ class Node:
         self.applied = None           # {gen, sha256} the node reported
         self.last_rejected = None
         self.report = {}              # the last REPORT's worker and processes
+        self.report_bytes = 0         # at most what it and last_rejected take (Reports)
         self.peers = {}               # boot -> (seen_at, version): who claims to be this node
         self.notified_at = None
         self.listens = False          # subscribed to its NOTIFYs (a first-round client)
@@ -101,7 +113,7 @@ class Node:
             'errors': list(self.errors), 'seen_at': self.seen_at,
             'clients': len(self.peers), 'client_version': _newest_version(self.peers),
             'worker': self.report.get('worker'), 'processes': self.report.get('processes'),
-            'reason': self.report.get('reason'),
+            'processes_more': self.report.get('more', 0), 'reason': self.report.get('reason'),
         }
 
     def reply(self, kind, epoch, report_ivl=REPORT_IVL):
@@ -131,12 +143,139 @@ def same(old, new):
 
 
 def kept_report(fields):
-    """What the master keeps of a checked REPORT: the known fields, nothing more."""
+    """What the master keeps of a decoded REPORT (which holds no unknown key)."""
     processes = fields.get('processes')
-    return {'worker': protocol.kept(fields.get('worker'), protocol.WORKER),
+    return {'worker': fields.get('worker'),
             'processes': None if processes is None else
             [protocol.kept_process(p) for p in processes],
             'reason': fields.get('reason')}
+
+
+class Reports:
+    """The room the nodes' kept reports (and their last rejections) take in the
+    state file. Each node may keep its share of REPORTS_SHARES (at least
+    MIN_SHARE); beyond it, a report takes from the pool that the shares leave of
+    REPORTS_BYTES, first come. So the reports are counted at most REPORTS_BYTES
+    (or MIN_SHARE a node, in a fleet of more than 24,576), whatever the nodes
+    say: an honest fleet's are whole (10,000 nodes of ten processes are counted
+    19 MiB), and peers that fill the pool first (made-up reports, without keys;
+    1 MB at most per stolen key) leave every node its share. A report that does
+    not fit is kept short (`fitted`).
+
+    Not a fixed budget per node: one that keeps 1000 honest processes whole
+    (170 KB) would let 10,000 nodes take 1.7 GB; one that 10,000 nodes may all
+    fill in 64 MiB would cut a node of fifty. (Until the nodes that held more
+    report again, a fleet grown by an edit may hold its new nodes' shares more.)"""
+
+    def __init__(self):
+        self.share, self.pool = REPORTS_SHARES, REPORTS_BYTES - REPORTS_SHARES
+        self.beyond = 0             # what reports take beyond their shares, together
+
+    def fleet(self, count, nodes):
+        """The master file lists `count` nodes; `nodes` are all the master knows."""
+        self.share = max(MIN_SHARE, REPORTS_SHARES // max(1, count))
+        self.pool = max(0, REPORTS_BYTES - self.share * count)
+        self.beyond = sum(self._beyond(node.report_bytes) for node in nodes)
+
+    def _beyond(self, size):
+        return size - self.share if size > self.share else 0
+
+    def room(self, node):
+        """What `node`'s report may take: its share, and what the pool has left."""
+        others = self.beyond - self._beyond(node.report_bytes)
+        return self.share + (self.pool - others if self.pool > others else 0)
+
+    def keep(self, node, fields, frame):
+        """(report, last_rejected) of a managed node's REPORT `fields` (its JSON
+        `frame`), as the master keeps them. (A REPORT's hot path: few calls.)"""
+        report, rejected = kept_report(fields), fields.get('last_rejected')
+        room, size = self.room(node), _wire_bytes(frame)
+        if size > room:             # rarely: a big report, or a full pool
+            report, rejected, size = fitted(report, rejected, room)
+        share, held = self.share, node.report_bytes
+        self.beyond += (size - share if size > share else 0) - \
+            (held - share if held > share else 0)
+        node.report_bytes = size
+        return report, rejected
+
+    def forget(self, node):
+        """`node` is gone: its report takes no room."""
+        self.beyond -= self._beyond(node.report_bytes)
+        node.report_bytes = 0
+
+
+def _wire_bytes(frame):
+    """What a REPORT's kept parts take in the state file, from its bytes on the
+    wire, with no walk through them (a report's hot path; an honest report's
+    kept parts are its bytes but 230 or so). The file is JSON as jsonfile.dumps
+    writes it, in which a text takes no more than on a wire of printable ASCII,
+    but up to 6 times more from other bytes (e with an acute accent is 2 bytes,
+    \\u00e9 6; DEL 1 and 6). Only a number written short may take more than
+    it was counted: 1e11 is 100000000000.0, and a process of four such takes
+    1.4 times its bytes."""
+    if not frame.isascii() or b'\x7f' in frame:
+        return 6 * len(frame)
+    return len(frame)
+
+
+def fitted(report, rejected, room):
+    """(report, rejected, their bytes in the state file) within `room` bytes:
+    whole if they fit (measured), else short: every text at most SHORT_TEXT
+    bytes, every list its first SHORT_ITEMS entries, and the first processes
+    that fit; the report's `more` counts those left out."""
+    size = _bytes(report) + _bytes(rejected)
+    if size <= room:
+        return report, rejected, size
+    processes = report['processes']
+    short = {'worker': shortened(report['worker']), 'reason': shortened(report['reason']),
+             'processes': None if processes is None else [], 'more': len(processes or ())}
+    rejected = shortened(rejected)
+    size = _bytes(short) + _bytes(rejected)         # (`more` as long as it may be)
+    for process in processes or ():
+        process = shortened(process)
+        more = _bytes(process) + 1                  # (and a comma)
+        if size + more > room:
+            break
+        short['processes'].append(process)
+        size += more
+    short['more'] -= len(short['processes'] or ())
+    return short, rejected, size
+
+
+def _bytes(value):
+    return len(jsonfile.dumps(value))
+
+
+def shortened(value):
+    """`value` with its texts clipped and its lists cut (see `fitted`)."""
+    if type(value) is str:
+        return short_text(value)
+    if type(value) is list:
+        return [shortened(item) for item in value[:SHORT_ITEMS]]
+    if type(value) is dict:
+        return {key: shortened(item) for key, item in value.items()}
+    return value
+
+
+def short_text(text, limit=SHORT_TEXT):
+    """`text`, or its beginning and '...', in at most `limit` bytes of the state
+    file (a character takes up to 12: \\ud83d\\ude00)."""
+    if len(text) * 12 <= limit or (len(text) * 6 <= limit and text.isascii()):
+        return text                 # (the usual case, without encoding it)
+    if _escaped(text) <= limit:
+        return text
+    fits, over = 0, min(len(text), limit) + 1     # the longest prefix that fits
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if _escaped(text[:middle]) <= limit - 3:
+            fits = middle
+        else:
+            over = middle
+    return text[:fits] + '...'
+
+
+def _escaped(text):
+    return len(encode_basestring_ascii(text)) - 2
 
 
 def _newest_version(peers):

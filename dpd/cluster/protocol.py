@@ -21,7 +21,8 @@ Two endpoints; a client connects to the second only (one connection per node):
                          for this node's worker; `request` as dpd/requests.py says
       [CANCEL, json]     master: {v, node, ref}: the operator is gone; stop answering
       [ANSWER, json]     client: {v, node, ref, answer, done}: an answer to COMMAND `ref`
-                         (log text comes in several; the last has done: true)
+                         (log text comes in several, each at most 256 KiB as JSON
+                         writes it; the last has done: true)
 
 No list body ever travels on the updates socket (PUB cannot choose its
 readers), so a node never receives another node's list or secrets; a
@@ -175,12 +176,6 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 86400
 
 
-def _version_stamp(value):
-    """{gen, sha256} or null: what a client has applied."""
-    return value is None or (isinstance(value, dict) and _gen(value.get('gen'))
-                             and _sha(value.get('sha256')))
-
-
 # What a REPORT says of the node: every field typed and bounded, so the master
 # keeps (and writes to its state file) nothing a peer shaped at will (SPEC 5.2).
 
@@ -204,7 +199,8 @@ def _long_text(value):
 
 
 def _record_of(checks):
-    """A dict whose listed keys pass their checks (other keys are dropped later).
+    """A dict whose listed keys pass their checks; its other keys are dropped
+    from it here (see SCHEMAS: a message keeps only what the protocol knows).
     The record's own fields are walked, not the list of all: a process of a
     REPORT may have fifteen, and says the six or so it has a value for; an
     optional field's null (a first-round client says them all) needs no call."""
@@ -221,12 +217,22 @@ def _record_of(checks):
                 return False
         for key, field in value.items():
             known = lookup(key)
-            if known is None or (field is None and known[1]):
+            if known is None:       # (rarely: walked again without them)
+                return _dropped(value, table) and check(value)
+            if field is None and known[1]:
                 continue
             if not known[0](field):
                 return False
         return True
     return check
+
+
+def _dropped(record, known):
+    """`record` without its keys not in `known` (the decoder's own dict, just
+    parsed: nobody else holds it yet)."""
+    for key in [key for key in record if key not in known]:
+        del record[key]
+    return True
 
 
 def _list_of(check, limit):
@@ -242,7 +248,18 @@ def _list_of(check, limit):
 
 MAX_TEXT = 1000
 MAX_REPORTED_PROCESSES = 1000
-STAMP = {'gen': _gen, 'sha256': _sha}             # a version: checked by _version_stamp
+STAMP = {'gen': _gen, 'sha256': _sha}             # a version a client has applied
+
+
+def _stamp(value):
+    """{gen, sha256}: what a client has applied (other keys dropped, as by _record_of)."""
+    if not (isinstance(value, dict) and _gen(value.get('gen')) and _sha(value.get('sha256'))):
+        return False
+    return len(value) == 2 or _dropped(value, STAMP)
+
+
+_version_stamp = _optional(_stamp)                # or null
+
 REJECTION = {'gen': _optional(_gen), 'sha256': _optional(_sha), 'reason': _long_text}
 WORKER = {'running': _optional(lambda v: type(v) is bool), 'pid': _optional(_int),
           'config_ok': _optional(lambda v: type(v) is bool),
@@ -300,21 +317,24 @@ SHARED_WORDS = ('name', 'state', 'health')      # a process's fields that repeat
 
 
 def kept_process(value):
-    """A checked process of a REPORT, its `last_exit` as kept as the rest, and its
-    words shared: a master keeps the last report of every node, and ten thousand
-    nodes say "running" and their services' names forty thousand times (4 MB)."""
-    process = kept(value, PROCESS)
-    last_exit = process.get('last_exit')
-    if last_exit is not None:
-        process['last_exit'] = kept(last_exit, LAST_EXIT)
+    """A decoded process of a REPORT (its unknown keys, and its `last_exit`'s,
+    were dropped then), its words shared: a master keeps the last report of every
+    node, and ten thousand nodes say "running" and their services' names forty
+    thousand times (4 MB)."""
     for key in SHARED_WORDS:
-        word = process.get(key)
+        word = value.get(key)
         if word is not None:
-            process[key] = sys.intern(word)
-    return process
+            value[key] = sys.intern(word)
+    return value
 
 
-# kind -> (frames after the type frame, {key: check}); keys not listed pass through
+# kind -> (frames after the type frame, {key: check}). Keys not listed (a newer
+# peer's additions) are accepted and dropped, at every level: nothing reads
+# them, and a decoded message is held (RepeatedRequests), so junk kept in it cost
+# the master 24 times its bytes. Dropped rather than refused, so an old master
+# or client still takes a newer peer's messages; dropped rather than merely not
+# remembered, so a newer client's reports are still remembered, and one that
+# pads its messages costs no more than one that does not.
 SCHEMAS = {
     'NOTIFY': (1, {'node': _node, 'gen': _gen, 'sha256': _sha, 'epoch': _text}),
     'HUGZ': (1, {'epoch': _text, 'hseq': _gen, 'hugz_ivl': _number, 'report_ivl': _number}),
@@ -335,6 +355,11 @@ SCHEMAS = {
     'ANSWER': (1, {'node': _node, 'ref': _ref, 'done': lambda v: type(v) is bool,
                    'answer': _record_of(ANSWER)}),
 }
+# kind -> (frames, ((key, check, optional), ...), the keys kept): SCHEMAS as _decode
+# walks it (as in _record_of, an optional field's null needs no call)
+HEADERS = {kind: (count, tuple((key, getattr(check, 'inner', check), hasattr(check, 'inner'))
+                               for key, check in checks.items()), frozenset(checks) | {'v'})
+           for kind, (count, checks) in SCHEMAS.items()}
 UPDATE_KINDS = ('NOTIFY', 'HUGZ')
 REPLY_KINDS = ('STATE', 'ACK', 'UNMANAGED', 'ERROR', 'COMMAND', 'CANCEL')
 REQUEST_KINDS = ('HELLO', 'REPORT', 'ANSWER')
@@ -369,16 +394,44 @@ class RepeatedRequests:
     what decode_request would return, the very same Message each time (nobody
     changes a Message); the answer is made fresh from it.
 
-    Bounded, since a peer may open many connections: only a request of at most
-    REMEMBERED_BYTES (an idle node of a dozen processes or so) is kept, for at most
-    `limit` connections, the least recently heard forgotten first."""
+    Bounded, since a peer may open many connections (one stolen node key is
+    enough: a request is decoded before its node is checked): only a request
+    of at most REMEMBERED_BYTES and REMEMBERED_VALUES (an idle node of a dozen
+    processes or so) is kept, for at most `limit` connections, the least
+    recently heard forgotten first. What is kept is what the protocol knows of
+    it (unknown keys are dropped when decoding). Values are counted as well as
+    bytes: a value costs 60-100 bytes once decoded, however short on the wire,
+    so a request of many tiny ones (a list of two-letter names) cost 12 times
+    its bytes, twice what an idle node's report costs.
+
+    It also keeps which connections sent an ANSWER that could not be taken (too
+    large, malformed), and why: the command it answered gets no answer now, and
+    the master's policy ends that connection's relays with that reason
+    (remote.py) rather than leave the operator waiting."""
     REMEMBERED_BYTES = 4096
+    REMEMBERED_VALUES = 256             # commas: some 25 processes of ten fields
+    UNREADABLE_KEPT = 256               # connections whose refused ANSWER is kept
 
     def __init__(self, limit):
         self.limit = limit
         self._last = {}                 # routing id -> (digest of the frames, Message)
+        self.unreadable_answers = {}    # routing id -> why its ANSWER was refused
 
     def decode(self, routing_id, frames):
+        try:
+            return self._decode(routing_id, frames)
+        except ProtocolError as err:
+            if frames and bytes(frames[0][:16]) == b'ANSWER':
+                self._unreadable(routing_id, str(err))
+            raise
+
+    def _unreadable(self, routing_id, why):
+        self.unreadable_answers.pop(routing_id, None)
+        self.unreadable_answers[routing_id] = why[:MAX_TEXT]
+        while len(self.unreadable_answers) > self.UNREADABLE_KEPT:
+            del self.unreadable_answers[next(iter(self.unreadable_answers))]
+
+    def _decode(self, routing_id, frames):
         last = self._last.pop(routing_id, None)
         if sum(map(len, frames)) > self.REMEMBERED_BYTES:
             return decode_request(frames)
@@ -387,6 +440,8 @@ class RepeatedRequests:
             message = last[1]
         else:
             message = decode_request(frames)         # raises ProtocolError
+            if frames[-1].count(b',') > self.REMEMBERED_VALUES:
+                return message
         self._last[routing_id] = (digest, message)
         while len(self._last) > self.limit:
             del self._last[next(iter(self._last))]
@@ -407,7 +462,7 @@ def _decode(frames, allowed):
     kind = bytes(frames[0][:16]).decode('ascii', 'replace')
     if kind not in allowed:
         raise ProtocolError('unexpected message type %r' % kind)
-    count, checks = SCHEMAS[kind]
+    count, walk, known = HEADERS[kind]
     if len(frames) != count + 1:
         raise ProtocolError('%s with %d frames, expected %d' % (kind, len(frames), count + 1))
     limit = MAX_HEADER_BYTES if kind in ('STATE', 'NOTIFY', 'HUGZ') else MAX_JSON_BYTES
@@ -415,9 +470,14 @@ def _decode(frames, allowed):
     if type(fields.get('v')) is not int or fields['v'] != VERSION:
         raise ProtocolError('%s of protocol version %r; this end speaks %d'
                             % (kind, fields.get('v'), VERSION), 'unsupported-version')
-    for key, check in checks.items():
-        if not check(fields.get(key)):
+    for key, check, optional in walk:
+        value = fields.get(key)
+        if value is None and optional:
+            continue
+        if not check(value):
             raise ProtocolError('%s: bad or missing %r' % (kind, key))
+    if not known.issuperset(fields):
+        _dropped(fields, known)
     body = None
     if kind == 'STATE':
         body = bytes(frames[2])

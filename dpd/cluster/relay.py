@@ -5,17 +5,19 @@ A part of ClientPolicy (client.py), written apart so each reads alone. A
 COMMAND is checked again here (it is input from the network), refused when
 this node's file says `remote_commands: false`, acknowledged at once (so the
 master knows the node heard it) and handed to the asker thread; what the
-worker answers goes back as ANSWER messages. CANCEL, or a new master,
-ends a relay.
+worker answers goes back as ANSWER messages, its log text in pieces the
+master takes. CANCEL, or a new master, ends a relay.
 """
 import logging
 
-from .. import requests
+from .. import jsonfile, requests
 from ..policy import log_action
 from . import actions as act
 from . import protocol
 
 MAX_RELAYS = 16           # commands in flight at once on this node
+ANSWER_TEXT = 256 << 10   # the most log text in one ANSWER, as JSON writes it (the
+                          # master takes 1 MiB: protocol.MAX_JSON_BYTES)
 
 
 class Relaying:
@@ -68,4 +70,36 @@ class Relaying:
                 out.append(act.CancelAsk(ref))
 
     def _answer(self, out, ref, answer, done):
+        """`answer` as ANSWERs: its log text cut in pieces of at most ANSWER_TEXT,
+        the last with the answer's other fields and `done`. A worker's backlog
+        (up to 16 MiB) in one ANSWER was more than the master takes: dropped, and
+        the operator's dpd-ctl waited for ever."""
+        text = answer.get('text')
+        if isinstance(text, str):
+            *pieces, last = text_pieces(text, ANSWER_TEXT)
+            for piece in pieces:
+                self._send(out, protocol.answer(self.node, ref, requests.done(text=piece),
+                                                False))
+            answer = dict(answer, text=last)
         self._send(out, protocol.answer(self.node, ref, answer, done))
+
+
+def text_pieces(text, limit):
+    """`text` in pieces that JSON (ASCII only) writes in at most `limit` bytes each.
+    An escape takes up to 6 bytes a character, 12 for one beyond the BMP: a piece
+    is sized by what it takes written, then cut in proportion until it fits."""
+    pieces, start = [], 0
+    while True:
+        end = min(len(text), start + limit)
+        size = _written(text[start:end])
+        while size > limit:
+            end = start + max(1, (end - start) * limit // size)
+            size = _written(text[start:end])
+        pieces.append(text[start:end])
+        start = end
+        if start >= len(text):
+            return pieces
+
+
+def _written(text):
+    return len(jsonfile.dumps(text)) - 2            # without its quotes

@@ -6,8 +6,13 @@ request from the master's control socket becomes a COMMAND on the one
 connection the node last spoke on; its ANSWERs are taken from that
 connection alone and passed on to the operator. The node acknowledges a
 COMMAND at once: a node that does not within ACK_SECONDS, or that goes
-stale meanwhile, is said to be gone. When the operator hangs up, the node
-gets CANCEL.
+stale meanwhile, is said to be gone. A relay that can get no more answers
+ends with the reason, so that dpd-ctl never waits for ever: its node's
+ANSWER could not be taken (too large: protocol.RepeatedRequests says which
+connection sent it), or its node connected again (libzmq drops a connection
+that sends a message over MAXMSGSIZE, and what it carried is lost). When
+the operator hangs up, or reads too slowly (control.py ends the connection),
+the node gets CANCEL.
 """
 import logging
 
@@ -43,6 +48,7 @@ class Remote:
         self.relay_count += 1
         ref = '%s-%d' % (self.epoch, self.relay_count)
         self.relays[ref] = Relay(event.number, node.name, node.routing_id, now + ACK_SECONDS)
+        self.requests.unreadable_answers.pop(node.routing_id, None)    # not this command's
         out.append(log_action(logging.INFO, 'node %s: dpd-ctl %s %s (uid %d)' % (
             node.name, request.command, ' '.join(request.names), event.uid)))
         out.append(act.Send(STATS, (node.routing_id,) + tuple(protocol.command(
@@ -68,7 +74,15 @@ class Remote:
         for ref, relay in list(self.relays.items()):
             if relay.number == event.number:
                 del self.relays[ref]
-                out.append(act.Send(STATS, (relay.routing_id,) + tuple(protocol.cancel(
+                self._cancel(ref, relay, out)
+
+    def _cancel(self, ref, relay, out):
+        """CANCEL on the relay's connection, and on its node's new one if it has one:
+        a client goes on relaying across a reconnect."""
+        node = self.nodes.get(relay.node)
+        for routing_id in dict.fromkeys((relay.routing_id, node and node.routing_id)):
+            if routing_id is not None:
+                out.append(act.Send(STATS, (routing_id,) + tuple(protocol.cancel(
                     relay.node, ref))))
 
     def _on_answer(self, node, routing_id, message, now, out):
@@ -88,25 +102,42 @@ class Remote:
         out.append(act.Reply(relay.number, answer, done))
 
     def _relays_due(self):
-        """The nearest acknowledgement deadline (None: none is awaited)."""
+        """The nearest acknowledgement deadline, or now when an ANSWER could not be
+        taken (None: nothing is awaited). A node's new connection is noticed by
+        the aging tick, within a second."""
+        if not self.relays:
+            return None
+        if self.requests.unreadable_answers:
+            return 0.0
         times = [r.ack_by for r in self.relays.values() if r.ack_by is not None]
         return min(times) if times else None
 
     def _check_relays(self, now, out):
-        """Commands whose node did not acknowledge in time, or went stale."""
+        """Commands that will get no more answers end, the operator told why."""
+        unreadable = self.requests.unreadable_answers
         for ref, relay in list(self.relays.items()):
-            node = self.nodes.get(relay.node)
-            if relay.ack_by is not None and now >= relay.ack_by:
-                why = 'node %s did not answer within %g s (%s)' % (
-                    relay.node, ACK_SECONDS, _last_seen(node, now))
-            elif node is None or self._state_of(node, now) == 'stale':
-                why = 'node %s went away (%s)' % (relay.node, _last_seen(node, now))
-            else:
-                continue
-            del self.relays[ref]
-            out.append(act.Reply(relay.number, requests.refused(why)))
-            out.append(act.Send(STATS, (relay.routing_id,) + tuple(protocol.cancel(
-                relay.node, ref))))
+            why = self._relay_lost(relay, unreadable, now)
+            if why is not None:
+                del self.relays[ref]
+                out.append(act.Reply(relay.number, requests.refused(why)))
+                self._cancel(ref, relay, out)
+        unreadable.clear()          # (the other connections had no command)
+
+    def _relay_lost(self, relay, unreadable, now):
+        """Why `relay` gets no more answers (None: it may)."""
+        node = self.nodes.get(relay.node)
+        if relay.ack_by is not None and now >= relay.ack_by:
+            return 'node %s did not answer within %g s (%s)' % (
+                relay.node, ACK_SECONDS, _last_seen(node, now))
+        if node is None or self._state_of(node, now) == 'stale':
+            return 'node %s went away (%s)' % (relay.node, _last_seen(node, now))
+        if relay.routing_id in unreadable:
+            return 'node %s sent an answer the master cannot take (%s)' % (
+                relay.node, unreadable[relay.routing_id])
+        if node.routing_id != relay.routing_id:
+            return ('node %s connected to the master again: what it answered on its '
+                    'last connection is lost' % relay.node)
+        return None
 
 
 def _last_seen(node, now):

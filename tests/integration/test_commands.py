@@ -9,6 +9,7 @@ leaves the ones it uses as it found them (running, paused).
 import contextlib
 import glob
 import json
+import queue
 import os
 import select
 import shutil
@@ -581,6 +582,85 @@ def test_the_control_socket_is_mode_0600(site):
     assert stat.S_ISSOCK(info.st_mode)
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert info.st_uid == os.geteuid()
+
+
+# ------------------------------------------------------------ the control thread alone
+
+@pytest.fixture
+def server(workdir):
+    """A ControlServer thread and the facts it posts."""
+    facts = queue.SimpleQueue()
+    made = control.ControlServer(workdir.join('c.sock'), facts.put, workdir.join('c.json'))
+    made.facts = facts
+    made.start()
+    yield made
+    made.stop()
+
+
+def asked(server, request):
+    """A connection to `server` that sent `request`, and the number it was given
+    (a reader that reads nothing until told: its receive buffer small)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(server.path)
+    sock.sendall(json.dumps(request).encode() + b'\n')
+    fact = server.facts.get(timeout=TIMEOUT)
+    assert fact.request == request
+    return sock, fact.number
+
+
+def read_to_the_end(sock):
+    """Every answer line until the server closes the connection, under a deadline."""
+    deadline, data = time.monotonic() + TIMEOUT, bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, 'the connection was never closed (%d bytes read)' % len(data)
+        sock.settimeout(left)
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return [json.loads(line) for line in bytes(data).splitlines()]
+        data += chunk
+
+
+def test_answers_a_slow_reader_leaves_are_bounded_then_its_connection_ends(server):
+    """A relay's answers come as fast as its node sends them: with dpd-ctl paused (a
+    pager) they piled up in the master without end (26 -> 957 MiB in 2 minutes).
+    Beyond MAX_PENDING the connection ends with an error, and is posted as gone
+    (the master's policy cancels the relay on the node)."""
+    sock, number = asked(server, {'command': 'logs', 'names': ['a'], 'node': 'web1'})
+    with sock:
+        piece = {'ok': True, 'code': 0, 'text': 'x' * (1 << 20)}
+        for _ in range(32):
+            server.answer(number, piece, done=False)
+        assert server.facts.get(timeout=TIMEOUT) == control.CommandGone(number)
+        server.answer(number, {'ok': True, 'code': 0}, done=True)     # too late: dropped
+        answers = read_to_the_end(sock)
+    *pieces, last = answers
+    assert 2 <= len(pieces) <= control.MAX_PENDING >> 20
+    assert all(answer == dict(piece, done=False) for answer in pieces)
+    assert last == {'ok': False, 'code': 1, 'done': True, 'error': 'answers came faster than '
+                    'dpd-ctl read them (4 MiB waited to be read): stopped'}
+
+
+def test_a_backlog_goes_in_pieces_its_readers_take_at_1_mib_a_second(server, workdir):
+    """A backlog of 16 MiB went in one line; the client reads at most 4 MiB a line
+    (and the master takes 1 MiB an ANSWER): nothing came through the master. In
+    pieces all at once, it overflowed the client's queue to the master (which
+    drops what does not fit): it goes as a followed log does."""
+    path = workdir.join('big.log')
+    lines = ['%05d %s\n' % (i, '\u00e9\x01' * 12500) for i in range(60)]    # 9 MB as JSON
+    with open(path, 'w') as f:
+        f.write(''.join(lines))
+    sock, number = asked(server, {'command': 'logs', 'names': ['a']})
+    with sock:
+        started = time.monotonic()
+        server.stream(number, path, 10000, follow=False)
+        answers = read_to_the_end(sock)
+        took = time.monotonic() - started
+    assert [a['done'] for a in answers] == [False] * (len(answers) - 1) + [True]
+    assert all(len(a['text']) <= control.STREAM_PIECE for a in answers) and len(answers) > 20
+    assert ''.join(a['text'] for a in answers) == ''.join(lines)
+    assert took >= 1.0, '1.5 M characters: 128 KiB at once, then 1 MiB/s'
 
 
 def as_nobody():

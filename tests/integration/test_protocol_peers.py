@@ -786,6 +786,88 @@ def test_a_report_with_a_huge_number_keeps_the_cluster_view_readable(cluster, wo
     assert status in (0, 150), (status, out, err)
 
 
+def rss_mib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError('no VmRSS for pid %d' % pid)
+
+
+def ask_on_each(dealers, frames):
+    """Send `frames` on every dealer, then take every answer: all were handled."""
+    for dealer in dealers:
+        dealer.send_multipart(frames)
+    for dealer in dealers:
+        assert dealer.poll(int(TIMEOUT * 1000)), 'an answer on every connection'
+        dealer.recv_multipart()
+
+
+# Before this round the master remembered each connection's last request with the
+# keys it does not know: a HELLO padded to 4 KB held 100 KB decoded, and 2100
+# connections (one stolen node key is enough to open them) took a master of 1000
+# nodes from 88 to 295 MiB. Here a thousand connections, padded or not.
+def test_padded_hellos_on_a_thousand_connections_cost_what_plain_ones_do(cluster, workdir):
+    entry = [workdir.actor('one', 'sleep')]
+    cluster.write_master({'web%03d' % i: entry for i in range(1000)})   # 2100 remembered
+    master = cluster.start_master()
+    padded = hello('web000')
+    padded[1] = padded[1][:-1] + b',"x":' + b'{"a":' * 600 + b'1' + b'}' * 600 + b'}'
+    assert len(padded[1]) < 4096
+    # (a client each: a context holds at most 1023 sockets)
+    with fake_client(cluster) as plain, fake_client(cluster) as padding:
+        before = rss_mib(master.pid)
+        ask_on_each([plain.dealer() for _ in range(1000)], hello('web000'))
+        middle = rss_mib(master.pid)
+        ask_on_each([padding.dealer() for _ in range(1000)], padded)
+        after = rss_mib(master.pid)
+    assert after - middle < middle - before + 20, \
+        'plain: %.0f MiB more, padded: %.0f' % (middle - before, after - middle)
+    assert master.proc.poll() is None
+
+
+def big_report(node):
+    """A valid REPORT of 1 MB: 960 processes, each with a 1000-character error."""
+    frames = protocol.report(node, 'b', 'x', None, processes=[
+        {'name': 'p%d' % i, 'state': 'failed', 'restarts': 0, 'error': 'e' * 1000}
+        for i in range(960)])
+    assert 10 ** 6 < len(frames[1]) <= protocol.MAX_JSON_BYTES
+    return frames
+
+
+# Before this round the master kept each node's report whole: 70 REPORTs of 1 MB
+# (anyone sends them, without keys) took its state file to 72 MB, past the 64 MiB
+# its readers take: dpd-ctl cluster said 4 ("too large"), and a restarted master
+# could not read the versions it served (nor a rollout under way).
+def test_big_reports_for_every_node_keep_the_state_file_readable(cluster, workdir):
+    names = ['web%02d' % i for i in range(70)]
+    entry = [workdir.actor('one', 'sleep')]
+    cluster.write_master({name: entry for name in names})
+    master = cluster.start_master()
+    wait_until(lambda: len(cluster.master_state()) == 70)
+    served = {n: r['desired']['gen'] for n, r in cluster.master_state().items()}
+    with fake_client(cluster) as fake:
+        dealer = fake.dealer()
+        for name in names:
+            dealer.send_multipart(big_report(name))
+        for _ in names:
+            assert dealer.poll(int(TIMEOUT * 1000)), 'an answer to every report'
+            dealer.recv_multipart()
+    wait_until(lambda: all(r.get('processes') for r in cluster.master_state().values()),
+               message=lambda: master.log()[-2000:])
+    status, out, err = run('dpd-ctl', 'cluster', cluster.master_config)
+    assert status == 150, (status, out[-500:], err)
+    size = os.path.getsize(workdir.join('master.state.json'))
+    assert size < state.MAX_STATE_BYTES / 2, size
+    nodes = cluster.master_state()
+    assert all(len(r['processes']) + r['processes_more'] == 960 for r in nodes.values())
+    assert any(r['processes_more'] for r in nodes.values())
+    master.stop()
+    cluster.start_master()
+    wait_until(lambda: cluster.master_state().get('web00', {}).get('desired'))
+    assert {n: r['desired']['gen'] for n, r in cluster.master_state().items()} == served
+
+
 # Regression test; before 92e604f, MasterPolicy._answer outbids a reported gen
 # with applied.gen + 1, unbounded: after one HELLO claiming gen 2**63-1 the master sends gen
 # 2**63, which every client refuses ("bad or missing 'gen'"), so the real node never gets its

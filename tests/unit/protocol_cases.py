@@ -126,7 +126,8 @@ def check_message(decoder, frames, message):
     if message.kind == 'STATE':
         assert hashlib.sha256(message.body).hexdigest() == message.fields['sha256']
         assert len(message.body) == message.fields['len'] <= protocol.MAX_FRAME_BYTES
-    checked = protocol.SCHEMAS[message.kind][1]     # other keys pass through unchecked
+    checked = protocol.SCHEMAS[message.kind][1]     # other keys are dropped
+    assert set(message.fields) <= set(checked) | {'v'}
     if 'gen' in checked:
         gen = message.fields['gen']
         assert type(gen) is int and 0 <= gen <= MAX_GEN

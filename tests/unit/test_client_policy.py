@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dpd import jsonfile
 from dpd.cluster import actions as act
 from dpd.cluster import events as ev
 from dpd.cluster import protocol
 from dpd.cluster.client import HELLO_RETRY, SILENCE_REBUILD, UNANSWERED, ClientPolicy
 from dpd.cluster.config import parse_client
 from dpd.cluster.protocol import MAX_GEN, REPORT_IVL
+from dpd.cluster.relay import ANSWER_TEXT, text_pieces
 from protocol_cases import FUZZ, LIST_A, LIST_B, LIST_C, mutate, proc, stamp, state_frames, \
     valid_messages
 
@@ -466,6 +468,43 @@ def test_cancel_and_a_new_master_end_relays():
     before = len(world.sent)
     world.handle(ev.WorkerAnswered('e1-2', {'ok': True, 'code': 0, 'text': 'late'}, False), 4)
     assert answers(world, before) == [], 'nothing sent for a relay that ended'
+
+
+def sent_answers(actions):
+    """The ANSWERs among `actions`: (bytes of their JSON frame, decoded message)."""
+    return [(len(a.frames[1]), protocol.decode_request(a.frames)) for a in actions
+            if isinstance(a, act.Send) and a.frames[0] == b'ANSWER']
+
+
+# text that JSON writes 1, 6 and 12 bytes a character: a backlog of 2.6 M characters
+LOG_TEXT = ('plain line\n' * 50000 + '\x01\x1b[0m caf\u00e9\n' * 100000 +
+            '\U0001f600' * 300000 + 'x' * 1000000)
+
+
+@pytest.mark.parametrize('done', [True, False])
+def test_log_text_goes_in_answers_the_master_takes_the_last_one_done(done):
+    """A worker's backlog (up to 16 MiB) in one ANSWER was more than the master
+    takes (1 MiB): it was dropped, and the operator's dpd-ctl waited for ever."""
+    world = ClientWorld()
+    world.reply(protocol.ack('web1', 1, '0' * 64, 'e1', 10.0), 0.5)
+    world.reply(protocol.command('web1', 'e1-1', {'command': 'logs', 'names': ['a'],
+                                                  'lines': 10000}), 1.0)
+    out = world.handle(ev.WorkerAnswered('e1-1', {'ok': True, 'code': 0, 'text': LOG_TEXT},
+                                         done), 1.1)
+    pieces = sent_answers(out)
+    assert len(pieces) > 10
+    assert all(size <= ANSWER_TEXT + 200 for size, _ in pieces), 'each well under 1 MiB'
+    assert ''.join(m.fields['answer']['text'] for _, m in pieces) == LOG_TEXT
+    assert [m.fields['done'] for _, m in pieces] == [False] * (len(pieces) - 1) + [done]
+    assert all(m.fields['answer']['ok'] for _, m in pieces)
+    assert ('e1-1' in world.policy.relays) is not done
+
+
+@given(st.text(), st.integers(12, 200))
+def test_text_pieces_fit_their_limit_written_and_join_to_the_text(text, limit):
+    pieces = text_pieces(text, limit)
+    assert ''.join(pieces) == text and all(pieces[:-1])
+    assert all(len(jsonfile.dumps(piece)) - 2 <= limit for piece in pieces)
 
 
 def test_a_command_for_another_node_is_dropped():

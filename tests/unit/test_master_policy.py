@@ -587,6 +587,64 @@ def test_an_operator_who_hangs_up_cancels_the_command_on_the_node():
     assert world.policy.relays == {}
 
 
+def accepted_command(world, number, rid=b'conn-n1'):
+    """Command `number` (logs -f) on node n1, acknowledged: its ref."""
+    world.ask('n1', 1.0, rid=rid)
+    world.handle(command(number, command='logs'), 2.0)
+    ref = world.replies[-1][1].fields['ref']
+    accepted = protocol.answer('n1', ref, {'ok': True, 'code': 0, 'accepted': True}, False)
+    world.handle(ev.LinkMessage('stats', (rid,) + tuple(accepted)), 2.1)
+    world.tick(2.1)                 # the heartbeat and aging next due after 3 s
+    return ref
+
+
+def cancels(world, since):
+    return [(rid, m.fields['ref']) for rid, m in world.replies[since:] if m.kind == 'CANCEL']
+
+
+def test_an_answer_the_master_cannot_take_ends_the_command_at_once():
+    """A node's ANSWER over MAX_JSON_BYTES is dropped: the operator is told so, at
+    the next tick (due at once), rather than wait for ever."""
+    world = MasterWorld({'n1': LIST_A})
+    ref = accepted_command(world, 7)
+    before = len(world.replies)
+    huge = protocol.answer('n1', ref, {'ok': True, 'code': 0,
+                                       'text': 'x' * protocol.MAX_JSON_BYTES}, True)
+    assert replies_to_operator(world.handle(
+        ev.LinkMessage('stats', (b'conn-n1',) + tuple(huge)), 3.0)) == []
+    assert world.policy.next_deadline() <= 3.0
+    [(number, refused, done)] = replies_to_operator(world.tick(3.0))
+    assert number == 7 and done and refused['code'] == 1
+    assert 'node n1 sent an answer the master cannot take (ANSWER header of' in refused['error']
+    assert cancels(world, before) == [(b'conn-n1', ref)] and world.policy.relays == {}
+    assert world.policy.next_deadline() > 3.0, 'nothing left to do at once'
+
+
+def test_a_bad_answer_before_a_command_does_not_end_it():
+    """Only an ANSWER refused while the command is under way ends it."""
+    world = MasterWorld({'n1': LIST_A})
+    bad = protocol.answer('n1', 'e-1', {'ok': 'yes'}, True)
+    world.handle(ev.LinkMessage('stats', (b'conn-n1',) + tuple(bad)), 0.5)
+    ref = accepted_command(world, 7)
+    assert replies_to_operator(world.tick(2.5)) == [] and ref in world.policy.relays
+
+
+def test_a_node_that_connects_again_ends_its_commands_cancelled_on_both_connections():
+    """libzmq drops a connection that sends a message over MAXMSGSIZE: what it sent
+    is lost, and the client says HELLO on a new one. The operator is told, and the
+    client (which relays on across a reconnect) gets CANCEL on its new connection."""
+    world = MasterWorld({'n1': LIST_A})
+    ref = accepted_command(world, 7)
+    world.ask('n1', 3.0, rid=b'conn-n1-again')
+    before = len(world.replies)
+    [(number, refused, done)] = replies_to_operator(world.tick(3.5))
+    assert number == 7 and done
+    assert refused['error'] == ('node n1 connected to the master again: what it answered on '
+                                'its last connection is lost')
+    assert cancels(world, before) == [(b'conn-n1', ref), (b'conn-n1-again', ref)]
+    assert world.policy.relays == {}
+
+
 def test_a_bad_request_is_a_usage_error_and_without_node_there_is_nothing_to_run():
     world = MasterWorld({'n1': LIST_A})
     [(_, bad, _)] = replies_to_operator(world.handle(
