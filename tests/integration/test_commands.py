@@ -7,6 +7,7 @@ Most tests share one worker (module scope): each uses its own processes, or
 leaves the ones it uses as it found them (running, paused).
 """
 import contextlib
+import errno
 import glob
 import json
 import queue
@@ -23,7 +24,7 @@ import time
 import pytest
 
 import conftest
-from dpd import control
+from dpd import acceptpause, control
 from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, WorkerSite, Workdir, command,
                      pid_alive, read_pid, wait_until, write_json)
 
@@ -828,3 +829,36 @@ def test_a_restarted_notify_process_that_dies_before_ready_exits_1_with_the_reas
         site.worker.signal(signal.SIGQUIT)          # quick: its dead `starting` child is
         site.worker.wait()                          # not waited for
         remove_cgroups(workdir)
+
+
+class OutOfDescriptors:
+    """Stands for the listening socket in accept(): it fails as with no descriptor
+    left (EMFILE) while `failing` is set; the calls are counted."""
+
+    def __init__(self, real):
+        self.real, self.failing, self.calls = real, True, 0
+
+    def accept(self):
+        self.calls += 1
+        if self.failing:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return self.real.accept()
+
+    def close(self):
+        self.real.close()
+
+
+def test_out_of_descriptors_the_listener_rests_and_the_thread_lives(server, monkeypatch):
+    """The connection waits in the kernel's queue, the listener stays readable: a
+    failed accept() once ended the thread (and the master with it)."""
+    monkeypatch.setattr(acceptpause, 'REST_SECONDS', 0.3)
+    listener = server._listener = OutOfDescriptors(server._listener)
+    request = {'command': 'restart', 'names': ['a']}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(server.path)
+        sock.sendall(json.dumps(request).encode() + b'\n')
+        wait_until(lambda: listener.calls >= 1)
+        time.sleep(0.5)             # the time a spinning thread makes thousands of calls
+        assert listener.calls <= 3 and server.is_alive(), listener.calls
+        listener.failing = False
+        assert server.facts.get(timeout=TIMEOUT).request == request
