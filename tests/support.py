@@ -273,3 +273,17 @@ def run(program, *args, timeout=TIMEOUT, env=None):
     done = subprocess.run(command(program) + list(args), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env=env)
     return done.returncode, done.stdout, done.stderr
+
+
+def answer_lines(sock):
+    """Every JSON answer line on a control connection until the other end closes
+    it, under a deadline."""
+    deadline, data = time.monotonic() + TIMEOUT, bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, 'the connection was never closed (%d bytes read)' % len(data)
+        sock.settimeout(left)
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return [json.loads(line) for line in bytes(data).splitlines()]
+        data += chunk

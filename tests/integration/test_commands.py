@@ -25,8 +25,8 @@ import pytest
 
 import conftest
 from dpd import acceptpause, control
-from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, WorkerSite, Workdir, command,
-                     pid_alive, read_pid, wait_until, write_json)
+from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, WorkerSite, Workdir,
+                     answer_lines, command, pid_alive, read_pid, wait_until, write_json)
 
 ACTOR = os.path.join(REPO, 'tests', 'actor.py')
 READINESS_ACTOR = os.path.join(REPO, 'tests', 'readiness_actor.py')
@@ -610,19 +610,6 @@ def asked(server, request):
     return sock, fact.number
 
 
-def read_to_the_end(sock):
-    """Every answer line until the server closes the connection, under a deadline."""
-    deadline, data = time.monotonic() + TIMEOUT, bytearray()
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, 'the connection was never closed (%d bytes read)' % len(data)
-        sock.settimeout(left)
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            return [json.loads(line) for line in bytes(data).splitlines()]
-        data += chunk
-
-
 def test_answers_a_slow_reader_leaves_are_bounded_then_its_connection_ends(server):
     """A relay's answers come as fast as its node sends them: with dpd-ctl paused (a
     pager) they piled up in the master without end (26 -> 957 MiB in 2 minutes).
@@ -635,7 +622,7 @@ def test_answers_a_slow_reader_leaves_are_bounded_then_its_connection_ends(serve
             server.answer(number, piece, done=False)
         assert server.facts.get(timeout=TIMEOUT) == control.CommandGone(number)
         server.answer(number, {'ok': True, 'code': 0}, done=True)     # too late: dropped
-        answers = read_to_the_end(sock)
+        answers = answer_lines(sock)
     *pieces, last = answers
     assert 2 <= len(pieces) <= control.MAX_PENDING >> 20
     assert all(answer == dict(piece, done=False) for answer in pieces)
@@ -656,7 +643,7 @@ def test_a_backlog_goes_in_pieces_its_readers_take_at_1_mib_a_second(server, wor
     with sock:
         started = time.monotonic()
         server.stream(number, path, 10000, follow=False)
-        answers = read_to_the_end(sock)
+        answers = answer_lines(sock)
         took = time.monotonic() - started
     assert [a['done'] for a in answers] == [False] * (len(answers) - 1) + [True]
     assert all(len(a['text']) <= control.STREAM_PIECE for a in answers) and len(answers) > 20

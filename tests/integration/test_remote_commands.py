@@ -14,7 +14,8 @@ import zmq
 from cluster_support import Cluster, ctl
 from dpd import control
 from dpd.cluster import keys, protocol
-from support import IS_ROOT, PYTHON, TIMEOUT, command, peak_rss_mib, read_json, wait_until
+from support import (IS_ROOT, PYTHON, TIMEOUT, answer_lines, command, peak_rss_mib,
+                     read_json, wait_until)
 
 USER = 'root' if IS_ROOT else None
 
@@ -332,7 +333,7 @@ def test_a_node_that_answers_faster_than_dpd_ctl_reads_is_cancelled(cluster, rog
                 sent += len(text)
         assert cancel.fields['ref'] == ref
         assert peak_rss_mib(cluster.master.pid) < 100, 'about 40 MiB; unbounded, far more'
-        received = read_answers(reader)
+        received = answer_lines(reader)
     *pieces, last = received
     assert sum(len(p['text']) for p in pieces) <= control.MAX_PENDING
     assert last['done'] and last['code'] == 1
@@ -341,16 +342,3 @@ def test_a_node_that_answers_faster_than_dpd_ctl_reads_is_cancelled(cluster, rog
     rogue.answer(rogue.accept(), {'ok': True, 'code': 0, 'results': [{'name': 'a'}]}, True)
     _, err = asking.communicate(timeout=TIMEOUT)
     assert asking.returncode == 0, err
-
-
-def read_answers(sock):
-    """Every answer line until the master closes the connection, under a deadline."""
-    deadline, data = time.monotonic() + TIMEOUT, bytearray()
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, 'the connection was never closed (%d bytes read)' % len(data)
-        sock.settimeout(left)
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            return [json.loads(line) for line in bytes(data).splitlines()]
-        data += chunk
