@@ -11,11 +11,12 @@ import socket
 from .. import nodepolicy, state
 from ..cli import main_for
 from ..config import ConfigError, daemon_files, lock_path
-from ..control import socket_of
+from ..control import socket_of, socket_path
 from ..inbox import Inbox
 from ..loop import Controller, serve
 from ..signals import SignalThread
 from ..watcher import ConfigWatcher, FileWatcher
+from ..worker import journal
 from . import actions as act
 from . import events as ev
 from . import sockets, workerfile
@@ -92,8 +93,10 @@ def _files_taken(config):
     config's path; its own keys may add more, which the worker refuses itself)
     and this client's."""
     lock, state_file = daemon_files(config.conf_file)
-    worker = (config.conf_file, lock, state_file, state_file[:-len('.json')] + '.fifos')
-    ours = (config.path, lock_path(config), config.log_file, config.state_file)
+    worker = (config.conf_file, lock, state_file, state_file[:-len('.json')] + '.fifos',
+              journal.path_of(state_file), socket_path(state_file))
+    ours = (config.path, lock_path(config), config.log_file, config.state_file,
+            config.state_file and socket_path(config.state_file))
     return tuple(os.path.normpath(p) for p in worker + ours if p)
 
 

@@ -9,10 +9,12 @@ so `NodePolicy.confine` (realpath) leaves them as written.
 import logging
 import os
 import pwd
+import types
 
 import pytest
 
 from dpd import nodepolicy
+from dpd.cluster import clientd
 from dpd.config import ConfigError
 from dpd.nodepolicy import DEFAULT_PATHS, NodePolicy, OwnFile, PolicyInForce, check_document, \
     check_entries, clashes, load_policy, parse_policy
@@ -463,6 +465,27 @@ def test_a_file_the_daemons_use_is_refused():
         'procs[1] ("y").pid_file: %s/worker.json is a file the daemons use themselves'
         % ALLOWED,
         'procs[2] ("z").logs: %s/worker.fifos/z.fifo is a file the daemons use themselves'
+        % ALLOWED]
+
+
+def test_the_client_keeps_every_file_of_the_worker_and_its_own_from_processes():
+    """What the client holds a master's list to: the worker's files by its file's
+    path (its journal and control socket too), and the client's own."""
+    config = types.SimpleNamespace(
+        conf_file=ALLOWED + '/worker.json', path=ALLOWED + '/client.json',
+        log_file=ALLOWED + '/client.log', state_file=ALLOWED + '/client.state.json',
+        pid_file=None)
+    taken = clientd._files_taken(config)
+    for name in ('worker.json', 'worker.json.lock', 'worker.state.json', 'worker.state.fifos',
+                 'worker.state.journal', 'worker.sock', 'client.json', 'client.log',
+                 'client.state.json', 'client.sock'):
+        assert ALLOWED + '/' + name in taken, name
+    problems = check([proc(logs=ALLOWED + '/worker.state.journal'),
+                      proc('y', pid_file=ALLOWED + '/worker.sock')], own_files=taken)
+    assert problems == [
+        'procs[0] ("x").logs: %s/worker.state.journal is a file the daemons use themselves'
+        % ALLOWED,
+        'procs[1] ("y").pid_file: %s/worker.sock is a file the daemons use themselves'
         % ALLOWED]
 
 
