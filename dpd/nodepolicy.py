@@ -45,7 +45,7 @@ def _accounts_or_any(value):
 POLICY_KEYS = (
     Key('allowed_users', 'list of strings', None, 'users a process may run as; `"*"`: any, '
         '`root` included', list_of(_accounts_or_any, max_items=1000),
-        default_text='every user except `root`'),
+        default_text='every user except `root` (any account of uid 0)'),
     Key('allowed_groups', 'list of strings', (), 'groups a process may be given with `group` '
         'beyond its user\'s own; `"*"`: any', list_of(_accounts_or_any, max_items=1000),
         default_text='none'),
@@ -156,6 +156,22 @@ class Accounts:
                 pass
         return tuple(names)
 
+    @staticmethod
+    def is_superuser(user):
+        """True if `user` has uid 0, whatever its name (a "toor" is root too)."""
+        try:
+            return pwd.getpwnam(user).pw_uid == 0
+        except KeyError:
+            return False
+
+    @staticmethod
+    def is_supergroup(group):
+        """True if `group` has gid 0, whatever its name."""
+        try:
+            return grp.getgrnam(group).gr_gid == 0
+        except KeyError:
+            return False
+
     resolve = staticmethod(os.path.realpath)
 
 
@@ -262,15 +278,23 @@ def _add_clash(problems, reported, other, relation):
 
 
 def _check_accounts(entry, label, policy, default_user, accounts, problems):
+    """Users and groups by name, and by id: an account of uid or gid 0 under another
+    name is root, and needs root allowed as root does."""
     user = entry.get('user', default_user)
+    root_allowed = policy.allows_user('root')
     if not policy.allows_user(user):
         problems.add(label + '.user', '%s is not allowed by the node policy\'s allowed_users'
                      % jsonfile.quote(user))
+    elif not root_allowed and user != 'root' and accounts.is_superuser(user):
+        problems.add(label + '.user', '%s has uid 0: it is root, which needs root in the node '
+                     'policy\'s allowed_users' % jsonfile.quote(user))
     group = entry.get('group')
     if group is None:
         return
-    if group == 'root' and not policy.allows_user('root'):
-        problems.add(label + '.group', '"root" needs root in the node policy\'s allowed_users')
+    if not root_allowed and (group == 'root' or accounts.is_supergroup(group)):
+        problems.add(label + '.group', '%s has gid 0: it needs root in the node policy\'s '
+                     'allowed_users' % jsonfile.quote(group) if group != 'root' else
+                     '"root" needs root in the node policy\'s allowed_users')
     elif not policy.allows_group(group, accounts.groups_of(user)):
         problems.add(label + '.group', '%s is not a group of %s and not in the node policy\'s '
                      'allowed_groups' % (jsonfile.quote(group), jsonfile.quote(user)))

@@ -32,10 +32,19 @@ class FakeAccounts:
     groups = {'nobody': ('nogroup',), 'root': ('root',), 'alice': ('alice', 'audio'),
               'www-data': ('www-data',)}
     links = {}                          # path prefix -> where it really leads
+    superusers, supergroups = {'root', 'toor'}, {'root', 'wheel0'}     # uid, gid 0
 
     @classmethod
     def groups_of(cls, user):
         return cls.groups.get(user, ())
+
+    @classmethod
+    def is_superuser(cls, user):
+        return user in cls.superusers
+
+    @classmethod
+    def is_supergroup(cls, group):
+        return group in cls.supergroups
 
     @classmethod
     def resolve(cls, path):
@@ -466,6 +475,18 @@ def test_a_file_the_daemons_use_is_refused():
         % ALLOWED,
         'procs[2] ("z").logs: %s/worker.fifos/z.fifo is a file the daemons use themselves'
         % ALLOWED]
+
+
+def test_an_account_of_uid_or_gid_0_under_another_name_is_root():
+    problems = check([proc(user='toor'), proc('y', group='wheel0')],
+                     pol=policy(allowed_users=['toor', 'nobody'], allowed_groups=['wheel0']))
+    assert problems == [
+        'procs[0] ("x").user: "toor" has uid 0: it is root, which needs root in the node '
+        'policy\'s allowed_users',
+        'procs[1] ("y").group: "wheel0" has gid 0: it needs root in the node policy\'s '
+        'allowed_users']
+    allowed = policy(allowed_users=['toor', 'root', 'nobody'], allowed_groups=['wheel0'])
+    assert check([proc(user='toor'), proc('y', group='wheel0')], pol=allowed) == []
 
 
 def test_the_client_keeps_every_file_of_the_worker_and_its_own_from_processes():
