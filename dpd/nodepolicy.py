@@ -159,20 +159,21 @@ class Accounts:
     @staticmethod
     def is_superuser(user):
         """True if `user` has uid 0, whatever its name (a "toor" is root too)."""
-        try:
-            return pwd.getpwnam(user).pw_uid == 0
-        except KeyError:
-            return False
+        return _has_id_0(pwd.getpwnam, user)
 
     @staticmethod
     def is_supergroup(group):
         """True if `group` has gid 0, whatever its name."""
-        try:
-            return grp.getgrnam(group).gr_gid == 0
-        except KeyError:
-            return False
+        return _has_id_0(grp.getgrnam, group)
 
     resolve = staticmethod(os.path.realpath)
+
+
+def _has_id_0(lookup, name):
+    try:
+        return lookup(name)[2] == 0         # pw_uid, gr_gid: the third field of both
+    except KeyError:
+        return False
 
 
 def check_entries(entries, policy, default_user, own_files=(), accounts=Accounts,

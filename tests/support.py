@@ -1,4 +1,5 @@
 """Shared test helpers: real daemons, deadlines, /proc scans. No bare sleeps."""
+import errno
 import json
 import os
 import random
@@ -66,13 +67,38 @@ def _first_ephemeral_port():
     return max(first, 20100)
 
 
-def peak_rss_mib(pid):
-    """The highest resident memory of process `pid` so far (VmHWM), in MiB."""
+def status_mib(pid, field):
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM...), in MiB."""
     with open('/proc/%d/status' % pid) as f:
         for line in f:
-            if line.startswith('VmHWM:'):
+            if line.startswith(field + ':'):
                 return int(line.split()[1]) / 1024.0
-    raise AssertionError('no VmHWM for pid %d' % pid)
+    raise AssertionError('no %s for pid %d' % (field, pid))
+
+
+def peak_rss_mib(pid):
+    """The highest resident memory of process `pid` so far (VmHWM), in MiB."""
+    return status_mib(pid, 'VmHWM')
+
+
+class OutOfDescriptors:
+    """Stands for a listening socket: its accept() fails as with no descriptor left
+    (EMFILE) while `failing` is set, and counts its calls."""
+
+    def __init__(self, real):
+        self.real, self.failing, self.calls = real, True, 0
+
+    def accept(self):
+        self.calls += 1
+        if self.failing:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return self.real.accept()
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def close(self):
+        self.real.close()
 
 
 def write_json(path, doc, mode=0o644):

@@ -7,7 +7,6 @@ Most tests share one worker (module scope): each uses its own processes, or
 leaves the ones it uses as it found them (running, paused).
 """
 import contextlib
-import errno
 import glob
 import json
 import queue
@@ -25,8 +24,9 @@ import pytest
 
 import conftest
 from dpd import acceptpause, control
-from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, WorkerSite, Workdir,
-                     answer_lines, command, pid_alive, read_pid, wait_until, write_json)
+from support import (IS_ROOT, PYTHON, REPO, TIMEOUT, Daemon, OutOfDescriptors, WorkerSite,
+                     Workdir, answer_lines, command, pid_alive, read_pid, wait_until,
+                     write_json)
 
 ACTOR = os.path.join(REPO, 'tests', 'actor.py')
 READINESS_ACTOR = os.path.join(REPO, 'tests', 'readiness_actor.py')
@@ -816,23 +816,6 @@ def test_a_restarted_notify_process_that_dies_before_ready_exits_1_with_the_reas
         site.worker.signal(signal.SIGQUIT)          # quick: its dead `starting` child is
         site.worker.wait()                          # not waited for
         remove_cgroups(workdir)
-
-
-class OutOfDescriptors:
-    """Stands for the listening socket in accept(): it fails as with no descriptor
-    left (EMFILE) while `failing` is set; the calls are counted."""
-
-    def __init__(self, real):
-        self.real, self.failing, self.calls = real, True, 0
-
-    def accept(self):
-        self.calls += 1
-        if self.failing:
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-        return self.real.accept()
-
-    def close(self):
-        self.real.close()
 
 
 def test_out_of_descriptors_the_listener_rests_and_the_thread_lives(server, monkeypatch):

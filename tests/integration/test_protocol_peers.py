@@ -28,7 +28,7 @@ import zmq
 import zmq.utils.garbage
 
 from cluster_support import Cluster, Node
-from support import TIMEOUT, peak_rss_mib, read_json, run, wait_until
+from support import TIMEOUT, peak_rss_mib, read_json, run, status_mib, wait_until
 from dpd import state
 from dpd.cluster import protocol
 
@@ -786,14 +786,6 @@ def test_a_report_with_a_huge_number_keeps_the_cluster_view_readable(cluster, wo
     assert status in (0, 150), (status, out, err)
 
 
-def rss_mib(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024.0
-    raise AssertionError('no VmRSS for pid %d' % pid)
-
-
 def ask_on_each(dealers, frames):
     """Send `frames` on every dealer, then take every answer: all were handled."""
     for dealer in dealers:
@@ -816,11 +808,11 @@ def test_padded_hellos_on_a_thousand_connections_cost_what_plain_ones_do(cluster
     assert len(padded[1]) < 4096
     # (a client each: a context holds at most 1023 sockets)
     with fake_client(cluster) as plain, fake_client(cluster) as padding:
-        before = rss_mib(master.pid)
+        before = status_mib(master.pid, 'VmRSS')
         ask_on_each([plain.dealer() for _ in range(1000)], hello('web000'))
-        middle = rss_mib(master.pid)
+        middle = status_mib(master.pid, 'VmRSS')
         ask_on_each([padding.dealer() for _ in range(1000)], padded)
-        after = rss_mib(master.pid)
+        after = status_mib(master.pid, 'VmRSS')
     assert after - middle < middle - before + 20, \
         'plain: %.0f MiB more, padded: %.0f' % (middle - before, after - middle)
     assert master.proc.poll() is None

@@ -1,6 +1,4 @@
 """The master's metrics endpoint: what each request head gets (dpd.cluster.httpd)."""
-import errno
-import os
 import socket
 import time
 
@@ -9,7 +7,7 @@ import pytest
 from dpd import acceptpause
 from dpd.cluster import httpd
 from dpd.cluster.httpd import MetricsServer, answer_to, listen
-from support import wait_until
+from support import OutOfDescriptors, wait_until
 
 TEXT = b'diprocd_config_load_success 1\n'
 
@@ -149,26 +147,6 @@ def test_an_answer_taken_in_sips_ends_at_its_deadline(monkeypatch):
 posted = []
 
 
-class OutOfDescriptors:
-    """A listening socket whose accept() fails as with no descriptor left (EMFILE)
-    while `failing` is set; the calls are counted."""
-
-    def __init__(self, sock):
-        self.sock, self.failing, self.calls = sock, True, 0
-
-    def accept(self):
-        self.calls += 1
-        if self.failing:
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-        return self.sock.accept()
-
-    def fileno(self):
-        return self.sock.fileno()
-
-    def close(self):
-        self.sock.close()
-
-
 def test_out_of_descriptors_the_listener_rests_instead_of_spinning(monkeypatch):
     """The connection waits in the kernel's queue, so the listener stays readable:
     a failed accept() must not be tried again at once, for ever."""
@@ -178,7 +156,7 @@ def test_out_of_descriptors_the_listener_rests_instead_of_spinning(monkeypatch):
     server.publish(TEXT)
     server.start()
     try:
-        with socket.create_connection(('127.0.0.1', listener.sock.getsockname()[1]),
+        with socket.create_connection(('127.0.0.1', listener.real.getsockname()[1]),
                                       timeout=10) as sock:
             sock.sendall(b'GET /metrics HTTP/1.1\r\n\r\n')
             wait_until(lambda: listener.calls >= 1)
